@@ -1,0 +1,41 @@
+# rehost: developer and CI entry points.
+#   make build        release binary (target/release/rehost)
+#   make test         tools + Garage + fmt + clippy + build + nextest (what .ci/run runs)
+#   make demo         local demo against a Garage in target/garage-demo
+#   make demo-clean   stop the demo Garage, remove target/garage-demo and target/demo
+#   make bench        backup/restore benchmark vs restic and tar|gzip|aws (bench/RESULTS.md)
+#   make garage-start / garage-stop / garage-status   a dev Garage in target/garage
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+
+.PHONY: build test demo demo-clean bench tools garage-start garage-stop garage-status
+
+build:
+	$(CARGO) build --release -p rehost
+
+test:
+	scripts/test.sh
+
+tools:
+	scripts/install-tools.sh
+
+demo:
+	scripts/demo.sh
+
+demo-clean:
+	scripts/garage.sh stop target/garage-demo
+	rm -rf target/garage-demo target/demo
+
+bench:
+	bench/run.sh
+
+garage-start:
+	scripts/garage.sh start target/garage
+
+garage-stop:
+	scripts/garage.sh stop target/garage
+
+garage-status:
+	scripts/garage.sh status target/garage

@@ -1,0 +1,263 @@
+//! Command-line arguments, and the one place where they are turned into a
+//! loaded configuration, an opened store and the selected state entries.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use rehost_jobs::catalog::Selector;
+use rehost_jobs::state::{resolve_owner, StateSpec};
+use rehost_jobs::store::{self, ObjectStore};
+
+use crate::cmd;
+use crate::config::{self, Config, StateEntry};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rehost",
+    version,
+    about = "Restore, back up and run the state of an immutable host"
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GlobalArgs {
+    /// Configuration file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "REHOST_CONFIG",
+        default_value = "/etc/rehost/rehost.yaml"
+    )]
+    pub config: PathBuf,
+    /// Show what would be uploaded, restored or deleted, and change nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// More log output (-vv for even more).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log output (-qq for errors only).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub quiet: u8,
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Back up state entries now (all of them unless NAMEs are given).
+    Backup { names: Vec<String> },
+    /// Restore state entries from storage, following each entry's `restore:` policy.
+    Restore {
+        names: Vec<String>,
+        /// Restore even if the policy says not to (replaces the current content).
+        #[arg(long)]
+        force: bool,
+        /// Restore this backup id instead of the newest (needs exactly one NAME).
+        #[arg(long, conflicts_with = "at")]
+        backup: Option<String>,
+        /// Restore the newest backup made at or before TIME (RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` in UTC).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
+    /// Inspect the backups in storage.
+    Backups {
+        #[command(subcommand)]
+        command: BackupsCommand,
+    },
+    /// Download a backup and check every checksum and archive entry, without restoring.
+    Verify {
+        names: Vec<String>,
+        /// Verify this backup id instead of the newest (needs exactly one NAME).
+        #[arg(long)]
+        backup: Option<String>,
+    },
+    /// Apply each entry's `keep:` retention policy now.
+    Prune { names: Vec<String> },
+    /// Validate the configuration and storage access; change nothing.
+    Check,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupsCommand {
+    /// List complete backups: id, time, size, files, checksum.
+    List { name: Option<String> },
+}
+
+/// A command line that parses but makes no sense (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// What every command works with.
+pub struct Ctx {
+    pub config: Config,
+    pub store: Arc<dyn ObjectStore>,
+    pub dry_run: bool,
+}
+
+impl Ctx {
+    fn load(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let config = config::load(&global.config)?;
+        let store = store::open(&config.storage)
+            .with_context(|| format!("open storage {}", config.storage.display_url()))?;
+        Ok(Ctx {
+            config,
+            store,
+            dry_run: global.dry_run,
+        })
+    }
+
+    /// The entries NAMEs select (all when empty), in configuration order.
+    pub fn states(&self, names: &[String]) -> anyhow::Result<Vec<&StateEntry>> {
+        if names.is_empty() {
+            return Ok(self.config.state.values().collect());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.config.state.get(n).ok_or_else(|| {
+                    let known: Vec<&str> = self.config.state.keys().map(String::as_str).collect();
+                    UsageError(format!(
+                        "no state entry `{n}` in {} (known: {})",
+                        self.config.path.display(),
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ))
+                    .into()
+                })
+            })
+            .collect()
+    }
+
+    pub fn spec(&self, entry: &StateEntry) -> anyhow::Result<StateSpec> {
+        let owner = match &entry.owner {
+            Some(o) => Some(resolve_owner(o).with_context(|| format!("state `{}`", entry.name))?),
+            None => None,
+        };
+        Ok(StateSpec {
+            name: entry.name.clone(),
+            path: entry.path.clone(),
+            mode: entry.mode,
+            owner,
+        })
+    }
+}
+
+/// Which backup `--backup`/`--at` select for `names`.
+pub fn selector(
+    names: &[String],
+    backup: Option<String>,
+    at: Option<String>,
+) -> anyhow::Result<Selector> {
+    match (backup, at) {
+        (Some(id), _) => {
+            if names.len() != 1 {
+                return Err(UsageError("--backup needs exactly one state NAME".into()).into());
+            }
+            Ok(Selector::Id(id))
+        }
+        (None, Some(t)) => Ok(Selector::At(parse_time(&t)?)),
+        (None, None) => Ok(Selector::Latest),
+    }
+}
+
+fn parse_time(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
+            return Ok(t.and_utc());
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        if let Some(t) = d.and_hms_opt(23, 59, 59) {
+            return Ok(t.and_utc());
+        }
+    }
+    Err(UsageError(format!(
+        "--at {s:?}: expected a time like 2026-11-23T10:15:00Z or \"2026-11-23 10:15\" (UTC)"
+    ))
+    .into())
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let ctx = Ctx::load(&args.global)?;
+    match args.command {
+        Command::Backup { names } => cmd::backup::run(&ctx, &names).await,
+        Command::Restore {
+            names,
+            force,
+            backup,
+            at,
+        } => {
+            let selector = selector(&names, backup, at)?;
+            cmd::restore::run(&ctx, &names, force, selector).await
+        }
+        Command::Backups {
+            command: BackupsCommand::List { name },
+        } => cmd::backups::list(&ctx, name).await,
+        Command::Verify { names, backup } => {
+            let selector = selector(&names, backup, None)?;
+            cmd::verify::run(&ctx, &names, selector).await
+        }
+        Command::Prune { names } => cmd::prune::run(&ctx, &names).await,
+        Command::Check => cmd::check::run(&ctx).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_in_utc() {
+        let t = parse_time("2026-11-23 10:15").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-23T10:15:00+00:00");
+        let t = parse_time("2026-11-23T10:15:00+01:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-23T09:15:00+00:00");
+        assert_eq!(
+            parse_time("2026-11-23").unwrap().to_rfc3339(),
+            "2026-11-23T23:59:59+00:00"
+        );
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn backup_id_needs_one_name() {
+        assert!(selector(&[], Some("x".into()), None).is_err());
+        assert_eq!(
+            selector(&["acme".into()], Some("x".into()), None).unwrap(),
+            Selector::Id("x".into())
+        );
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+}

@@ -1,0 +1,51 @@
+//! `rehost backup [NAME…]`
+
+use anyhow::Context;
+use rehost_jobs::backup::{backup, BackupOutcome};
+
+use super::{run_jobs, Done};
+use crate::cli::Ctx;
+use crate::output::{bytes, count};
+
+pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
+    let states = ctx.states(names)?;
+    run_jobs(
+        ctx,
+        "backup",
+        states,
+        |e| e.name.clone(),
+        |entry| async move {
+            let spec = ctx.spec(entry)?;
+            let outcome = backup(ctx.store.as_ref(), &ctx.config.host, &spec, ctx.dry_run)
+                .await
+                .with_context(|| format!("back up {}", entry.path.display()))?;
+            let message = match &outcome {
+                BackupOutcome::Uploaded {
+                    id,
+                    files,
+                    bytes: size,
+                    uploaded,
+                } => format!(
+                    "uploaded backup {id} ({}, {} archived, {} stored)",
+                    count(*files, "file"),
+                    bytes(*size),
+                    bytes(*uploaded)
+                ),
+                BackupOutcome::Unchanged { id } => {
+                    format!("unchanged since backup {id}; nothing uploaded")
+                }
+                BackupOutcome::WouldUpload { files, bytes: size } => format!(
+                    "would upload {} ({}) to {} (dry run)",
+                    count(*files, "file"),
+                    bytes(*size),
+                    ctx.store.url()
+                ),
+            };
+            Ok(Done {
+                message,
+                bytes: outcome.uploaded_bytes(),
+            })
+        },
+    )
+    .await
+}

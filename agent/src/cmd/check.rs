@@ -1,0 +1,93 @@
+//! `rehost check`: the configuration was already validated by loading it (the
+//! same code as every other command); this adds what needs I/O, read-only:
+//! storage access, and the paths the jobs will use.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use nix::unistd::{access, AccessFlags};
+
+use crate::cli::Ctx;
+
+pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
+    let c = &ctx.config;
+    println!(
+        "config {}: ok (host {}, {} state entries, {} pull entries)",
+        c.path.display(),
+        c.host,
+        c.state.len(),
+        c.pull.len()
+    );
+    let clock = Instant::now();
+    let listing = ctx
+        .store
+        .list(&format!("{}/", c.host))
+        .await
+        .with_context(|| format!("list {}", ctx.store.url()))?;
+    println!(
+        "storage {}: ok ({} objects for host {}, listed in {} ms)",
+        ctx.store.url(),
+        listing.len(),
+        c.host,
+        clock.elapsed().as_millis()
+    );
+    let mut problems = 0;
+    for entry in c.state.values() {
+        ctx.spec(entry)?;
+        let parent = rehost_jobs::fsutil::parent_dir(&entry.path);
+        let status = if entry.path.exists() {
+            "exists".to_string()
+        } else if parent.is_dir() {
+            "missing (a restore would create it)".to_string()
+        } else {
+            format!("missing, and so is {}", parent.display())
+        };
+        println!("state {}: {} {status}", entry.name, entry.path.display());
+    }
+    if let Some(m) = &c.metrics {
+        let ok = writable(&m.textfile_dir);
+        if !ok {
+            problems += 1;
+        }
+        println!(
+            "metrics {}: {}",
+            m.textfile_dir.display(),
+            if ok {
+                "writable"
+            } else {
+                "NOT writable by this user"
+            }
+        );
+    }
+    if let Some(stack) = &c.stack {
+        let ok = stack.compose.is_file();
+        if !ok {
+            problems += 1;
+        }
+        println!(
+            "stack {}: {}",
+            stack.compose.display(),
+            if ok {
+                "compose file present"
+            } else {
+                "compose file MISSING"
+            }
+        );
+    }
+    if problems > 0 {
+        anyhow::bail!("{problems} problem(s) found");
+    }
+    Ok(())
+}
+
+/// A directory that exists and that we may write into (or that we could create).
+fn writable(dir: &Path) -> bool {
+    if dir.is_dir() {
+        return access(dir, AccessFlags::W_OK).is_ok();
+    }
+    dir.ancestors()
+        .skip(1)
+        .find(|a| a.is_dir())
+        .is_some_and(|a| access(a, AccessFlags::W_OK).is_ok())
+}

@@ -1,0 +1,120 @@
+//! One module per command. [`run_jobs`] is the shared loop: run a job on each
+//! target, log its outcome, record its metrics, and keep going after a
+//! failure so that one broken entry does not stop the others.
+
+pub mod backup;
+pub mod backups;
+pub mod check;
+pub mod prune;
+pub mod restore;
+pub mod verify;
+
+use std::future::Future;
+use std::time::{Instant, SystemTime};
+
+use rehost_jobs::metrics;
+
+use crate::cli::Ctx;
+
+/// Some runs of a multi-target command failed; each was logged already.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} {job} runs failed (see the errors above)")]
+pub struct Failures {
+    pub job: &'static str,
+    pub failed: usize,
+    pub total: usize,
+    pub storage_unavailable: bool,
+}
+
+/// What one successful run reports: a line for stdout and the bytes it moved.
+pub struct Done {
+    pub message: String,
+    pub bytes: u64,
+}
+
+/// Runs `job` on every target in turn. A single failing target returns its own
+/// error (so `main` prints it in full); several failures are summarized.
+pub async fn run_jobs<'a, T, F, Fut>(
+    ctx: &'a Ctx,
+    job: &'static str,
+    targets: Vec<T>,
+    name_of: impl Fn(&T) -> String,
+    mut op: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut(T) -> Fut,
+    Fut: Future<Output = anyhow::Result<Done>> + 'a,
+{
+    let total = targets.len();
+    let mut errors: Vec<anyhow::Error> = Vec::new();
+    for target in targets {
+        let name = name_of(&target);
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        let result = op(target).await;
+        let duration = clock.elapsed();
+        let (ok, bytes) = match &result {
+            Ok(done) => (true, done.bytes),
+            Err(_) => (false, 0),
+        };
+        match &result {
+            Ok(done) => {
+                println!("{name}: {}", done.message);
+                tracing::info!(job, target = %name, ok, bytes, duration_ms = duration.as_millis() as u64, "{job} finished");
+            }
+            Err(e) => {
+                tracing::error!(job, target = %name, duration_ms = duration.as_millis() as u64, "{job} failed: {e:#}");
+            }
+        }
+        let recorded = record(
+            ctx,
+            job,
+            &name,
+            metrics::Run {
+                started,
+                duration,
+                ok,
+                bytes,
+            },
+        );
+        match (result, recorded) {
+            (Err(e), _) => errors.push(e.context(format!("{job} {name}"))),
+            (Ok(_), Err(e)) => errors.push(e.context(format!("{job} {name} succeeded"))),
+            (Ok(_), Ok(())) => {}
+        }
+    }
+    if errors.len() == 1 && total == 1 {
+        return Err(errors.remove(0));
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let storage_unavailable = errors.iter().any(|e| {
+        e.chain().any(|c| {
+            c.downcast_ref::<rehost_jobs::Error>()
+                .is_some_and(rehost_jobs::Error::is_storage_unavailable)
+        })
+    });
+    Err(Failures {
+        job,
+        failed: errors.len(),
+        total,
+        storage_unavailable,
+    }
+    .into())
+}
+
+/// Writes the run's textfile metrics (not in `--dry-run`, nor without a
+/// `metrics:` section).
+fn record(ctx: &Ctx, job: &str, target: &str, run: metrics::Run) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if ctx.dry_run {
+        return Ok(());
+    }
+    let Some(m) = &ctx.config.metrics else {
+        return Ok(());
+    };
+    metrics::record(&m.textfile_dir, job, target, &run)
+        .with_context(|| format!("write metrics into {}", m.textfile_dir.display()))?;
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! `rehost prune [NAME…]`: applies `keep:` now. Entries without `keep:` keep
+//! every backup and are skipped.
+
+use anyhow::Context;
+use chrono::Utc;
+use rehost_jobs::retention::prune;
+
+use super::{run_jobs, Done};
+use crate::cli::Ctx;
+use crate::output::bytes;
+
+pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
+    let states: Vec<_> = ctx
+        .states(names)?
+        .into_iter()
+        .filter_map(|e| match e.keep {
+            Some(policy) => Some((e, policy)),
+            None => {
+                println!("{}: no keep policy; every backup is kept", e.name);
+                None
+            }
+        })
+        .collect();
+    run_jobs(ctx, "prune", states, |(e, _)| e.name.clone(), |(entry, policy)| async move {
+        let report = prune(
+            ctx.store.as_ref(),
+            &ctx.config.host,
+            &entry.name,
+            &policy,
+            Utc::now(),
+            ctx.dry_run,
+        )
+        .await
+        .context("apply retention")?;
+        let verb = if ctx.dry_run { "would delete" } else { "deleted" };
+        for id in &report.plan.delete {
+            println!("{}: {verb} backup {id}", entry.name);
+        }
+        for (id, why) in &report.plan.keep {
+            tracing::debug!(state = %entry.name, backup = %id, reasons = %why.join(", "), "kept");
+        }
+        Ok(Done {
+            message: format!(
+                "kept {}, {verb} {} ({}){}",
+                report.plan.keep.len(),
+                report.plan.delete.len(),
+                bytes(report.freed),
+                if ctx.dry_run { " (dry run)" } else { "" }
+            ),
+            bytes: report.freed,
+        })
+    })
+    .await
+}

@@ -1,0 +1,82 @@
+//! `rehost restore [NAME…] [--force] [--backup ID | --at TIME]`
+
+use anyhow::Context;
+use rehost_jobs::catalog::Selector;
+use rehost_jobs::restore::{restore, RestoreOutcome, RestoreRequest};
+
+use super::{run_jobs, Done};
+use crate::cli::Ctx;
+use crate::output::{bytes, count};
+
+pub async fn run(
+    ctx: &Ctx,
+    names: &[String],
+    force: bool,
+    selector: Selector,
+) -> anyhow::Result<()> {
+    let states = ctx.states(names)?;
+    run_jobs(
+        ctx,
+        "restore",
+        states,
+        |e| e.name.clone(),
+        |entry| {
+            let selector = selector.clone();
+            async move {
+                let spec = ctx.spec(entry)?;
+                let req = RestoreRequest {
+                    policy: entry.restore,
+                    force,
+                    selector,
+                    dry_run: ctx.dry_run,
+                };
+                let outcome = restore(ctx.store.as_ref(), &ctx.config.host, &spec, &req)
+                    .await
+                    .with_context(|| format!("restore {}", entry.path.display()))?;
+                let (message, moved) = match outcome {
+                    RestoreOutcome::Restored {
+                        id,
+                        files,
+                        bytes: size,
+                    } => (
+                        format!(
+                            "restored backup {id} into {} ({}, {} downloaded)",
+                            entry.path.display(),
+                            count(files, "file"),
+                            bytes(size)
+                        ),
+                        size,
+                    ),
+                    RestoreOutcome::NoBackup => {
+                        ("no backup in storage yet; nothing restored".to_string(), 0)
+                    }
+                    RestoreOutcome::Skipped(why) => (format!("skipped: {why}"), 0),
+                    RestoreOutcome::WouldRestore {
+                        id,
+                        files,
+                        bytes: size,
+                        replaces,
+                    } => (
+                        format!(
+                            "would restore backup {id} ({}, {}) into {}{} (dry run)",
+                            count(files, "file"),
+                            bytes(size),
+                            entry.path.display(),
+                            if replaces {
+                                ", replacing what is there"
+                            } else {
+                                ""
+                            }
+                        ),
+                        0,
+                    ),
+                };
+                Ok(Done {
+                    message,
+                    bytes: moved,
+                })
+            }
+        },
+    )
+    .await
+}

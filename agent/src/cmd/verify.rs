@@ -1,0 +1,49 @@
+//! `rehost verify [NAME…] [--backup ID]`
+
+use anyhow::Context;
+use rehost_jobs::catalog::Selector;
+use rehost_jobs::verify::verify;
+
+use super::{run_jobs, Done};
+use crate::cli::Ctx;
+use crate::output::{bytes, count};
+
+pub async fn run(ctx: &Ctx, names: &[String], selector: Selector) -> anyhow::Result<()> {
+    let states = ctx.states(names)?;
+    run_jobs(
+        ctx,
+        "verify",
+        states,
+        |e| e.name.clone(),
+        |entry| {
+            let selector = selector.clone();
+            async move {
+                let report = verify(
+                    ctx.store.as_ref(),
+                    &ctx.config.host,
+                    &entry.name,
+                    &selector,
+                    !ctx.dry_run,
+                )
+                .await
+                .context("verify backup")?;
+                Ok(match report {
+                    Some(r) => Done {
+                        message: format!(
+                            "backup {} is intact ({}, {} checked)",
+                            r.id,
+                            count(r.files, "file"),
+                            bytes(r.bytes)
+                        ),
+                        bytes: r.bytes,
+                    },
+                    None => Done {
+                        message: "no backup in storage yet; nothing to verify".into(),
+                        bytes: 0,
+                    },
+                })
+            }
+        },
+    )
+    .await
+}

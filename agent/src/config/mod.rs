@@ -1,0 +1,239 @@
+//! `rehost.yaml`: read, interpolate, deserialize, validate — in that order.
+//!
+//! Pipeline (each stage pure except [`load`]'s read and environment lookup):
+//! 1. YAML text → [`serde_yaml::Value`]; syntax errors keep serde_yaml's position.
+//! 2. `${VAR}` in every string *value* (never in keys) is interpolated with
+//!    [`Interpolation::STRICT`]: an unset plain `${VAR}` is an error.
+//! 3. Value → [`raw`] structs (`deny_unknown_fields`, key path on every error).
+//! 4. [`validate`]: raw → [`Config`], each error carrying its key path.
+//! 5. [`locate`] maps that key path back to a line and column of the text.
+//!
+//! Invariants:
+//! - A [`Config`] only exists validated: every path in it is absolute, every
+//!   schedule parses, every name is usable as a storage key segment.
+//! - Nothing in a [`Config`] is secret (credentials stay in the environment or
+//!   in the file that [`CredentialSource`] names), so its `Debug` output is
+//!   safe to log.
+//!
+//! [`CredentialSource`]: rehost_jobs::store::CredentialSource
+
+mod error;
+mod locate;
+mod raw;
+mod validate;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde_yaml::Value;
+
+use crate::interpolate::Interpolation;
+pub use error::ConfigError;
+#[allow(
+    unused_imports,
+    reason = "for the CLI, to tell an unreadable file from a bad one"
+)]
+pub use error::ConfigErrorKind;
+use error::Problem;
+/// `restore:` of a state entry (`if-missing`, `always`, `never`); the jobs
+/// library's type, so that restore takes it without a conversion.
+pub use rehost_jobs::restore::RestorePolicy;
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// This host's segment in the store's keys (`[A-Za-z0-9._-]+`).
+    pub host: String,
+    /// The unprivileged user `boot` hands the daemon to.
+    pub run_as: Option<String>,
+    pub storage: rehost_jobs::store::StoreLocation,
+    pub stack: Option<StackConfig>,
+    /// In the order of the file.
+    pub state: IndexMap<String, StateEntry>,
+    /// In the order of the file.
+    pub pull: IndexMap<String, PullEntry>,
+    pub metrics: Option<MetricsConfig>,
+    pub jobs: JobDefaults,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackConfig {
+    /// Absolute (a relative path in the file is resolved against the config
+    /// file's folder).
+    pub compose: PathBuf,
+    /// Compose project name: `[a-z0-9][a-z0-9_-]*`; defaults to the compose
+    /// file's folder name, normalized the way Compose does.
+    pub project: String,
+    /// Absolute, like `compose`.
+    pub env_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateEntry {
+    /// The map key (`[A-Za-z0-9._-]+`, not starting with `.`).
+    pub name: String,
+    /// Absolute, without `..`, not `/`.
+    pub path: PathBuf,
+    pub kind: StateKind,
+    /// Permission bits (at most `0o7777`) enforced after restore.
+    pub mode: Option<u32>,
+    /// `user`, `uid`, `user:group` or `uid:gid` (syntax checked only).
+    pub owner: Option<String>,
+    pub restore: RestorePolicy,
+    /// Boot fails when this entry cannot be restored (e.g. storage unreachable).
+    pub required: bool,
+    /// Cron schedule of backups (5 fields, or 6 with seconds first).
+    pub backup: Option<String>,
+    pub keep: Option<rehost_jobs::retention::KeepPolicy>,
+    /// Admin API base URL, only for [`StateKind::Prometheus`].
+    pub api: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateKind {
+    /// A file or directory tree, archived as is.
+    Files,
+    /// A Prometheus TSDB, snapshotted through the admin API (not supported yet).
+    Prometheus,
+    /// SQLite databases, copied with the online backup API (not supported yet).
+    Sqlite,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullEntry {
+    /// The map key (same rules as a state name).
+    pub name: String,
+    pub source: S3Source,
+    /// Absolute, without `..`, not `/`.
+    pub dest: PathBuf,
+    /// Cron schedule (5 fields, or 6 with seconds first).
+    pub schedule: Option<String>,
+    pub delete_removed: bool,
+    /// An empty source may empty `dest` only when this is true.
+    pub allow_empty: bool,
+    /// Parallel downloads, 1..=256.
+    pub concurrency: u32,
+}
+
+/// `s3://bucket/prefix`, read with the `storage:` connection settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Source {
+    pub bucket: String,
+    /// Without leading or trailing `/` (may be empty).
+    pub prefix: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// node_exporter's `--collector.textfile.directory`; absolute.
+    pub textfile_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobDefaults {
+    /// Longest a single job run may take (default 30m, never zero).
+    pub timeout: Duration,
+    /// Random delay up to this before each scheduled run (default 0s).
+    pub jitter: Duration,
+    /// Extra attempts after a failure (default 0).
+    pub retries: u32,
+}
+
+impl Default for JobDefaults {
+    fn default() -> Self {
+        JobDefaults {
+            timeout: Duration::from_secs(30 * 60),
+            jitter: Duration::ZERO,
+            retries: 0,
+        }
+    }
+}
+
+/// Reads and validates the configuration file at `path`, looking `${VAR}`s up
+/// in the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    // Relative paths in the file are resolved against its folder, which must
+    // therefore be absolute; `absolute` only fails without a working directory.
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let text = std::fs::read_to_string(&path).map_err(|err| ConfigError::read(&path, &err))?;
+    parse(&path, &text, &|name| std::env::var(name).ok())
+}
+
+/// Validates `text` as the content of `path` (used for messages and to resolve
+/// relative paths), looking `${VAR}`s up with `env`. Pure: reads no file.
+pub fn parse(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut value: Value =
+        serde_yaml::from_str(text).map_err(|err| ConfigError::syntax(path, &err))?;
+    let located = |problem: Problem| problem.into_error(path, text);
+    // `<<: *defaults` merge keys are plain YAML 1.1 that operators use to share
+    // settings between entries; resolve them before keys are checked.
+    value
+        .apply_merge()
+        .map_err(|err| located(Problem::new(Vec::new(), err.to_string())))?;
+    interpolate_values(&mut value, &mut Vec::new(), env).map_err(located)?;
+    let raw = raw::from_value(value).map_err(located)?;
+    validate::validate(raw, path).map_err(located)
+}
+
+/// Interpolates every string value in place; keys are left alone because they
+/// are names the operator reads in the file, not data.
+fn interpolate_values(
+    value: &mut Value,
+    path: &mut Vec<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), Problem> {
+    match value {
+        Value::String(text) => {
+            *text = Interpolation::STRICT
+                .apply(text, env)
+                .map_err(|err| Problem::new(path.clone(), err.to_string()))?;
+        }
+        Value::Sequence(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                path.push(index.to_string());
+                interpolate_values(item, path, env)?;
+                path.pop();
+            }
+        }
+        Value::Mapping(map) => {
+            for (key, item) in map.iter_mut() {
+                path.push(key_name(key));
+                interpolate_values(item, path, env)?;
+                path.pop();
+            }
+        }
+        // Nothing in rehost.yaml takes a tag; serde would report it as a
+        // confusing "enum", so name the actual problem.
+        Value::Tagged(tagged) => {
+            return Err(Problem::new(
+                path.clone(),
+                format!(
+                    "YAML tags such as `{}` are not supported in rehost.yaml",
+                    tagged.tag
+                ),
+            ))
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+    Ok(())
+}
+
+fn key_name(key: &Value) -> String {
+    match key {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => "?".to_string(),
+    }
+}

@@ -1,0 +1,839 @@
+//! End-to-end tests of the pipeline: text in, `Config` or a located error out.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rehost_jobs::retention::KeepPolicy;
+use rehost_jobs::store::{CredentialSource, S3Settings, StoreLocation};
+
+use super::*;
+
+const FILE: &str = "/etc/rehost/rehost.yaml";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "BUCKET" => Some("infra-state".to_string()),
+        "CONCURRENCY" => Some("32".to_string()),
+        "DELETE" => Some("true".to_string()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn ok(text: &str) -> Config {
+    match parse(Path::new(FILE), text, &env) {
+        Ok(config) => config,
+        Err(err) => panic!("expected the config to parse, got: {err}"),
+    }
+}
+
+fn err(text: &str) -> ConfigError {
+    match parse(Path::new(FILE), text, &env) {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(err) => err,
+    }
+}
+
+/// The minimal valid config; tests append to it.
+const BASE: &str = "host: web-1\nstorage:\n  url: file:///var/lib/rehost/store\n";
+
+/// SPEC.md's example, with the `prometheus` and `sqlite` entries turned into
+/// `files` (those kinds are refused for now).
+const SPEC_EXAMPLE: &str = r#"
+host: web-1                      # this host's prefix in the bucket
+run_as: rehost                   # the unprivileged user that `boot` hands the daemon to
+storage:
+  url: s3://infra-state/hosts    # s3://bucket/prefix, or file:///path (local default for trying it out)
+  endpoint: https://s3.example.com   # any S3-compatible service; omit for AWS
+  region: garage
+  path_style: true
+  # credentials: AWS_* environment or credentials_file; never logged
+stack:
+  compose: /opt/stack/docker-compose.yml
+  project: site
+  env_file: /etc/rehost/stack.env     # values for ${VAR} in the compose file
+state:
+  acme:
+    path: /srv/acme/acme.json
+    mode: "0600"                 # enforced after restore
+    restore: if-missing          # if-missing | always | never
+    required: true               # boot fails when storage is unreachable
+    backup: "* * * * *"          # cron, 5 or 6 fields
+    keep: { last: 10, daily: 14 }
+  prometheus:
+    path: /srv/prometheus
+    kind: files
+    backup: "0 */6 * * *"
+  grafana:
+    path: /srv/grafana
+    kind: files
+    backup: "30 3 * * *"
+pull:
+  site:
+    source: s3://content/site/
+    dest: /srv/www
+    schedule: "*/5 * * * *"
+    delete_removed: true
+    allow_empty: false           # an empty source never wipes dest unless this is true
+    concurrency: 16
+metrics:
+  textfile_dir: /srv/monitoring  # node_exporter --collector.textfile.directory
+jobs:
+  timeout: 30m
+  jitter: 30s
+  retries: 3
+"#;
+
+#[test]
+fn spec_example_parses_with_every_value() {
+    let config = ok(SPEC_EXAMPLE);
+    assert_eq!(config.path, PathBuf::from(FILE));
+    assert_eq!(config.host, "web-1");
+    assert_eq!(config.run_as.as_deref(), Some("rehost"));
+    assert_eq!(
+        config.storage,
+        StoreLocation::S3(S3Settings {
+            bucket: "infra-state".to_string(),
+            prefix: "hosts".to_string(),
+            endpoint: Some("https://s3.example.com".to_string()),
+            region: "garage".to_string(),
+            path_style: true,
+            credentials: CredentialSource::Environment,
+        })
+    );
+    assert_eq!(
+        config.stack,
+        Some(StackConfig {
+            compose: PathBuf::from("/opt/stack/docker-compose.yml"),
+            project: "site".to_string(),
+            env_file: Some(PathBuf::from("/etc/rehost/stack.env")),
+        })
+    );
+
+    let names: Vec<&str> = config.state.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["acme", "prometheus", "grafana"],
+        "file order is kept"
+    );
+    assert_eq!(
+        config.state["acme"],
+        StateEntry {
+            name: "acme".to_string(),
+            path: PathBuf::from("/srv/acme/acme.json"),
+            kind: StateKind::Files,
+            mode: Some(0o600),
+            owner: None,
+            restore: RestorePolicy::IfMissing,
+            required: true,
+            backup: Some("* * * * *".to_string()),
+            keep: Some(KeepPolicy {
+                last: 10,
+                daily: 14,
+                ..KeepPolicy::default()
+            }),
+            api: None,
+        }
+    );
+    let prometheus = &config.state["prometheus"];
+    assert_eq!(prometheus.backup.as_deref(), Some("0 */6 * * *"));
+    assert_eq!(prometheus.restore, RestorePolicy::IfMissing);
+    assert!(!prometheus.required);
+    assert_eq!(prometheus.mode, None);
+    assert_eq!(prometheus.keep, None);
+    assert_eq!(config.state["grafana"].path, PathBuf::from("/srv/grafana"));
+
+    assert_eq!(
+        config.pull["site"],
+        PullEntry {
+            name: "site".to_string(),
+            source: S3Source {
+                bucket: "content".to_string(),
+                prefix: "site".to_string(),
+            },
+            dest: PathBuf::from("/srv/www"),
+            schedule: Some("*/5 * * * *".to_string()),
+            delete_removed: true,
+            allow_empty: false,
+            concurrency: 16,
+        }
+    );
+    assert_eq!(
+        config.metrics,
+        Some(MetricsConfig {
+            textfile_dir: PathBuf::from("/srv/monitoring")
+        })
+    );
+    assert_eq!(
+        config.jobs,
+        JobDefaults {
+            timeout: Duration::from_secs(30 * 60),
+            jitter: Duration::from_secs(30),
+            retries: 3,
+        }
+    );
+}
+
+#[test]
+fn shipped_example_parses() {
+    let text = include_str!("../../../examples/rehost.yaml");
+    let config = match parse(Path::new("/etc/rehost/rehost.yaml"), text, &|_| None) {
+        Ok(config) => config,
+        Err(err) => panic!("examples/rehost.yaml: {err}"),
+    };
+    assert_eq!(config.host, "web-1");
+    let StoreLocation::S3(s3) = &config.storage else {
+        panic!("expected S3 storage, got {:?}", config.storage);
+    };
+    assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+    assert_eq!(config.state["acme"].mode, Some(0o600));
+    assert_eq!(config.state["acme"].owner.as_deref(), Some("0:0"));
+    assert!(config.state["acme"].required);
+    assert_eq!(config.state["grafana-files"].kind, StateKind::Files);
+    assert_eq!(
+        config.state["grafana-files"].keep,
+        Some(KeepPolicy {
+            last: 3,
+            daily: 7,
+            weekly: 4,
+            monthly: 6,
+            ..KeepPolicy::default()
+        })
+    );
+    assert!(config.metrics.is_some());
+    assert_eq!(config.jobs.retries, 3);
+    // With the variables set, they win over the defaults.
+    let env = |name: &str| match name {
+        "REHOST_HOST" => Some("db-7".to_string()),
+        "S3_ENDPOINT" => Some("https://s3.example.com".to_string()),
+        _ => None,
+    };
+    let config = parse(Path::new(FILE), text, &env).unwrap();
+    assert_eq!(config.host, "db-7");
+    let StoreLocation::S3(s3) = &config.storage else {
+        panic!("expected S3 storage");
+    };
+    assert_eq!(s3.endpoint.as_deref(), Some("https://s3.example.com"));
+}
+
+#[test]
+fn defaults_of_a_minimal_config() {
+    let config = ok(BASE);
+    assert_eq!(
+        config.storage,
+        StoreLocation::File(PathBuf::from("/var/lib/rehost/store"))
+    );
+    assert_eq!(config.run_as, None);
+    assert_eq!(config.stack, None);
+    assert!(config.state.is_empty());
+    assert!(config.pull.is_empty());
+    assert_eq!(config.metrics, None);
+    assert_eq!(config.jobs, JobDefaults::default());
+    assert_eq!(config.jobs.timeout, Duration::from_secs(1800));
+    assert_eq!(config.jobs.jitter, Duration::ZERO);
+
+    let config = ok(&format!(
+        "{BASE}state:\n  a:\n    path: /srv/a\npull:\n  p:\n    source: s3://content\n    dest: /srv/p\n"
+    ));
+    let a = &config.state["a"];
+    assert_eq!(a.kind, StateKind::Files);
+    assert_eq!(a.restore, RestorePolicy::IfMissing);
+    assert!(!a.required);
+    assert_eq!(
+        (a.mode, &a.owner, &a.backup, a.keep),
+        (None, &None, &None, None)
+    );
+    let p = &config.pull["p"];
+    assert_eq!(p.source.prefix, "");
+    assert_eq!(
+        (p.delete_removed, p.allow_empty, p.concurrency),
+        (false, false, 16)
+    );
+    // Empty sections are the same as absent ones.
+    let config = ok(&format!("{BASE}state:\npull:\n"));
+    assert!(config.state.is_empty() && config.pull.is_empty());
+}
+
+#[test]
+fn s3_storage_defaults_and_credentials_file() {
+    let config = ok("host: h\nstorage:\n  url: s3://${BUCKET}/a/b/\n");
+    assert_eq!(
+        config.storage,
+        StoreLocation::S3(S3Settings {
+            bucket: "infra-state".to_string(),
+            prefix: "a/b".to_string(),
+            endpoint: None,
+            region: "us-east-1".to_string(),
+            path_style: false,
+            credentials: CredentialSource::Environment,
+        })
+    );
+    let config = ok("host: h\nstorage:\n  url: s3://bucket\n  credentials_file: creds\n");
+    let StoreLocation::S3(s3) = config.storage else {
+        panic!("expected S3");
+    };
+    assert_eq!(
+        s3.credentials,
+        CredentialSource::File {
+            path: PathBuf::from("/etc/rehost/creds"),
+            profile: "default".to_string(),
+        }
+    );
+    let config = ok(
+        "host: h\nstorage:\n  url: s3://bucket\n  credentials_file: /root/.aws/credentials\n  profile: backup\n",
+    );
+    let StoreLocation::S3(s3) = config.storage else {
+        panic!("expected S3");
+    };
+    assert_eq!(
+        s3.credentials,
+        CredentialSource::File {
+            path: PathBuf::from("/root/.aws/credentials"),
+            profile: "backup".to_string(),
+        }
+    );
+}
+
+#[test]
+fn stack_project_defaults_to_the_compose_folder() {
+    let config = ok(&format!(
+        "{BASE}stack:\n  compose: /opt/My_Site/docker-compose.yml\n"
+    ));
+    let stack = config.stack.unwrap();
+    assert_eq!(stack.project, "my_site");
+    assert_eq!(stack.env_file, None);
+    // Relative to the config file's folder.
+    let config = ok(&format!("{BASE}stack:\n  compose: stack/compose.yml\n"));
+    let stack = config.stack.unwrap();
+    assert_eq!(
+        stack.compose,
+        PathBuf::from("/etc/rehost/stack/compose.yml")
+    );
+    assert_eq!(stack.project, "stack");
+}
+
+#[test]
+fn interpolated_strings_fill_numeric_and_boolean_fields() {
+    let config = ok(&format!(
+        "{BASE}pull:\n  p:\n    source: s3://content/x\n    dest: /srv/p\n    concurrency: ${{CONCURRENCY}}\n    delete_removed: ${{DELETE}}\n    allow_empty: \"false\"\njobs:\n  retries: \"2\"\n"
+    ));
+    assert_eq!(config.pull["p"].concurrency, 32);
+    assert!(config.pull["p"].delete_removed);
+    assert_eq!(config.jobs.retries, 2);
+    // `$$` is a literal dollar, and keys are never interpolated.
+    let config = ok(&format!("{BASE}state:\n  a:\n    path: /srv/$$x\n"));
+    assert_eq!(config.state["a"].path, PathBuf::from("/srv/$x"));
+    let e = err(&format!("{BASE}state:\n  $A:\n    path: /srv/x\n"));
+    assert_eq!(e.key.as_deref(), Some("state.\"$A\""));
+}
+
+#[test]
+fn mode_forms() {
+    let mode = |m: &str| {
+        ok(&format!(
+            "{BASE}state:\n  a:\n    path: /srv/a\n    mode: {m}\n"
+        ))
+        .state["a"]
+            .mode
+    };
+    assert_eq!(mode("\"0600\""), Some(0o600));
+    assert_eq!(mode("'640'"), Some(0o640));
+    // Unquoted with a leading zero, YAML 1.2 makes it a string: still octal.
+    assert_eq!(mode("0600"), Some(0o600));
+    // Unquoted without one, it is an integer whose digits are octal digits.
+    assert_eq!(mode("600"), Some(0o600));
+    assert_eq!(mode("2775"), Some(0o2775));
+}
+
+/// One error case: the text after BASE, and what the error must say.
+struct Case {
+    text: &'static str,
+    line: Option<usize>,
+    column: Option<usize>,
+    key: Option<&'static str>,
+    message: &'static str,
+}
+
+fn check(case: &Case, full_text: &str) {
+    let e = err(full_text);
+    let shown = e.to_string();
+    assert_eq!(e.file, PathBuf::from(FILE), "{shown}");
+    assert_eq!(
+        (e.line, e.column, e.key.as_deref()),
+        (case.line, case.column, case.key),
+        "case {:?}: {shown}",
+        case.text
+    );
+    assert!(
+        e.message.contains(case.message),
+        "case {:?}: message {:?} should contain {:?}",
+        case.text,
+        e.message,
+        case.message
+    );
+}
+
+#[test]
+fn errors_name_line_column_and_key() {
+    // Line numbers count BASE's 3 lines.
+    let cases = [
+        Case {
+            text: "hots: x\n",
+            line: Some(4),
+            column: Some(1),
+            key: Some("hots"),
+            message: "unknown key `hots`, expected one of `host`, `run_as`, `storage`",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/acme\n    moed: \"0600\"\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.acme.moed"),
+            message: "unknown key `moed`, expected one of `path`, `kind`, `mode`",
+        },
+        Case {
+            text: "jobs:\n  timeout: 1m\n  retires: 3\n",
+            line: Some(6),
+            column: Some(3),
+            key: Some("jobs.retires"),
+            message: "unknown key `retires`, expected one of `timeout`, `jitter`, `retries`",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/acme\n    keep: { last: 2, dayly: 7 }\n",
+            line: Some(7),
+            column: Some(22),
+            key: Some("state.acme.keep.dayly"),
+            message: "unknown key `dayly`",
+        },
+        Case {
+            text: "jobs:\n  retries: many\n",
+            line: Some(5),
+            column: Some(3),
+            key: Some("jobs.retries"),
+            message: "expected a whole number, got string \"many\"",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/acme\n    required: yes\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.acme.required"),
+            message: "expected `true` or `false`, got string \"yes\"",
+        },
+        Case {
+            text: "state:\n  acme: /srv/acme\n",
+            line: Some(5),
+            column: Some(3),
+            key: Some("state.acme"),
+            message: "expected a mapping, got string \"/srv/acme\"",
+        },
+        Case {
+            text: "state:\n  - acme\n",
+            line: Some(4),
+            column: Some(1),
+            key: Some("state"),
+            message: "expected a map, got a list",
+        },
+        Case {
+            text: "jobs:\n  retries: -1\n",
+            line: Some(5),
+            column: Some(3),
+            key: Some("jobs.retries"),
+            message: "expected a whole number of 0 or more, got -1",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/acme\n    mode: rw\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.acme.mode"),
+            message: "expected an octal file mode like \"0600\", got \"rw\"",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/acme\n    mode: 0o600\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.acme.mode"),
+            message: "got the number 384 (write the mode in quotes",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/acme\n    backup: every minute\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.acme.backup"),
+            message: "expected a cron schedule with 5 or 6 fields like \"*/5 * * * *\", got \"every minute\"",
+        },
+        Case {
+            text: "pull:\n  site:\n    source: s3://content\n    dest: /srv/www\n    schedule: \"* * * *\"\n",
+            line: Some(8),
+            column: Some(5),
+            key: Some("pull.site.schedule"),
+            message: "expected a cron schedule with 5 or 6 fields",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: srv/acme\n",
+            line: Some(6),
+            column: Some(5),
+            key: Some("state.acme.path"),
+            message: "expected an absolute path (starting with `/`), got \"srv/acme\"",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/../etc\n",
+            line: Some(6),
+            column: Some(5),
+            key: Some("state.acme.path"),
+            message: "`..` is not allowed",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/acme\n    kind: prometheus\n    api: http://127.0.0.1:9090\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.acme.kind"),
+            message: "kind `prometheus` is not supported by this version of rehost yet (only `files`)",
+        },
+        Case {
+            text: "state:\n  db:\n    kind: sqlite\n    path: /srv/db\n",
+            line: Some(6),
+            column: Some(5),
+            key: Some("state.db.kind"),
+            message: "kind `sqlite` is not supported by this version of rehost yet (only `files`)",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/acme\n    kind: tarball\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.acme.kind"),
+            message: "expected one of `files`, `prometheus`, `sqlite`, got \"tarball\"",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/acme\n    api: http://x\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.acme.api"),
+            message: "`api` only applies to `kind: prometheus`",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/acme\n    restore: sometimes\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.acme.restore"),
+            message: "expected one of `if-missing`, `always`, `never`, got \"sometimes\"",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/acme\n    keep:\n      last: 0\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.acme.keep"),
+            message: "keep would delete every backup; set at least `last: 1`",
+        },
+        Case {
+            text: "state:\n  acme:\n    mode: \"0600\"\n",
+            line: Some(5),
+            column: Some(3),
+            key: Some("state.acme.path"),
+            message: "missing required key `path`",
+        },
+        Case {
+            text: "state:\n  .hidden:\n    path: /srv/x\n",
+            line: Some(5),
+            column: Some(3),
+            key: Some("state.\".hidden\""),
+            message: "not starting with `.`",
+        },
+        Case {
+            text: "state:\n  a:\n    path: /srv\n  b:\n    path: /srv/b\n",
+            line: Some(8),
+            column: Some(5),
+            key: Some("state.b.path"),
+            message: "/srv/b overlaps state.a.path (/srv)",
+        },
+        Case {
+            text: "state:\n  a:\n    path: /srv/www\npull:\n  site:\n    source: s3://content\n    dest: /srv/www/\n",
+            line: Some(10),
+            column: Some(5),
+            key: Some("pull.site.dest"),
+            message: "overlaps state.a.path",
+        },
+        Case {
+            text: "state:\n  a:\n    path: /\n",
+            line: Some(6),
+            column: Some(5),
+            key: Some("state.a.path"),
+            message: "expected a path below `/`",
+        },
+        Case {
+            text: "pull:\n  site:\n    source: s3://content\n    dest: /srv/www\n    concurrency: 0\n",
+            line: Some(8),
+            column: Some(5),
+            key: Some("pull.site.concurrency"),
+            message: "expected a number from 1 to 256, got 0",
+        },
+        Case {
+            text: "pull:\n  site:\n    source: /srv/content\n    dest: /srv/www\n",
+            line: Some(6),
+            column: Some(5),
+            key: Some("pull.site.source"),
+            message: "expected `s3://bucket/prefix/`",
+        },
+        Case {
+            text: "metrics:\n  textfile_dir: metrics\n",
+            line: Some(5),
+            column: Some(3),
+            key: Some("metrics.textfile_dir"),
+            message: "expected an absolute path",
+        },
+        Case {
+            text: "metrics: {}\n",
+            line: Some(4),
+            column: Some(1),
+            key: Some("metrics.textfile_dir"),
+            message: "missing required key `textfile_dir`",
+        },
+        Case {
+            text: "jobs:\n  timeout: 30\n",
+            line: Some(5),
+            column: Some(3),
+            key: Some("jobs.timeout"),
+            message: "expected a duration like \"30s\", \"30m\" or \"1h 30m\", got \"30\"",
+        },
+        Case {
+            text: "jobs:\n  timeout: 0s\n",
+            line: Some(5),
+            column: Some(3),
+            key: Some("jobs.timeout"),
+            message: "expected a duration longer than 0s",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: ${ACME_PATH}\n",
+            line: Some(6),
+            column: Some(5),
+            key: Some("state.acme.path"),
+            message: "environment variable ACME_PATH is not set",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/${EMPTY:?must be set}\n",
+            line: Some(6),
+            column: Some(5),
+            key: Some("state.acme.path"),
+            message: "required variable EMPTY is missing a value: must be set",
+        },
+        Case {
+            text: "run_as: \"cost 5$\"\n",
+            line: Some(4),
+            column: Some(1),
+            key: Some("run_as"),
+            message: "invalid interpolation format at byte 6",
+        },
+        Case {
+            text: "stack:\n  compose: /opt/stack/compose.yml\n  project: My Site\n",
+            line: Some(6),
+            column: Some(3),
+            key: Some("stack.project"),
+            message: "expected a Compose project name",
+        },
+        Case {
+            text: "stack:\n  project: site\n",
+            line: Some(4),
+            column: Some(1),
+            key: Some("stack.compose"),
+            message: "missing required key `compose`",
+        },
+        Case {
+            text: "run_as:\n",
+            line: Some(4),
+            column: Some(1),
+            key: Some("run_as"),
+            message: "expected a string, got an empty value",
+        },
+    ];
+    for case in &cases {
+        check(case, &format!("{BASE}{}", case.text));
+    }
+}
+
+#[test]
+fn storage_errors() {
+    let cases = [
+        Case {
+            text: "host: h\nstorage:\n  url: ftp://bucket\n",
+            line: Some(3),
+            column: Some(3),
+            key: Some("storage.url"),
+            message: "expected `s3://bucket/prefix` or `file:///absolute/path`, got \"ftp://bucket\"",
+        },
+        Case {
+            text: "host: h\nstorage:\n  url: s3://Bad_Bucket/x\n",
+            line: Some(3),
+            column: Some(3),
+            key: Some("storage.url"),
+            message: "invalid bucket name \"Bad_Bucket\"",
+        },
+        Case {
+            text: "host: h\nstorage:\n  url: file://relative/dir\n",
+            line: Some(3),
+            column: Some(3),
+            key: Some("storage.url"),
+            message: "expected `file:///absolute/path`",
+        },
+        Case {
+            text: "host: h\nstorage:\n  url: file:///srv/store\n  endpoint: http://127.0.0.1:3900\n",
+            line: Some(4),
+            column: Some(3),
+            key: Some("storage.endpoint"),
+            message: "`endpoint` only applies to s3:// storage, not file://",
+        },
+        Case {
+            text: "host: h\nstorage:\n  url: file:///srv/store\n  credentials_file: /etc/creds\n",
+            line: Some(4),
+            column: Some(3),
+            key: Some("storage.credentials_file"),
+            message: "`credentials_file` only applies to s3:// storage",
+        },
+        Case {
+            text: "host: h\nstorage:\n  url: s3://bucket\n  endpoint: s3.example.com\n",
+            line: Some(4),
+            column: Some(3),
+            key: Some("storage.endpoint"),
+            message: "expected an http:// or https:// URL, got \"s3.example.com\"",
+        },
+        Case {
+            text: "host: h\nstorage:\n  url: s3://bucket\n  profile: backup\n",
+            line: Some(4),
+            column: Some(3),
+            key: Some("storage.profile"),
+            message: "`profile` needs `credentials_file`",
+        },
+        Case {
+            text: "host: h\nstorage:\n  url: s3://bucket\n  path_style: 1\n",
+            line: Some(4),
+            column: Some(3),
+            key: Some("storage.path_style"),
+            message: "expected `true` or `false`, got integer `1`",
+        },
+        Case {
+            text: "host: h\nstorage:\n  region: x\n",
+            line: Some(2),
+            column: Some(1),
+            key: Some("storage.url"),
+            message: "missing required key `url`",
+        },
+        Case {
+            text: "host: h\n",
+            line: None,
+            column: None,
+            key: Some("storage"),
+            message: "missing required key `storage`",
+        },
+        Case {
+            text: "storage:\n  url: file:///x\n",
+            line: None,
+            column: None,
+            key: Some("host"),
+            message: "missing required key `host`",
+        },
+        Case {
+            text: "",
+            line: None,
+            column: None,
+            key: Some("host"),
+            message: "missing required key `host`",
+        },
+        Case {
+            text: "# only a comment\n",
+            line: None,
+            column: None,
+            key: Some("host"),
+            message: "missing required key `host`",
+        },
+        Case {
+            text: "host: web/1\nstorage:\n  url: file:///x\n",
+            line: Some(1),
+            column: Some(1),
+            key: Some("host"),
+            message: "invalid name \"web/1\"",
+        },
+        Case {
+            text: "- host: h\n",
+            line: None,
+            column: None,
+            key: None,
+            message: "expected a mapping of keys such as `host:` and `storage:` at the top level, got a list",
+        },
+    ];
+    for case in &cases {
+        check(case, case.text);
+    }
+}
+
+#[test]
+fn endpoint_credentials_are_never_echoed() {
+    let e = err(
+        "host: h\nstorage:\n  url: s3://bucket\n  endpoint: https://AKIA:hunter2@s3.example.com\n",
+    );
+    assert_eq!(e.key.as_deref(), Some("storage.endpoint"));
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}
+
+#[test]
+fn yaml_syntax_errors_keep_their_position() {
+    let e = err("host: web-1\nstorage:\n  url: file:///x\n  region: [unclosed\n");
+    assert_eq!(e.kind, ConfigErrorKind::Syntax);
+    assert_eq!(e.key, None);
+    assert_eq!(e.line, Some(5), "{e}");
+    assert!(e.message.starts_with("invalid YAML: "), "{e}");
+    assert!(
+        !e.message.contains("at line 5"),
+        "position printed twice: {e}"
+    );
+
+    let e = err("host: web-1\n  bad: indentation\n");
+    assert_eq!(e.kind, ConfigErrorKind::Syntax);
+    assert_eq!((e.line, e.column), (Some(2), Some(6)), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!("{FILE}:2:6: {}", e.message),
+        "display puts the position in front"
+    );
+
+    let e = err("host: a\nhost: b\nstorage:\n  url: file:///x\n");
+    assert!(e.message.contains("duplicate"), "{e}");
+    assert!(e.line.is_some(), "{e}");
+}
+
+#[test]
+fn display_of_a_located_error() {
+    let e = err(&format!(
+        "{BASE}state:\n  acme:\n    path: /srv/acme\n    mode: rw\n"
+    ));
+    assert_eq!(
+        e.to_string(),
+        "/etc/rehost/rehost.yaml:7:5: state.acme.mode: expected an octal file mode like \"0600\", got \"rw\""
+    );
+    assert_eq!(e.kind, ConfigErrorKind::Invalid);
+}
+
+#[test]
+fn load_reads_the_file_and_reports_read_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rehost.yaml");
+    std::fs::write(
+        &path,
+        format!("{BASE}stack:\n  compose: stack/compose.yml\n"),
+    )
+    .unwrap();
+    let config = load(&path).unwrap();
+    assert_eq!(config.path, path);
+    assert_eq!(
+        config.stack.unwrap().compose,
+        dir.path().join("stack/compose.yml")
+    );
+
+    let missing = dir.path().join("missing.yaml");
+    let e = load(&missing).unwrap_err();
+    assert_eq!(e.kind, ConfigErrorKind::Read);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "cannot read {}: No such file or directory",
+            missing.display()
+        )
+    );
+}

@@ -1,0 +1,407 @@
+//! The second stage: raw structs → validated [`Config`]. Pure: no file is
+//! opened, no variable read; the config file's path is only used to resolve
+//! the relative paths that are allowed (`credentials_file`, `stack.*`).
+//!
+//! Invariants of the result (relied on by restore, backup and pull):
+//! - state paths and pull dests are absolute, free of `..`, not `/`, and no
+//!   one of them is inside another (a restore would clobber its neighbour);
+//! - names (host, state, pull) are usable as one segment of a storage key;
+//! - schedules parse with `croner`, durations with `humantime`;
+//! - with `file://` storage, the S3-only keys that name a place or a credential
+//!   (`endpoint`, `credentials_file`, `profile`) are errors rather than ignored;
+//!   `region` and `path_style` have harmless defaults and are accepted.
+//!
+//! The first problem found is returned; every message says what was expected.
+
+use std::path::Path;
+
+use indexmap::IndexMap;
+use rehost_jobs::store::{CredentialSource, S3Settings, StoreLocation};
+
+use super::error::{dotted, Problem};
+use super::raw::{RawConfig, RawJobs, RawMetrics, RawPull, RawStack, RawState, RawStorage};
+use super::values::{
+    absolute_path, check_name, check_owner, check_user, cron, duration, file_mode, http_url,
+    is_project_name, keep_policy, project_from_folder, resolve, s3_url, target_path,
+};
+use super::{
+    Config, JobDefaults, MetricsConfig, PullEntry, RestorePolicy, S3Source, StackConfig,
+    StateEntry, StateKind,
+};
+
+const DEFAULT_REGION: &str = "us-east-1";
+const DEFAULT_PROFILE: &str = "default";
+const DEFAULT_CONCURRENCY: u32 = 16;
+const MAX_CONCURRENCY: u32 = 256;
+
+/// A key path under construction: `at(&["state", name, "mode"])`.
+fn at(segments: &[&str]) -> Vec<String> {
+    segments.iter().map(|s| (*s).to_string()).collect()
+}
+
+pub(crate) fn validate(raw: RawConfig, file: &Path) -> Result<Config, Problem> {
+    let base = file.parent().unwrap_or(Path::new(""));
+
+    let host = raw.host.ok_or_else(|| Problem::missing(at(&["host"])))?;
+    check_name(&host).map_err(|m| Problem::new(at(&["host"]), m))?;
+    let run_as = raw.run_as.map(|user| check_user(&user).map(|()| user));
+    let run_as = run_as
+        .transpose()
+        .map_err(|m| Problem::new(at(&["run_as"]), m))?;
+    let storage = storage(raw.storage, base)?;
+    let stack = raw.stack.map(|s| stack(s, base)).transpose()?;
+
+    let mut state = IndexMap::new();
+    for (name, entry) in raw.state.unwrap_or_default() {
+        let entry = state_entry(&name, entry)?;
+        state.insert(name, entry);
+    }
+    let mut pull = IndexMap::new();
+    for (name, entry) in raw.pull.unwrap_or_default() {
+        let entry = pull_entry(&name, entry)?;
+        pull.insert(name, entry);
+    }
+    check_overlaps(&state, &pull)?;
+
+    let metrics = raw.metrics.map(metrics).transpose()?;
+    let jobs = jobs(raw.jobs.unwrap_or_default())?;
+
+    Ok(Config {
+        path: file.to_path_buf(),
+        host,
+        run_as,
+        storage,
+        stack,
+        state,
+        pull,
+        metrics,
+        jobs,
+    })
+}
+
+fn storage(raw: Option<RawStorage>, base: &Path) -> Result<StoreLocation, Problem> {
+    let raw = raw.ok_or_else(|| Problem::missing(at(&["storage"])))?;
+    let url = raw
+        .url
+        .ok_or_else(|| Problem::missing(at(&["storage", "url"])))?;
+
+    if let Some(rest) = url.strip_prefix("file://") {
+        // Keys that only make sense for S3 would be silently ignored here;
+        // an operator who wrote them meant something, so refuse.
+        for (key, present) in [
+            ("endpoint", raw.endpoint.is_some()),
+            ("credentials_file", raw.credentials_file.is_some()),
+            ("profile", raw.profile.is_some()),
+        ] {
+            if present {
+                return Err(Problem::new(
+                    at(&["storage", key]),
+                    format!("`{key}` only applies to s3:// storage, not file://"),
+                ));
+            }
+        }
+        let path = absolute_path(rest).map_err(|m| {
+            Problem::new(
+                at(&["storage", "url"]),
+                format!("expected `file:///absolute/path`: {m}"),
+            )
+        })?;
+        return Ok(StoreLocation::File(path));
+    }
+
+    if !url.starts_with("s3://") {
+        return Err(Problem::new(
+            at(&["storage", "url"]),
+            format!("expected `s3://bucket/prefix` or `file:///absolute/path`, got {url:?}"),
+        ));
+    }
+    let (bucket, prefix) = s3_url(&url).map_err(|m| Problem::new(at(&["storage", "url"]), m))?;
+    let endpoint = raw
+        .endpoint
+        .map(|e| http_url(&e))
+        .transpose()
+        .map_err(|m| Problem::new(at(&["storage", "endpoint"]), m))?;
+    let region = raw.region.unwrap_or_else(|| DEFAULT_REGION.to_string());
+    if region.is_empty() || region.contains(char::is_whitespace) {
+        return Err(Problem::new(
+            at(&["storage", "region"]),
+            format!("expected a region name like \"us-east-1\" or \"garage\", got {region:?}"),
+        ));
+    }
+    let credentials = match (raw.credentials_file, raw.profile) {
+        (Some(file), profile) => {
+            if file.is_empty() {
+                return Err(Problem::new(
+                    at(&["storage", "credentials_file"]),
+                    "expected a path, got an empty string",
+                ));
+            }
+            let profile = profile.unwrap_or_else(|| DEFAULT_PROFILE.to_string());
+            if profile.is_empty() || profile.contains(char::is_whitespace) {
+                return Err(Problem::new(
+                    at(&["storage", "profile"]),
+                    format!("expected a profile name like \"default\", got {profile:?}"),
+                ));
+            }
+            CredentialSource::File {
+                path: resolve(base, &file),
+                profile,
+            }
+        }
+        (None, Some(_)) => {
+            return Err(Problem::new(
+                at(&["storage", "profile"]),
+                "`profile` needs `credentials_file` (without it, credentials come from the AWS_* environment variables)",
+            ))
+        }
+        (None, None) => CredentialSource::Environment,
+    };
+    Ok(StoreLocation::S3(S3Settings {
+        bucket,
+        prefix,
+        endpoint,
+        region,
+        path_style: raw.path_style.unwrap_or(false),
+        credentials,
+    }))
+}
+
+fn stack(raw: RawStack, base: &Path) -> Result<StackConfig, Problem> {
+    let compose = raw
+        .compose
+        .ok_or_else(|| Problem::missing(at(&["stack", "compose"])))?;
+    if compose.is_empty() {
+        return Err(Problem::new(
+            at(&["stack", "compose"]),
+            "expected the path of a docker-compose.yml, got an empty string",
+        ));
+    }
+    let compose = resolve(base, &compose);
+    let project = match raw.project {
+        Some(project) => {
+            if !is_project_name(&project) {
+                return Err(Problem::new(
+                    at(&["stack", "project"]),
+                    format!("expected a Compose project name of lowercase letters, digits, `_` and `-`, starting with a letter or digit, got {project:?}"),
+                ));
+            }
+            project
+        }
+        None => {
+            let folder = compose
+                .parent()
+                .and_then(Path::file_name)
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let project = project_from_folder(&folder);
+            if project.is_empty() {
+                return Err(Problem {
+                    path: at(&["stack", "project"]),
+                    message: format!("cannot derive a project name from the folder {folder:?} of the compose file; set `project`"),
+                    missing: true,
+                });
+            }
+            project
+        }
+    };
+    let env_file = match raw.env_file {
+        Some(f) if f.is_empty() => {
+            return Err(Problem::new(
+                at(&["stack", "env_file"]),
+                "expected a path, got an empty string",
+            ))
+        }
+        Some(f) => Some(resolve(base, &f)),
+        None => None,
+    };
+    Ok(StackConfig {
+        compose,
+        project,
+        env_file,
+    })
+}
+
+fn state_entry(name: &str, raw: RawState) -> Result<StateEntry, Problem> {
+    let key = |k: &str| at(&["state", name, k]);
+    check_name(name).map_err(|m| Problem::new(at(&["state", name]), m))?;
+    let path = raw.path.ok_or_else(|| Problem::missing(key("path")))?;
+    let path = target_path(&path).map_err(|m| Problem::new(key("path"), m))?;
+
+    let kind = match raw.kind.as_deref() {
+        None | Some("files") => StateKind::Files,
+        Some("prometheus") => StateKind::Prometheus,
+        Some("sqlite") => StateKind::Sqlite,
+        Some(other) => {
+            return Err(Problem::new(
+                key("kind"),
+                format!("expected one of `files`, `prometheus`, `sqlite`, got {other:?}"),
+            ))
+        }
+    };
+    // Temporary: remove this check when the prometheus and sqlite backups land.
+    if let Some(word) = match kind {
+        StateKind::Files => None,
+        StateKind::Prometheus => Some("prometheus"),
+        StateKind::Sqlite => Some("sqlite"),
+    } {
+        return Err(Problem::new(
+            key("kind"),
+            format!("kind `{word}` is not supported by this version of rehost yet (only `files`)"),
+        ));
+    }
+
+    let mode = raw
+        .mode
+        .map(|m| file_mode(&m))
+        .transpose()
+        .map_err(|m| Problem::new(key("mode"), m))?;
+    let owner = raw
+        .owner
+        .map(|o| check_owner(&o).map(|()| o))
+        .transpose()
+        .map_err(|m| Problem::new(key("owner"), m))?;
+    let restore = match raw.restore.as_deref() {
+        None | Some("if-missing") => RestorePolicy::IfMissing,
+        Some("always") => RestorePolicy::Always,
+        Some("never") => RestorePolicy::Never,
+        Some(other) => {
+            return Err(Problem::new(
+                key("restore"),
+                format!("expected one of `if-missing`, `always`, `never`, got {other:?}"),
+            ))
+        }
+    };
+    let backup = raw
+        .backup
+        .map(|s| cron(&s))
+        .transpose()
+        .map_err(|m| Problem::new(key("backup"), m))?;
+    let keep = raw
+        .keep
+        .map(keep_policy)
+        .transpose()
+        .map_err(|m| Problem::new(key("keep"), m))?;
+    let api = match raw.api {
+        None => None,
+        Some(_) if kind != StateKind::Prometheus => {
+            return Err(Problem::new(
+                key("api"),
+                "`api` only applies to `kind: prometheus`",
+            ))
+        }
+        Some(api) => Some(http_url(&api).map_err(|m| Problem::new(key("api"), m))?),
+    };
+
+    Ok(StateEntry {
+        name: name.to_string(),
+        path,
+        kind,
+        mode,
+        owner,
+        restore,
+        required: raw.required.unwrap_or(false),
+        backup,
+        keep,
+        api,
+    })
+}
+
+fn pull_entry(name: &str, raw: RawPull) -> Result<PullEntry, Problem> {
+    let key = |k: &str| at(&["pull", name, k]);
+    check_name(name).map_err(|m| Problem::new(at(&["pull", name]), m))?;
+    let source = raw.source.ok_or_else(|| Problem::missing(key("source")))?;
+    if !source.starts_with("s3://") {
+        return Err(Problem::new(
+            key("source"),
+            format!("expected `s3://bucket/prefix/`, got {source:?}"),
+        ));
+    }
+    let (bucket, prefix) = s3_url(&source).map_err(|m| Problem::new(key("source"), m))?;
+    let dest = raw.dest.ok_or_else(|| Problem::missing(key("dest")))?;
+    let dest = target_path(&dest).map_err(|m| Problem::new(key("dest"), m))?;
+    let schedule = raw
+        .schedule
+        .map(|s| cron(&s))
+        .transpose()
+        .map_err(|m| Problem::new(key("schedule"), m))?;
+    let concurrency = raw.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+    if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+        return Err(Problem::new(
+            key("concurrency"),
+            format!("expected a number from 1 to {MAX_CONCURRENCY}, got {concurrency}"),
+        ));
+    }
+    Ok(PullEntry {
+        name: name.to_string(),
+        source: S3Source { bucket, prefix },
+        dest,
+        schedule,
+        delete_removed: raw.delete_removed.unwrap_or(false),
+        allow_empty: raw.allow_empty.unwrap_or(false),
+        concurrency,
+    })
+}
+
+/// Restore renames into state paths and pull swaps dests: if one lies inside
+/// another, one of them would destroy the other's content.
+fn check_overlaps(
+    state: &IndexMap<String, StateEntry>,
+    pull: &IndexMap<String, PullEntry>,
+) -> Result<(), Problem> {
+    let targets: Vec<(Vec<String>, &Path)> = state
+        .values()
+        .map(|s| (at(&["state", &s.name, "path"]), s.path.as_path()))
+        .chain(
+            pull.values()
+                .map(|p| (at(&["pull", &p.name, "dest"]), p.dest.as_path())),
+        )
+        .collect();
+    for (i, (key, path)) in targets.iter().enumerate() {
+        for (earlier_key, earlier) in &targets[..i] {
+            if path.starts_with(earlier) || earlier.starts_with(path) {
+                return Err(Problem::new(
+                    key.clone(),
+                    format!(
+                        "{} overlaps {} ({}): state paths and pull dests must not contain each other",
+                        path.display(),
+                        dotted(earlier_key),
+                        earlier.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn metrics(raw: RawMetrics) -> Result<MetricsConfig, Problem> {
+    let dir = raw
+        .textfile_dir
+        .ok_or_else(|| Problem::missing(at(&["metrics", "textfile_dir"])))?;
+    let textfile_dir =
+        absolute_path(&dir).map_err(|m| Problem::new(at(&["metrics", "textfile_dir"]), m))?;
+    Ok(MetricsConfig { textfile_dir })
+}
+
+fn jobs(raw: RawJobs) -> Result<JobDefaults, Problem> {
+    let defaults = JobDefaults::default();
+    let timeout = match raw.timeout {
+        Some(t) => duration(&t).map_err(|m| Problem::new(at(&["jobs", "timeout"]), m))?,
+        None => defaults.timeout,
+    };
+    if timeout.is_zero() {
+        return Err(Problem::new(
+            at(&["jobs", "timeout"]),
+            "expected a duration longer than 0s",
+        ));
+    }
+    let jitter = match raw.jitter {
+        Some(j) => duration(&j).map_err(|m| Problem::new(at(&["jobs", "jitter"]), m))?,
+        None => defaults.jitter,
+    };
+    Ok(JobDefaults {
+        timeout,
+        jitter,
+        retries: raw.retries.unwrap_or(defaults.retries),
+    })
+}

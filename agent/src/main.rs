@@ -1,0 +1,77 @@
+//! `rehost`: restores a host's state from object storage, backs it up, and
+//! (in later versions) runs the stack and the scheduled jobs. `main` sets up
+//! logging, runs one command, prints the error chain and maps it to an exit
+//! code that systemd and cloud-init understand.
+
+mod cli;
+mod cmd;
+mod config;
+mod interpolate;
+mod logging;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit codes (also in the README).
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_JOB_FAILED: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+pub const EXIT_STORAGE: u8 = 3;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    if let Err(e) = logging::init(&args.global) {
+        eprintln!("rehost: {e:#}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rehost: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_JOB_FAILED);
+        }
+    };
+    match runtime.block_on(cli::run(args)) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(e) => {
+            eprintln!("rehost: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// Finds the most specific cause in the chain: configuration errors are usage
+/// errors (2), an unusable store is 3, anything else is a failed job (1).
+fn exit_code(err: &anyhow::Error) -> u8 {
+    let mut code = EXIT_JOB_FAILED;
+    for cause in err.chain() {
+        if cause.downcast_ref::<config::ConfigError>().is_some()
+            || cause.downcast_ref::<cli::UsageError>().is_some()
+        {
+            return EXIT_CONFIG;
+        }
+        if let Some(e) = cause.downcast_ref::<rehost_jobs::Error>() {
+            if e.is_storage_unavailable() {
+                code = EXIT_STORAGE;
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<rehost_jobs::store::StoreError>() {
+            if e.is_unavailable() {
+                code = EXIT_STORAGE;
+            }
+        }
+        if let Some(cmd::Failures {
+            storage_unavailable: true,
+            ..
+        }) = cause.downcast_ref()
+        {
+            code = EXIT_STORAGE;
+        }
+    }
+    code
+}

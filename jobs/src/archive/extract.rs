@@ -1,0 +1,443 @@
+//! Safe extraction of a backup archive into a fresh staging directory.
+//!
+//! Invariants, whatever the archive holds:
+//! - nothing is written outside the staging directory: absolute paths, `..`,
+//!   entries below a symlink, and links pointing outside the target are refused;
+//! - only regular files, directories, symlinks and hard links to files of the
+//!   same archive are accepted: device nodes and FIFOs are refused;
+//! - setuid/setgid bits are dropped (a restore running as root must not plant
+//!   privileged binaries from a bucket);
+//! - directory modes and mtimes are applied last, so read-only directories and
+//!   child writes cannot interfere.
+//!
+//! The same code validates archives without writing anything ([`Sink::Check`]),
+//! which is what `verify` uses.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use filetime::FileTime;
+use tar::{Archive, EntryType};
+
+use super::ArchiveError;
+
+/// Where extracted entries go.
+pub enum Sink<'a> {
+    /// Into this (existing, empty) directory.
+    Dir(&'a Path),
+    /// Nowhere: parse and validate every entry and read all data.
+    Check,
+}
+
+pub struct ExtractOptions {
+    /// Restore numeric owners from the archive (only possible as root).
+    pub preserve_owner: bool,
+    /// The final location the staging directory will be renamed to. Absolute
+    /// symlink targets are accepted only if they point inside it.
+    pub final_root: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExtractStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    pub bytes: u64,
+}
+
+/// Extracts every entry of the tar stream `reader` and returns the reader
+/// positioned just after the end-of-archive marker.
+pub fn extract<R: Read>(
+    reader: R,
+    sink: Sink<'_>,
+    opts: &ExtractOptions,
+) -> Result<(ExtractStats, R), ArchiveError> {
+    let mut archive = Archive::new(reader);
+    let mut state = State {
+        sink,
+        opts,
+        stats: ExtractStats::default(),
+        symlinks: HashSet::new(),
+        files: HashSet::new(),
+        seen: HashSet::new(),
+        dirs: Vec::new(),
+    };
+    for entry in archive.entries().map_err(ArchiveError::Read)? {
+        let mut entry = entry.map_err(ArchiveError::Read)?;
+        state.entry(&mut entry)?;
+    }
+    state.finish_dirs()?;
+    Ok((state.stats, archive.into_inner()))
+}
+
+struct DirMeta {
+    rel: PathBuf,
+    mode: u32,
+    mtime: i64,
+    owner: Option<(u32, u32)>,
+}
+
+struct State<'a, 'o> {
+    sink: Sink<'a>,
+    opts: &'o ExtractOptions,
+    stats: ExtractStats,
+    symlinks: HashSet<PathBuf>,
+    files: HashSet<PathBuf>,
+    seen: HashSet<PathBuf>,
+    dirs: Vec<DirMeta>,
+}
+
+/// Turns an archive path into a relative path made of plain components only.
+pub fn safe_relative(raw: &[u8]) -> Result<PathBuf, ArchiveError> {
+    let shown = || String::from_utf8_lossy(raw).into_owned();
+    if raw.contains(&0) {
+        return Err(ArchiveError::Hostile {
+            path: shown(),
+            reason: "contains a NUL byte".into(),
+        });
+    }
+    let path = Path::new(OsStr::from_bytes(raw));
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(ArchiveError::Hostile {
+                    path: shown(),
+                    reason: "is an absolute path".into(),
+                })
+            }
+            Component::ParentDir => {
+                return Err(ArchiveError::Hostile {
+                    path: shown(),
+                    reason: "contains `..`".into(),
+                })
+            }
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err(ArchiveError::Hostile {
+            path: shown(),
+            reason: "names no file".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// Whether a symlink at `rel` with `target` stays inside the root, resolving
+/// lexically (entries below symlinks are refused separately, so lexical
+/// resolution matches what the filesystem will do).
+fn link_stays_inside(rel: &Path, target: &Path, final_root: Option<&Path>) -> bool {
+    if target.is_absolute() {
+        return match final_root {
+            Some(root) => {
+                let mut depth: i64 = 0;
+                let Ok(inner) = target.strip_prefix(root) else {
+                    return false;
+                };
+                for c in inner.components() {
+                    match c {
+                        Component::Normal(_) => depth += 1,
+                        Component::ParentDir => depth -= 1,
+                        Component::CurDir => {}
+                        _ => return false,
+                    }
+                    if depth < 0 {
+                        return false;
+                    }
+                }
+                true
+            }
+            None => false,
+        };
+    }
+    let mut depth: i64 = rel.components().count() as i64 - 1;
+    for c in target.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::ParentDir => depth -= 1,
+            Component::CurDir => {}
+            _ => return false,
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    true
+}
+
+/// Copies entry data, telling read failures (a corrupt archive) from write
+/// failures (a full disk), which need different messages.
+fn copy_entry<R: Read, W: io::Write>(
+    entry: &mut R,
+    out: &mut W,
+    path: &Path,
+) -> Result<u64, ArchiveError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match entry.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ArchiveError::Read(e)),
+        };
+        out.write_all(&buf[..n])
+            .map_err(|e| ArchiveError::write(path, e))?;
+        total += n as u64;
+    }
+}
+
+impl State<'_, '_> {
+    fn hostile(rel: &Path, reason: impl Into<String>) -> ArchiveError {
+        ArchiveError::Hostile {
+            path: rel.display().to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), ArchiveError> {
+        let rel = safe_relative(&entry.path_bytes())?;
+        if rel.ancestors().skip(1).any(|a| self.symlinks.contains(a)) {
+            return Err(Self::hostile(&rel, "lies below a symlink of the archive"));
+        }
+        let header = entry.header();
+        let kind = header.entry_type();
+        let mode = header.mode().map_err(ArchiveError::Read)? & 0o1777;
+        let mtime = header.mtime().map_err(ArchiveError::Read)? as i64;
+        let owner = if self.opts.preserve_owner {
+            Some((
+                header.uid().map_err(ArchiveError::Read)? as u32,
+                header.gid().map_err(ArchiveError::Read)? as u32,
+            ))
+        } else {
+            None
+        };
+        if kind != EntryType::Directory && !self.seen.insert(rel.clone()) {
+            return Err(Self::hostile(&rel, "appears twice in the archive"));
+        }
+        match kind {
+            EntryType::Regular | EntryType::Continuous => {
+                self.file(entry, &rel, mode, mtime, owner)?;
+            }
+            EntryType::Directory => {
+                if self.files.contains(&rel) {
+                    return Err(Self::hostile(&rel, "is both a file and a directory"));
+                }
+                self.mkdirs(&rel)?;
+                self.dirs.push(DirMeta {
+                    rel,
+                    mode,
+                    mtime,
+                    owner,
+                });
+                self.stats.dirs += 1;
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| Self::hostile(&rel, "symlink without a target"))?;
+                let target = PathBuf::from(OsStr::from_bytes(&target));
+                if target.as_os_str().is_empty()
+                    || !link_stays_inside(&rel, &target, self.opts.final_root.as_deref())
+                {
+                    return Err(Self::hostile(
+                        &rel,
+                        format!(
+                            "is a symlink pointing outside the target ({})",
+                            target.display()
+                        ),
+                    ));
+                }
+                if let Sink::Dir(root) = self.sink {
+                    self.mkparents(&rel)?;
+                    let path = root.join(&rel);
+                    std::os::unix::fs::symlink(&target, &path)
+                        .map_err(|e| ArchiveError::write(&path, e))?;
+                    if let Some((uid, gid)) = owner {
+                        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+                            .map_err(|e| ArchiveError::write(&path, e))?;
+                    }
+                    let t = FileTime::from_unix_time(mtime, 0);
+                    filetime::set_symlink_file_times(&path, t, t)
+                        .map_err(|e| ArchiveError::write(&path, e))?;
+                }
+                self.symlinks.insert(rel);
+                self.stats.symlinks += 1;
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| Self::hostile(&rel, "hard link without a target"))?;
+                let target = safe_relative(&target).map_err(|_| {
+                    Self::hostile(&rel, "is a hard link pointing outside the target")
+                })?;
+                if !self.files.contains(&target) {
+                    return Err(Self::hostile(
+                        &rel,
+                        "is a hard link to something that is not a file of this archive",
+                    ));
+                }
+                if let Sink::Dir(root) = self.sink {
+                    self.mkparents(&rel)?;
+                    let path = root.join(&rel);
+                    fs::hard_link(root.join(&target), &path)
+                        .map_err(|e| ArchiveError::write(&path, e))?;
+                }
+                self.files.insert(rel);
+                self.stats.hardlinks += 1;
+            }
+            EntryType::Char | EntryType::Block => {
+                return Err(Self::hostile(&rel, "is a device node"))
+            }
+            EntryType::Fifo => return Err(Self::hostile(&rel, "is a FIFO")),
+            other => {
+                return Err(Self::hostile(
+                    &rel,
+                    format!("has unsupported entry type {:?}", other.as_byte() as char),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        rel: &Path,
+        mode: u32,
+        mtime: i64,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(), ArchiveError> {
+        let size = match self.sink {
+            Sink::Check => io::copy(entry, &mut io::sink()).map_err(ArchiveError::Read)?,
+            Sink::Dir(root) => {
+                self.mkparents(rel)?;
+                let path = root.join(rel);
+                // O_EXCL + O_NOFOLLOW: never write through something already there.
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(nix::libc::O_NOFOLLOW)
+                    .open(&path)
+                    .map_err(|e| ArchiveError::write(&path, e))?;
+                let n = copy_entry(entry, &mut f, &path)?;
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
+                        .map_err(|e| ArchiveError::write(&path, e))?;
+                }
+                f.set_permissions(fs::Permissions::from_mode(mode))
+                    .map_err(|e| ArchiveError::write(&path, e))?;
+                let t = FileTime::from_unix_time(mtime, 0);
+                filetime::set_file_handle_times(&f, Some(t), Some(t))
+                    .map_err(|e| ArchiveError::write(&path, e))?;
+                n
+            }
+        };
+        self.files.insert(rel.to_path_buf());
+        self.stats.files += 1;
+        self.stats.bytes += size;
+        Ok(())
+    }
+
+    fn mkparents(&self, rel: &Path) -> Result<(), ArchiveError> {
+        match rel.parent() {
+            Some(p) if !p.as_os_str().is_empty() => self.mkdirs(p),
+            _ => Ok(()),
+        }
+    }
+
+    fn mkdirs(&self, rel: &Path) -> Result<(), ArchiveError> {
+        if self.files.contains(rel) {
+            return Err(Self::hostile(rel, "is both a file and a directory"));
+        }
+        if let Sink::Dir(root) = self.sink {
+            let path = root.join(rel);
+            // Parents were checked not to be symlinks of the archive, and the
+            // staging directory started empty, so this cannot leave it.
+            fs::create_dir_all(&path).map_err(|e| ArchiveError::write(&path, e))?;
+        }
+        Ok(())
+    }
+
+    fn finish_dirs(&mut self) -> Result<(), ArchiveError> {
+        let Sink::Dir(root) = self.sink else {
+            return Ok(());
+        };
+        // Deepest first, so setting a parent's mtime is not undone by a child.
+        self.dirs
+            .sort_by_key(|d| std::cmp::Reverse(d.rel.components().count()));
+        for d in &self.dirs {
+            let path = root.join(&d.rel);
+            if let Some((uid, gid)) = d.owner {
+                std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+                    .map_err(|e| ArchiveError::write(&path, e))?;
+            }
+            fs::set_permissions(&path, fs::Permissions::from_mode(d.mode))
+                .map_err(|e| ArchiveError::write(&path, e))?;
+            let t = FileTime::from_unix_time(d.mtime, 0);
+            filetime::set_file_times(&path, t, t).map_err(|e| ArchiveError::write(&path, e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_are_sanitized() {
+        assert_eq!(safe_relative(b"./a/b").unwrap(), PathBuf::from("a/b"));
+        for bad in [
+            &b"/etc/passwd"[..],
+            b"a/../../x",
+            b"..",
+            b"",
+            b"./",
+            b"a\0b",
+        ] {
+            assert!(
+                safe_relative(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn symlink_targets_are_resolved_lexically() {
+        let inside = |rel: &str, t: &str| link_stays_inside(Path::new(rel), Path::new(t), None);
+        assert!(inside("a", "b"));
+        assert!(inside("d/a", "../b"));
+        assert!(inside("d/e/a", "../../b"));
+        assert!(!inside("a", "../b"));
+        assert!(!inside("d/a", "../../b"));
+        assert!(!inside("d/a", "/etc/passwd"));
+        assert!(!inside("a", "x/../../y"));
+        let root = Some(Path::new("/srv/www"));
+        assert!(link_stays_inside(
+            Path::new("a"),
+            Path::new("/srv/www/x"),
+            root
+        ));
+        assert!(!link_stays_inside(
+            Path::new("a"),
+            Path::new("/srv/wwwx"),
+            root
+        ));
+        assert!(!link_stays_inside(
+            Path::new("a"),
+            Path::new("/srv/www/../etc"),
+            root
+        ));
+    }
+}

@@ -1,0 +1,127 @@
+//! Writes a source as a plain tar stream (GNU format: long names, numeric
+//! owners, second-precision mtimes) into any `Write`, normally a
+//! [`super::gzip::ParallelGzWriter`]. Nothing is buffered beyond one read.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use tar::{Builder, EntryType, Header};
+
+use super::walk::{walk, WalkEntry};
+
+/// What went into the archive.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    /// Regular file content bytes.
+    pub bytes: u64,
+    /// Files whose size changed while they were read: their entry is padded or
+    /// cut to the size seen at stat time, as GNU tar does, and a warning logged.
+    pub changed: Vec<PathBuf>,
+    /// Sockets, FIFOs and device nodes, which a backup cannot carry.
+    pub skipped: Vec<PathBuf>,
+}
+
+/// Archives `root` into `out` and returns `out` (with the tar end marker written).
+pub fn write_tar<W: Write>(root: &Path, out: W) -> io::Result<(W, WriteStats)> {
+    let mut builder = Builder::new(out);
+    let mut stats = WriteStats::default();
+    walk(root, &mut |e| append(&mut builder, &e, &mut stats))?;
+    let out = builder.into_inner()?;
+    Ok((out, stats))
+}
+
+fn header_for(meta: &std::fs::Metadata, kind: EntryType) -> Header {
+    let mut h = Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(meta.mode() & 0o7777);
+    h.set_uid(u64::from(meta.uid()));
+    h.set_gid(u64::from(meta.gid()));
+    h.set_mtime(meta.mtime().max(0) as u64);
+    h.set_size(0);
+    h
+}
+
+fn append<W: Write>(
+    b: &mut Builder<W>,
+    e: &WalkEntry<'_>,
+    stats: &mut WriteStats,
+) -> io::Result<()> {
+    let ft = e.meta.file_type();
+    let with_path =
+        |err: io::Error| io::Error::new(err.kind(), format!("{}: {err}", e.abs.display()));
+    if ft.is_dir() {
+        let mut h = header_for(e.meta, EntryType::Directory);
+        b.append_data(&mut h, e.rel, io::empty())
+            .map_err(with_path)?;
+        stats.dirs += 1;
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(e.abs).map_err(with_path)?;
+        let mut h = header_for(e.meta, EntryType::Symlink);
+        b.append_link(&mut h, e.rel, &target).map_err(with_path)?;
+        stats.symlinks += 1;
+    } else if ft.is_file() {
+        let file = match File::open(e.abs) {
+            Ok(f) => f,
+            // Removed since the walk saw it: not part of this backup.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(with_path(err)),
+        };
+        let size = e.meta.len();
+        let mut h = header_for(e.meta, EntryType::Regular);
+        h.set_size(size);
+        let mut reader = ExactSize {
+            inner: file.take(size),
+            left: size,
+            short: false,
+        };
+        b.append_data(&mut h, e.rel, &mut reader)
+            .map_err(with_path)?;
+        if reader.short
+            || reader
+                .inner
+                .into_inner()
+                .read(&mut [0u8; 1])
+                .map(|n| n > 0)
+                .unwrap_or(false)
+        {
+            tracing::warn!(path = %e.abs.display(), "file changed while it was read; archived at its earlier size");
+            stats.changed.push(e.abs.to_path_buf());
+        }
+        stats.files += 1;
+        stats.bytes += size;
+    } else {
+        tracing::warn!(path = %e.abs.display(), "not a file, directory or symlink; skipped");
+        stats.skipped.push(e.abs.to_path_buf());
+    }
+    Ok(())
+}
+
+/// Yields exactly `left` bytes: the file's, then zeros if it shrank meanwhile,
+/// because a tar header announces the size before the data follows.
+struct ExactSize {
+    inner: io::Take<File>,
+    left: u64,
+    short: bool,
+}
+
+impl Read for ExactSize {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let mut n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            self.short = true;
+            buf[..want].fill(0);
+            n = want;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}

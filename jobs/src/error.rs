@@ -1,0 +1,50 @@
+//! The library's error type. Each variant keeps its cause; the CLI adds context
+//! ("backup acme") and picks the exit code from [`Error::is_storage_unavailable`].
+
+use std::io;
+
+use crate::archive::ArchiveError;
+use crate::manifest::ManifestError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The data does not match what its manifest declares.
+    #[error("backup {id} of {state} does not match its manifest: {detail}")]
+    Mismatch {
+        state: String,
+        id: String,
+        detail: String,
+    },
+    /// The operation was refused before anything changed.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl Error {
+    pub(crate) fn io(what: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// True when the store could not be used at all (exit code 3).
+    pub fn is_storage_unavailable(&self) -> bool {
+        matches!(self, Error::Store(e) if e.is_unavailable())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,154 @@
+//! Where things live in the store:
+//!
+//! ```text
+//! <host>/<state>/<backup-id>/data.tar.gz
+//! <host>/<state>/<backup-id>/manifest.json   written last: no manifest, no backup
+//! <host>/<state>/<backup-id>/verified.json   written by a successful `verify`
+//! ```
+//!
+//! A backup id is `YYYYMMDDTHHMMSS.mmmZ-<8 hex>`, so ids sort by creation time
+//! (milliseconds keep two backups of the same second in order).
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use crate::store::ObjectInfo;
+
+pub const DATA: &str = "data.tar.gz";
+pub const MANIFEST: &str = "manifest.json";
+pub const VERIFIED: &str = "verified.json";
+const ID_TIME: &str = "%Y%m%dT%H%M%S%.3fZ";
+/// Ids without milliseconds are accepted too (hand-made or older ones).
+const ID_TIME_SECONDS: &str = "%Y%m%dT%H%M%SZ";
+
+/// `<host>/<state>/`
+pub fn state_prefix(host: &str, state: &str) -> String {
+    format!("{host}/{state}/")
+}
+
+/// `<host>/<state>/<id>/<name>`
+pub fn object_key(host: &str, state: &str, id: &str, name: &str) -> String {
+    format!("{host}/{state}/{id}/{name}")
+}
+
+pub fn new_backup_id(now: DateTime<Utc>) -> String {
+    format!("{}-{}", now.format(ID_TIME), crate::fsutil::random_suffix())
+}
+
+/// The creation time encoded in a backup id, or `None` if `id` is not one.
+pub fn parse_backup_id(id: &str) -> Option<DateTime<Utc>> {
+    let (time, suffix) = id.split_once('-')?;
+    if suffix.is_empty() || !suffix.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    NaiveDateTime::parse_from_str(time, ID_TIME)
+        .or_else(|_| NaiveDateTime::parse_from_str(time, ID_TIME_SECONDS))
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// One backup as the listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupRef {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    /// Its manifest exists.
+    pub complete: bool,
+    /// A `verify` succeeded on it.
+    pub verified: bool,
+    /// Every object of the backup (keys relative to the store root).
+    pub objects: Vec<ObjectInfo>,
+}
+
+impl BackupRef {
+    pub fn size(&self) -> u64 {
+        self.objects.iter().map(|o| o.size).sum()
+    }
+}
+
+/// Groups a listing of `prefix` into backups, oldest first. Keys that are not
+/// `<prefix><id>/<name>` with a valid id are ignored.
+pub fn group(prefix: &str, listing: &[ObjectInfo]) -> Vec<BackupRef> {
+    let mut out: Vec<BackupRef> = Vec::new();
+    for obj in listing {
+        let Some(rest) = obj.key.strip_prefix(prefix) else {
+            continue;
+        };
+        let Some((id, name)) = rest.split_once('/') else {
+            continue;
+        };
+        let Some(time) = parse_backup_id(id) else {
+            continue;
+        };
+        let idx = match out.iter().position(|b| b.id == id) {
+            Some(i) => i,
+            None => {
+                out.push(BackupRef {
+                    id: id.to_string(),
+                    time,
+                    complete: false,
+                    verified: false,
+                    objects: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        let b = &mut out[idx];
+        match name {
+            MANIFEST => b.complete = true,
+            VERIFIED => b.verified = true,
+            _ => {}
+        }
+        b.objects.push(obj.clone());
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(key: &str) -> ObjectInfo {
+        ObjectInfo {
+            key: key.into(),
+            size: 10,
+            etag: None,
+        }
+    }
+
+    #[test]
+    fn ids_round_trip_and_sort_by_time() {
+        let t = DateTime::parse_from_rfc3339("2026-11-23T10:15:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let id = new_backup_id(t);
+        assert!(id.starts_with("20261123T101500.000Z-"), "{id}");
+        assert_eq!(parse_backup_id(&id), Some(t));
+        assert_eq!(parse_backup_id("20261123T101500Z-abcd"), Some(t));
+        assert_eq!(parse_backup_id("garbage"), None);
+        assert_eq!(parse_backup_id("20261123T101500Z-"), None);
+        assert_eq!(parse_backup_id("20261123T101500Z-../x"), None);
+    }
+
+    #[test]
+    fn listing_groups_into_backups() {
+        let p = "h/acme/";
+        let listing = [
+            obj("h/acme/20261123T101500Z-aaaa/data.tar.gz"),
+            obj("h/acme/20261123T101500Z-aaaa/manifest.json"),
+            obj("h/acme/20261122T101500Z-bbbb/data.tar.gz"),
+            obj("h/acme/20261121T101500Z-cccc/data.tar.gz"),
+            obj("h/acme/20261121T101500Z-cccc/manifest.json"),
+            obj("h/acme/20261121T101500Z-cccc/verified.json"),
+            obj("h/acme/not-an-id/data.tar.gz"),
+            obj("h/acme/stray"),
+        ];
+        let b = group(p, &listing);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b[0].id, "20261121T101500Z-cccc");
+        assert!(b[0].complete && b[0].verified);
+        assert!(!b[1].complete);
+        assert!(b[2].complete && !b[2].verified);
+        assert_eq!(b[2].size(), 20);
+    }
+}

@@ -1,0 +1,22 @@
+//! rehost's data path: object storage, streaming archives, backup, restore,
+//! verification, retention and node_exporter textfile metrics. The CLI in
+//! `agent/` only turns configuration into calls of this library.
+
+pub mod archive;
+pub mod backup;
+mod bridge;
+pub mod catalog;
+pub mod error;
+pub mod fsutil;
+pub mod layout;
+pub mod lock;
+pub mod manifest;
+pub mod metrics;
+pub mod restore;
+pub mod retention;
+pub mod state;
+pub mod store;
+mod unpack;
+pub mod verify;
+
+pub use error::{Error, Result};

@@ -1,0 +1,146 @@
+//! The one storage interface. Everything above it (backup, restore, verify,
+//! retention, pull) is written against [`ObjectStore`], so S3 and a local
+//! directory are interchangeable and a test can wrap a store to inject faults.
+//!
+//! Keys are relative to the store's root (the `s3://bucket/prefix` or the
+//! `file://` directory), use `/` as separator and never contain `..`, empty
+//! segments or a leading `/` ([`check_key`]).
+
+mod error;
+mod fs;
+mod location;
+mod s3;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+pub use error::StoreError;
+pub use fs::FsStore;
+pub use location::{CredentialSource, S3Settings, StoreLocation};
+pub use s3::S3Store;
+
+/// A stream of object bytes, as returned by [`ObjectStore::get`].
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>>;
+
+/// The body of a [`ObjectStore::put`]: chunks of any size, produced as the data
+/// is generated. A producer error aborts the upload, so no object is created.
+pub type PutBody = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// What a listing or `head` says about an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// ETag (S3) or a size+mtime tag (directory store); opaque, for change detection.
+    pub etag: Option<String>,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Every object whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
+    /// The object's metadata, or `None` if it does not exist.
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
+    /// Streams the object's bytes; [`StoreError::NotFound`] if it does not exist.
+    async fn get(&self, key: &str) -> Result<ByteStream, StoreError>;
+    /// Stores `body` under `key`, replacing any object there, and returns the
+    /// number of bytes stored. The object becomes visible only once complete.
+    async fn put(&self, key: &str, body: PutBody) -> Result<u64, StoreError>;
+    /// Deletes the object; deleting a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// `s3://bucket/prefix` or `file:///dir`, for messages.
+    fn url(&self) -> String;
+}
+
+/// Opens the store a configuration names. Reads credentials, but makes no request.
+pub fn open(location: &StoreLocation) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    Ok(match location {
+        StoreLocation::S3(settings) => Arc::new(S3Store::new(settings)?),
+        StoreLocation::File(root) => Arc::new(FsStore::new(root.clone())),
+    })
+}
+
+/// A one-chunk body, for small objects such as manifests.
+pub fn body_from_bytes(bytes: Bytes) -> PutBody {
+    Box::pin(futures::stream::once(async move { Ok(bytes) }))
+}
+
+/// Reads a whole (small) object into memory, refusing more than `limit` bytes.
+pub async fn get_small(
+    store: &dyn ObjectStore,
+    key: &str,
+    limit: usize,
+) -> Result<Vec<u8>, StoreError> {
+    use futures::StreamExt;
+    let mut stream = store.get(key).await?;
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if out.len() + chunk.len() > limit {
+            return Err(StoreError::TooLarge {
+                key: key.to_string(),
+                limit: limit as u64,
+            });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Rejects keys that could escape the store's root or that S3 and a directory
+/// would treat differently.
+pub fn check_key(key: &str) -> Result<(), StoreError> {
+    let bad = |reason: &str| {
+        Err(StoreError::InvalidKey {
+            key: key.escape_debug().to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if key.is_empty() {
+        return bad("empty key");
+    }
+    if key.len() > 1024 {
+        return bad("longer than 1024 bytes");
+    }
+    if key.starts_with('/') {
+        return bad("starts with /");
+    }
+    if key.contains('\0') {
+        return bad("contains a NUL byte");
+    }
+    for segment in key.split('/') {
+        match segment {
+            "" => return bad("has an empty path segment"),
+            "." | ".." => return bad("has a . or .. segment"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_that_could_escape_are_refused() {
+        for key in [
+            "",
+            "/abs",
+            "a/../b",
+            "..",
+            "a//b",
+            "a/./b",
+            "a\0b",
+            "trailing/",
+        ] {
+            assert!(check_key(key).is_err(), "{key:?} should be refused");
+        }
+        check_key("web-1/acme/20261123T101500Z-abcd/data.tar.gz").unwrap();
+        check_key("unicode/é/文件").unwrap();
+    }
+}

@@ -1,0 +1,493 @@
+//! S3 store through aws-sdk-s3. Built by hand rather than from the AWS
+//! environment loader, so that stray `AWS_*` variables on a host (a CA bundle,
+//! an endpoint override, a profile) cannot silently change where backups go.
+//! Request checksums are sent only when an operation requires them: several
+//! S3-compatible stores reject the newer default checksum headers.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use tokio::task::JoinSet;
+
+use super::{check_key, ByteStream, CredentialSource, ObjectInfo, ObjectStore, PutBody};
+use super::{S3Settings, StoreError};
+
+/// Parts of a multipart upload. S3 needs at least 5 MiB for all parts but the
+/// last; 8 MiB keeps request overhead low while memory stays bounded.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts uploaded at once. Memory held by an upload is about
+/// `(PART_UPLOADS + 1) * PART_SIZE`.
+pub const PART_UPLOADS: usize = 3;
+
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    url: String,
+}
+
+impl S3Store {
+    pub fn new(settings: &S3Settings) -> Result<Self, StoreError> {
+        let credentials = load_credentials(&settings.credentials)?;
+        let mut config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(settings.region.clone()))
+            .credentials_provider(credentials)
+            .force_path_style(settings.path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .retry_config(RetryConfig::standard().with_max_attempts(4))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .read_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if let Some(endpoint) = &settings.endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        let url = if settings.prefix.is_empty() {
+            format!("s3://{}", settings.bucket)
+        } else {
+            format!("s3://{}/{}", settings.bucket, settings.prefix)
+        };
+        Ok(S3Store {
+            client: Client::from_conf(config.build()),
+            bucket: settings.bucket.clone(),
+            prefix: settings.prefix.clone(),
+            url,
+        })
+    }
+
+    fn full_key(&self, key: &str) -> Result<String, StoreError> {
+        check_key(key)?;
+        Ok(self.join(key))
+    }
+
+    fn join(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{}", self.prefix, key)
+        }
+    }
+
+    fn classify<E>(&self, op: &'static str, key: &str, err: SdkError<E, RawResponse>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        classify(&self.url, op, key, err)
+    }
+}
+
+type RawResponse = aws_sdk_s3::config::http::HttpResponse;
+
+fn classify<E>(url: &str, op: &'static str, key: &str, err: SdkError<E, RawResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let url = url.to_string();
+    let message = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            StoreError::Unreachable { url, message }
+        }
+        _ => {
+            let status = err.raw_response().map(|r| r.status().as_u16());
+            let code = err.code().unwrap_or_default();
+            match (code, status) {
+                ("NoSuchBucket", _) => StoreError::Denied {
+                    url,
+                    message: "the bucket does not exist".into(),
+                },
+                ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch", _)
+                | (_, Some(401 | 403)) => StoreError::Denied { url, message },
+                ("NoSuchKey" | "NotFound", _) | (_, Some(404)) => StoreError::NotFound {
+                    url,
+                    key: key.to_string(),
+                },
+                _ => StoreError::Request {
+                    op,
+                    url,
+                    key: key.to_string(),
+                    message,
+                },
+            }
+        }
+    }
+}
+
+/// Reads the access key from the environment or a shared-credentials file. The
+/// values go straight into the SDK's `Credentials`, whose `Debug` redacts them.
+fn load_credentials(source: &CredentialSource) -> Result<Credentials, StoreError> {
+    let (id, secret, token) = match source {
+        CredentialSource::Environment => {
+            let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
+            else {
+                return Err(StoreError::Config(
+                    "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+                     or storage.credentials_file"
+                        .into(),
+                ));
+            };
+            (id, secret, var("AWS_SESSION_TOKEN"))
+        }
+        CredentialSource::File { path, profile } => read_credentials_file(path, profile)?,
+    };
+    Ok(Credentials::new(id, secret, token, None, "rehost"))
+}
+
+type KeyTriple = (String, String, Option<String>);
+
+fn read_credentials_file(path: &Path, profile: &str) -> Result<KeyTriple, StoreError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        StoreError::Config(format!(
+            "cannot read credentials file {}: {e}",
+            path.display()
+        ))
+    })?;
+    parse_credentials(&text, profile)
+        .map_err(|what| StoreError::Config(format!("credentials file {}: {what}", path.display())))
+}
+
+/// Parses the INI format of `~/.aws/credentials`. Error texts name keys and
+/// lines, never values.
+fn parse_credentials(text: &str, profile: &str) -> Result<KeyTriple, String> {
+    let (mut id, mut secret, mut token) = (None, None, None);
+    let mut found = false;
+    let mut in_profile = false;
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let name = section.trim();
+            let name = name.strip_prefix("profile ").unwrap_or(name).trim();
+            in_profile = name == profile;
+            found |= in_profile;
+            continue;
+        }
+        if !in_profile {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!("line {} is not `key = value`", n + 1));
+        };
+        let value = value.trim().to_string();
+        match key.trim() {
+            "aws_access_key_id" => id = Some(value),
+            "aws_secret_access_key" => secret = Some(value),
+            "aws_session_token" => token = Some(value),
+            _ => {}
+        }
+    }
+    if !found {
+        return Err(format!("no [{profile}] section"));
+    }
+    match (id, secret) {
+        (Some(id), Some(secret)) => Ok((id, secret, token)),
+        _ => Err(format!(
+            "section [{profile}] needs aws_access_key_id and aws_secret_access_key"
+        )),
+    }
+}
+
+/// Pulls chunks from `body` until at least `PART_SIZE` bytes are buffered or the
+/// body ends. Returns the buffered bytes and whether the body ended.
+async fn fill_part(body: &mut PutBody, key: &str) -> Result<(Bytes, bool), StoreError> {
+    let mut buf = BytesMut::new();
+    while buf.len() < PART_SIZE {
+        match body.next().await {
+            Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+            Some(Err(source)) => {
+                return Err(StoreError::BodyFailed {
+                    key: key.to_string(),
+                    source,
+                })
+            }
+            None => return Ok((buf.freeze(), true)),
+        }
+    }
+    Ok((buf.freeze(), false))
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let full_prefix = self.join(prefix);
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full_prefix)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.classify("list", prefix, e))?;
+            for obj in page.contents() {
+                let Some(key) = obj.key() else { continue };
+                let Some(rel) = key.get(strip..) else {
+                    continue;
+                };
+                out.push(ObjectInfo {
+                    key: rel.to_string(),
+                    size: obj.size().unwrap_or(0).max(0) as u64,
+                    etag: obj.e_tag().map(str::to_string),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        let full = self.full_key(key)?;
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(ObjectInfo {
+                key: key.to_string(),
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                etag: out.e_tag().map(str::to_string),
+            })),
+            Err(e) => match self.classify("head", key, e) {
+                StoreError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<ByteStream, StoreError> {
+        let full = self.full_key(key)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| self.classify("get", key, e))?;
+        let ctx = (self.url.clone(), key.to_string());
+        let stream = futures::stream::try_unfold((out.body, ctx), |(mut body, ctx)| async move {
+            match body.next().await {
+                None => Ok(None),
+                Some(Ok(bytes)) => Ok(Some((bytes, (body, ctx)))),
+                Some(Err(e)) => Err(StoreError::Request {
+                    op: "get",
+                    url: ctx.0.clone(),
+                    key: ctx.1.clone(),
+                    message: DisplayErrorContext(&e).to_string(),
+                }),
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn put(&self, key: &str, mut body: PutBody) -> Result<u64, StoreError> {
+        let full = self.full_key(key)?;
+        let (first, ended) = fill_part(&mut body, key).await?;
+        if ended {
+            let len = first.len() as u64;
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .content_length(len as i64)
+                .body(SdkByteStream::from(first))
+                .send()
+                .await
+                .map_err(|e| self.classify("put", key, e))?;
+            return Ok(len);
+        }
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| self.classify("put", key, e))?;
+        let Some(upload_id) = created.upload_id().map(str::to_string) else {
+            return Err(StoreError::Request {
+                op: "put",
+                url: self.url.clone(),
+                key: key.to_string(),
+                message: "the store returned no multipart upload id".into(),
+            });
+        };
+        let result = self
+            .upload_parts(key, &full, &upload_id, first, &mut body)
+            .await;
+        match result {
+            Ok(total) => Ok(total),
+            Err(e) => {
+                // Best effort: a leftover upload is invisible and stores expire them,
+                // but it holds space until then.
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let full = self.full_key(key)?;
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match self.classify("delete", key, e) {
+                StoreError::NotFound { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+}
+
+impl S3Store {
+    async fn upload_parts(
+        &self,
+        key: &str,
+        full: &str,
+        upload_id: &str,
+        first: Bytes,
+        body: &mut PutBody,
+    ) -> Result<u64, StoreError> {
+        let mut tasks: JoinSet<Result<CompletedPart, StoreError>> = JoinSet::new();
+        let mut done: Vec<CompletedPart> = Vec::new();
+        let mut total = 0u64;
+        let mut next: Option<Bytes> = Some(first);
+        let mut ended = false;
+        let mut number = 0i32;
+        loop {
+            while tasks.len() < PART_UPLOADS {
+                let Some(part) = next.take() else { break };
+                if part.is_empty() {
+                    break;
+                }
+                number += 1;
+                total += part.len() as u64;
+                let client = self.client.clone();
+                let (bucket, full, upload_id) =
+                    (self.bucket.clone(), full.to_string(), upload_id.to_string());
+                let (url, task_key) = (self.url.clone(), key.to_string());
+                let n = number;
+                tasks.spawn(async move {
+                    let len = part.len() as i64;
+                    let out = client
+                        .upload_part()
+                        .bucket(bucket)
+                        .key(full)
+                        .upload_id(upload_id)
+                        .part_number(n)
+                        .content_length(len)
+                        .body(SdkByteStream::from(part))
+                        .send()
+                        .await
+                        .map_err(|e| classify(&url, "put", &task_key, e))?;
+                    Ok(CompletedPart::builder()
+                        .set_e_tag(out.e_tag().map(str::to_string))
+                        .part_number(n)
+                        .build())
+                });
+                if !ended {
+                    let (part, end) = fill_part(body, key).await?;
+                    next = Some(part);
+                    ended = end;
+                }
+            }
+            match tasks.join_next().await {
+                Some(joined) => {
+                    let part = joined.map_err(|e| StoreError::Request {
+                        op: "put",
+                        url: self.url.clone(),
+                        key: key.to_string(),
+                        message: format!("part upload task failed: {e}"),
+                    })??;
+                    done.push(part);
+                }
+                None => break,
+            }
+        }
+        done.sort_by_key(|p| p.part_number());
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(done))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.classify("put", key, e))?;
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_credentials;
+
+    #[test]
+    fn credentials_file_profiles() {
+        let text = "# comment\n[default]\naws_access_key_id = AK1\naws_secret_access_key=SK1\n\n\
+                    [profile backup]\naws_access_key_id = AK2\naws_secret_access_key = SK2\n\
+                    aws_session_token = T2\n";
+        assert_eq!(
+            parse_credentials(text, "default").unwrap(),
+            ("AK1".into(), "SK1".into(), None)
+        );
+        assert_eq!(
+            parse_credentials(text, "backup").unwrap(),
+            ("AK2".into(), "SK2".into(), Some("T2".into()))
+        );
+        let err = parse_credentials(text, "nope").unwrap_err();
+        assert!(err.contains("[nope]"));
+        let err = parse_credentials("[default]\naws_access_key_id = AK\n", "default").unwrap_err();
+        assert!(err.contains("aws_secret_access_key"));
+        assert!(!err.contains("AK"), "error must not echo values: {err}");
+    }
+}

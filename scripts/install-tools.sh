@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Install (idempotently) the tools the tests need; with --bench also the peers
+# the benchmark compares rehost with.
+#
+#   scripts/install-tools.sh            promtool, /usr/bin/time, sqlite3, aws, garage
+#   scripts/install-tools.sh --bench    + restic, rclone, s3cmd
+#
+# Nothing is downloaded when every binary is already present. Works as root
+# with no stdin (CI=true); elsewhere uses sudo for apt-get when needed.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+bench=0
+for arg in "$@"; do
+    case "$arg" in
+        --bench) bench=1 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        *) echo "install-tools: unknown argument: $arg" >&2; exit 2 ;;
+    esac
+done
+
+log() { echo "install-tools: $*" >&2; }
+die() { echo "install-tools: error: $*" >&2; exit 1; }
+
+# binary -> Debian package that provides it
+declare -A apt_for=(
+    [promtool]=prometheus
+    [/usr/bin/time]=time
+    [sqlite3]=sqlite3
+)
+if [ "$bench" = 1 ]; then
+    apt_for[restic]=restic
+    apt_for[rclone]=rclone
+    apt_for[s3cmd]=s3cmd
+fi
+
+have() {
+    case "$1" in
+        /*) [ -x "$1" ] ;;
+        *) command -v "$1" >/dev/null 2>&1 ;;
+    esac
+}
+
+missing_pkgs=()
+for bin in "${!apt_for[@]}"; do
+    have "$bin" || missing_pkgs+=("${apt_for[$bin]}")
+done
+
+if [ "${#missing_pkgs[@]}" -gt 0 ]; then
+    sudo=()
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to apt-get install ${missing_pkgs[*]}"
+        sudo=(sudo -n)
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install by hand: ${missing_pkgs[*]}"
+    log "apt-get install ${missing_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    aptlog="$(mktemp)"
+    trap 'rm -f "$aptlog"' EXIT
+    if ! timeout 300 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null >"$aptlog" 2>&1; then
+        tail -n 20 "$aptlog" >&2
+        die "apt-get update failed"
+    fi
+    if ! timeout 900 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+            "${missing_pkgs[@]}" </dev/null >"$aptlog" 2>&1; then
+        tail -n 20 "$aptlog" >&2
+        die "apt-get install ${missing_pkgs[*]} failed"
+    fi
+    for bin in "${!apt_for[@]}"; do
+        have "$bin" || die "$bin still missing after installing ${apt_for[$bin]}"
+    done
+fi
+
+# awscli (v1) from PyPI, only if `aws` is missing.
+if ! have aws; then
+    py="$(command -v python3 || true)"
+    [ -n "$py" ] || die "python3 not found (needed for pip install awscli)"
+    log "pip install awscli"
+    pipflags=(--quiet --disable-pip-version-check --no-input)
+    [ "$(id -u)" = 0 ] && pipflags+=(--root-user-action=ignore)
+    piplog="$(mktemp)"
+    if ! timeout 600 "$py" -m pip install "${pipflags[@]}" awscli </dev/null >"$piplog" 2>&1; then
+        # Debian's system python refuses global installs (PEP 668): install for the user.
+        if grep -q externally-managed "$piplog" && \
+           timeout 600 "$py" -m pip install "${pipflags[@]}" --user --break-system-packages awscli </dev/null >"$piplog" 2>&1; then
+            :
+        else
+            tail -n 20 "$piplog" >&2; rm -f "$piplog"
+            die "pip install awscli failed"
+        fi
+    fi
+    rm -f "$piplog"
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash >/dev/null 2>&1 || true
+    hash -r
+    if ! have aws; then
+        userbin="$("$py" -m site --user-base 2>/dev/null)/bin"
+        [ -x "$userbin/aws" ] && die "aws installed in $userbin, which is not in PATH; add it"
+        die "aws still not found after pip install awscli"
+    fi
+fi
+
+# Garage (built from crates.io when absent: ~7 min).
+"$here/garage.sh" install >/dev/null
+
+if [ "$bench" = 1 ]; then
+    log "ok: promtool sqlite3 time aws garage restic rclone s3cmd"
+else
+    log "ok: promtool sqlite3 time aws garage"
+fi

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole test run (`make test`, `.ci/run`): install the tools, start a real
+# Garage in target/garage-test, then fmt check, clippy, build and nextest with
+# the REHOST_TEST_* settings exported. Garage is always stopped at the end, and
+# the exit status of the failing step is preserved.
+#
+# Under CI=true, CI is passed through to the tests: they must fail, not skip,
+# when Garage or Docker is missing.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root="$PWD"
+garage_dir="$root/target/garage-test"
+CARGO="${CARGO:-cargo}"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "install tools"
+scripts/install-tools.sh
+
+cleanup() {
+    local rc=$?
+    step "stop Garage"
+    scripts/garage.sh stop "$garage_dir" || echo "test.sh: warning: could not stop Garage in $garage_dir" >&2
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step "start Garage ($garage_dir, fresh)"
+scripts/garage.sh stop "$garage_dir" >/dev/null
+rm -rf "$garage_dir"
+scripts/garage.sh start "$garage_dir"
+set -a
+# shellcheck disable=SC1091
+. "$garage_dir/env"
+set +a
+if [ -n "${CI:-}" ]; then
+    export CI
+fi
+
+step "cargo fmt --check"
+"$CARGO" fmt --all -- --check
+
+step "cargo clippy"
+"$CARGO" clippy --workspace --all-targets -- -D warnings
+
+step "cargo build -p rehost"
+"$CARGO" build -p rehost
+
+step "cargo nextest"
+"$CARGO" nextest run --workspace --no-fail-fast
