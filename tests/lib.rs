@@ -1,1 +1,188 @@
+//! End-to-end test helpers: a `TestEnv` with its own directories, a rehost
+//! configuration pointing at the Garage started by `scripts/garage.sh`, and a
+//! way to run the real `rehost` binary and check its output and exit code.
 
+// Test support: setup failures should panic loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `rehost` binary built next to the test executable (`make test` builds it).
+pub fn rehost_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("rehost");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build -p rehost`; `make test` does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Garage settings from `scripts/garage.sh start`; `None` (skip, with a
+/// printed reason) outside CI, a panic under `CI=true`.
+pub fn garage() -> Option<Garage> {
+    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    match (
+        var("REHOST_TEST_S3_ENDPOINT"),
+        var("REHOST_TEST_S3_BUCKET"),
+        var("REHOST_TEST_S3_CREDENTIALS_FILE"),
+        var("REHOST_TEST_S3_SECRET_ACCESS_KEY"),
+    ) {
+        (Some(endpoint), Some(bucket), Some(credentials), Some(secret)) => Some(Garage {
+            endpoint,
+            bucket,
+            credentials: credentials.into(),
+            secret,
+        }),
+        _ if std::env::var("CI").as_deref() == Ok("true") => panic!(
+            "CI=true but no Garage: REHOST_TEST_S3_* is not set. Run `make test`, \
+             which starts Garage via scripts/garage.sh."
+        ),
+        _ => {
+            eprintln!("skipping: no Garage (REHOST_TEST_S3_* not set; run `make test`)");
+            None
+        }
+    }
+}
+
+pub struct Garage {
+    pub endpoint: String,
+    pub bucket: String,
+    pub credentials: PathBuf,
+    /// Only used to check that it never appears in output.
+    pub secret: String,
+}
+
+/// A scratch host: `root/` holds state paths, `metrics/` the textfile
+/// directory, `rehost.yaml` the configuration.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub prefix: String,
+}
+
+impl TestEnv {
+    /// A configuration with `state_yaml` (the indented body of `state:`)
+    /// against a fresh prefix of the Garage bucket.
+    pub fn new(garage: &Garage, state_yaml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = format!("e2e-{}", unique());
+        let config = dir.path().join("rehost.yaml");
+        let env = TestEnv {
+            dir,
+            config,
+            prefix,
+        };
+        env.write_config(garage, &garage.endpoint, state_yaml);
+        env
+    }
+
+    pub fn write_config(&self, garage: &Garage, endpoint: &str, state_yaml: &str) {
+        let text = format!(
+            "host: e2e-host\nstorage:\n  url: s3://{}/{}\n  endpoint: {endpoint}\n  region: garage\n  \
+             path_style: true\n  credentials_file: {}\nstate:\n{state_yaml}\nmetrics:\n  textfile_dir: {}\n",
+            garage.bucket,
+            self.prefix,
+            garage.credentials.display(),
+            self.metrics().display()
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn metrics(&self) -> PathBuf {
+        self.dir.path().join("metrics")
+    }
+
+    /// Runs `rehost -c <config> ARGS` with a clean environment: stray AWS_*
+    /// variables of the machine must not influence the tests.
+    pub fn rehost(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(rehost_bin());
+        cmd.arg("-c").arg(&self.config).args(args);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_") || k == "REHOST_CONFIG" || k == "RUST_LOG" {
+                cmd.env_remove(k);
+            }
+        }
+        Run(cmd.output().unwrap())
+    }
+}
+
+/// A finished run with helpers for assertions.
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout(), self.stderr())
+    }
+    /// Panics with both streams unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "exit code {} (expected {code})\nstdout:\n{}\nstderr:\n{}",
+            self.code(),
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+fn unique() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{}-{nanos:x}", std::process::id())
+}
+
+/// `promtool check metrics` on a file. Under CI promtool must exist
+/// (`scripts/install-tools.sh` installs it).
+pub fn promtool_check(file: &Path) -> Option<String> {
+    let text = std::fs::read(file).unwrap();
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but promtool cannot run ({e}); scripts/install-tools.sh installs it")
+        }
+        Err(e) => {
+            eprintln!("skipping promtool check: {e}");
+            return None;
+        }
+    };
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool rejects {}: {}{}",
+        file.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}

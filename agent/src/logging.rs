@@ -2,6 +2,8 @@
 //! level of rehost's own events; libraries stay at `warn` unless `RUST_LOG`
 //! says otherwise.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{GlobalArgs, LogFormat};
@@ -21,6 +23,7 @@ pub fn init(args: &GlobalArgs) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let installed = match args.log_format {
         LogFormat::Text => builder.try_init(),

@@ -26,7 +26,7 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
                     bytes: size,
                     uploaded,
                 } => format!(
-                    "uploaded backup {id} ({}, {} archived, {} stored)",
+                    "uploaded backup {id} ({}, {} archived, {} uploaded)",
                     count(*files, "file"),
                     bytes(*size),
                     bytes(*uploaded)

@@ -62,6 +62,10 @@ where
                 println!("{name}: {}", done.message);
                 tracing::info!(job, target = %name, ok, bytes, duration_ms = duration.as_millis() as u64, "{job} finished");
             }
+            // A lone target's error is printed by `main`; logging it too would say it twice.
+            Err(e) if total == 1 => {
+                tracing::debug!(job, target = %name, duration_ms = duration.as_millis() as u64, "{job} failed: {e:#}");
+            }
             Err(e) => {
                 tracing::error!(job, target = %name, duration_ms = duration.as_millis() as u64, "{job} failed: {e:#}");
             }

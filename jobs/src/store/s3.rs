@@ -13,7 +13,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
@@ -29,7 +29,9 @@ use super::{S3Settings, StoreError};
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploaded at once. Memory held by an upload is about
 /// `(PART_UPLOADS + 1) * PART_SIZE`.
-pub const PART_UPLOADS: usize = 3;
+pub const PART_UPLOADS: usize = 2;
+/// Producer chunks are gzip members of about 1 MiB.
+const PART_SLACK: usize = 2 * 1024 * 1024;
 
 pub struct S3Store {
     client: Client,
@@ -99,7 +101,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let url = url.to_string();
-    let message = DisplayErrorContext(&err).to_string();
+    let message = chain_text(&err);
     match &err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
             StoreError::Unreachable { url, message }
@@ -127,6 +129,21 @@ where
             }
         }
     }
+}
+
+/// The error and its causes as one line ("dispatch failure: io error: …:
+/// Connection refused"), skipping levels that repeat the one before.
+fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// Reads the access key from the environment or a shared-credentials file. The
@@ -209,7 +226,9 @@ fn parse_credentials(text: &str, profile: &str) -> Result<KeyTriple, String> {
 /// Pulls chunks from `body` until at least `PART_SIZE` bytes are buffered or the
 /// body ends. Returns the buffered bytes and whether the body ended.
 async fn fill_part(body: &mut PutBody, key: &str) -> Result<(Bytes, bool), StoreError> {
-    let mut buf = BytesMut::new();
+    // Room for one more producer chunk past the part size, so the buffer is
+    // never reallocated (a doubling would briefly hold two copies).
+    let mut buf = BytesMut::with_capacity(PART_SIZE + PART_SLACK);
     while buf.len() < PART_SIZE {
         match body.next().await {
             Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
@@ -301,7 +320,7 @@ impl ObjectStore for S3Store {
                     op: "get",
                     url: ctx.0.clone(),
                     key: ctx.1.clone(),
-                    message: DisplayErrorContext(&e).to_string(),
+                    message: chain_text(&e),
                 }),
             }
         });
