@@ -21,6 +21,7 @@ pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_STORAGE: u8 = 3;
 
 fn main() -> ExitCode {
+    bound_allocator_memory();
     let args = cli::Args::parse();
     if let Err(e) = logging::init(&args.global) {
         eprintln!("rehost: {e:#}");
@@ -44,6 +45,27 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// The backup and restore pipelines allocate and free megabyte buffers on
+/// several threads. By default glibc raises its mmap threshold after the first
+/// such free and gives every thread its own arena, so freed buffers stay in
+/// fragmented heaps: a 1 GiB backup peaked at 80-100 MiB RSS. A fixed
+/// threshold returns large buffers to the system on free, and two arenas
+/// bound the rest: 45 MiB on the same backup, at the same speed. (mimalloc
+/// was tried and peaked higher.)
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn bound_allocator_memory() {
+    // SAFETY: mallopt only changes allocator tunables; it is called first
+    // thing in main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn bound_allocator_memory() {}
 
 /// Finds the most specific cause in the chain: configuration errors are usage
 /// errors (2), an unusable store is 3, anything else is a failed job (1).

@@ -437,100 +437,61 @@ async fn lying_manifests_bombs_and_garbage_are_refused() {
         let s = spec("data", target.clone());
         let (good, good_len) = RawTar(vec![]).file("a.txt", b"hello").gz();
 
-        // The object is larger than declared.
-        publish(
-            t.store.as_ref(),
-            "data",
-            good.clone(),
-            SourceKind::Dir,
-            |m| {
-                m.tar_bytes = good_len;
-                m.objects[0].size = 10;
-            },
-        )
-        .await;
-        let err = restore(t.store.as_ref(), HOST, &s, &forced())
-            .await
-            .unwrap_err();
-        assert!(format!("{err:#}").contains("larger than"), "{err:#}");
-
-        // The checksum does not match.
-        publish(
-            t.store.as_ref(),
-            "data",
-            good.clone(),
-            SourceKind::Dir,
-            |m| {
-                m.tar_bytes = good_len;
-                m.objects[0].sha256 = "0".repeat(64);
-            },
-        )
-        .await;
-        let err = restore(t.store.as_ref(), HOST, &s, &forced())
-            .await
-            .unwrap_err();
-        assert!(format!("{err:#}").contains("sha256"), "{err:#}");
-
-        // File count lies.
-        publish(
-            t.store.as_ref(),
-            "data",
-            good.clone(),
-            SourceKind::Dir,
-            |m| {
-                m.tar_bytes = good_len;
-                m.files = 7;
-            },
-        )
-        .await;
-        let err = restore(t.store.as_ref(), HOST, &s, &forced())
-            .await
-            .unwrap_err();
-        assert!(format!("{err:#}").contains("7"), "{err:#}");
-
         // A gzip bomb: 128 MiB of zeros declared as 1 MiB of tar.
         let (bomb, _) = RawTar(vec![]).file("zeros", &vec![0u8; 128 << 20]).gz();
         assert!(bomb.len() < 4 << 20, "{}", bomb.len());
-        publish(t.store.as_ref(), "data", bomb, SourceKind::Dir, |m| {
-            m.tar_bytes = 1 << 20
-        })
-        .await;
-        let err = restore(t.store.as_ref(), HOST, &s, &forced())
-            .await
-            .unwrap_err();
-        assert!(format!("{err:#}").contains("expands beyond"), "{err:#}");
-
-        // Truncated and garbage streams.
-        publish(
-            t.store.as_ref(),
-            "data",
-            good[..good.len() / 2].to_vec(),
-            SourceKind::Dir,
-            |m| m.tar_bytes = good_len,
-        )
-        .await;
-        let err = restore(t.store.as_ref(), HOST, &s, &forced())
-            .await
-            .unwrap_err();
-        assert!(
-            format!("{err:#}").contains("corrupt or truncated"),
-            "{err:#}"
-        );
-        publish(
-            t.store.as_ref(),
-            "data",
-            b"this is not gzip at all".to_vec(),
-            SourceKind::Dir,
-            |m| m.tar_bytes = good_len,
-        )
-        .await;
-        let err = restore(t.store.as_ref(), HOST, &s, &forced())
-            .await
-            .unwrap_err();
-        assert!(
-            format!("{err:#}").contains("corrupt or truncated"),
-            "{err:#}"
-        );
+        let truncated = good[..good.len() / 2].to_vec();
+        let garbage = b"this is not gzip at all".to_vec();
+        type Lie = Box<dyn FnOnce(&mut Manifest)>;
+        let cases: Vec<(&str, Vec<u8>, Lie, &str)> = vec![
+            (
+                "object larger than declared",
+                good.clone(),
+                Box::new(|m| m.objects[0].size = 10),
+                "larger than",
+            ),
+            (
+                "wrong checksum",
+                good.clone(),
+                Box::new(|m| m.objects[0].sha256 = "0".repeat(64)),
+                "sha256",
+            ),
+            (
+                "wrong file count",
+                good.clone(),
+                Box::new(|m| m.files = 7),
+                "the manifest says 7",
+            ),
+            (
+                "gzip bomb",
+                bomb,
+                Box::new(|m| m.tar_bytes = 1 << 20),
+                "expands beyond",
+            ),
+            (
+                "truncated",
+                truncated,
+                Box::new(|_| {}),
+                "corrupt or truncated",
+            ),
+            (
+                "not gzip",
+                garbage,
+                Box::new(|_| {}),
+                "corrupt or truncated",
+            ),
+        ];
+        for (case, data, lie, expected) in cases {
+            publish(t.store.as_ref(), "data", data, SourceKind::Dir, move |m| {
+                m.tar_bytes = good_len;
+                lie(m);
+            })
+            .await;
+            let err = restore(t.store.as_ref(), HOST, &s, &forced())
+                .await
+                .unwrap_err();
+            assert!(format!("{err:#}").contains(expected), "{case}: {err:#}");
+        }
 
         assert_eq!(describe(&target), before, "{}: target changed", t.name);
         assert_no_leftovers(dir.path());

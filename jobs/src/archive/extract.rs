@@ -136,30 +136,21 @@ pub fn safe_relative(raw: &[u8]) -> Result<PathBuf, ArchiveError> {
 /// resolution matches what the filesystem will do).
 fn link_stays_inside(rel: &Path, target: &Path, final_root: Option<&Path>) -> bool {
     if target.is_absolute() {
-        return match final_root {
-            Some(root) => {
-                let mut depth: i64 = 0;
-                let Ok(inner) = target.strip_prefix(root) else {
-                    return false;
-                };
-                for c in inner.components() {
-                    match c {
-                        Component::Normal(_) => depth += 1,
-                        Component::ParentDir => depth -= 1,
-                        Component::CurDir => {}
-                        _ => return false,
-                    }
-                    if depth < 0 {
-                        return false;
-                    }
-                }
-                true
-            }
+        return match final_root.and_then(|root| target.strip_prefix(root).ok()) {
+            Some(inner) => never_climbs_above(0, inner),
             None => false,
         };
     }
-    let mut depth: i64 = rel.components().count() as i64 - 1;
-    for c in target.components() {
+    // The link resolves from its own directory, `depth` levels below the root.
+    let depth = rel.components().count().saturating_sub(1);
+    never_climbs_above(depth, target)
+}
+
+/// Walks `path` from `depth` levels below the root; false if it ever goes
+/// above the root or holds anything but plain names, `.` and `..`.
+fn never_climbs_above(depth: usize, path: &Path) -> bool {
+    let mut depth = depth as i64;
+    for c in path.components() {
         match c {
             Component::Normal(_) => depth += 1,
             Component::ParentDir => depth -= 1,
