@@ -571,3 +571,49 @@ async fn storage_down_is_reported_as_unavailable() {
         .unwrap_err();
     assert!(err.is_storage_unavailable(), "{err:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_links_inside_the_archive_are_restored() {
+    use std::os::unix::fs::MetadataExt;
+    for t in stores("hardlink") {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("data");
+        // Many small files first, so the linked file is still queued when the
+        // link entry arrives.
+        let mut tar = RawTar(vec![]);
+        for i in 0..200 {
+            tar = tar.file(&format!("f{i}"), format!("file {i}").as_bytes());
+        }
+        let (gz, tar_len) = tar
+            .entry(b"sub", tar::EntryType::Directory, None, b"")
+            .entry(
+                b"sub/link-to-f199",
+                tar::EntryType::Link,
+                Some(b"f199"),
+                b"",
+            )
+            .gz();
+        publish(t.store.as_ref(), "data", gz, SourceKind::Dir, |m| {
+            m.tar_bytes = tar_len;
+            m.files = 200;
+            m.dirs = 1;
+        })
+        .await;
+        restore(
+            t.store.as_ref(),
+            HOST,
+            &spec("data", target.clone()),
+            &forced(),
+        )
+        .await
+        .unwrap();
+        let a = fs::metadata(target.join("f199")).unwrap();
+        let b = fs::metadata(target.join("sub/link-to-f199")).unwrap();
+        assert_eq!(a.ino(), b.ino(), "{}", t.name);
+        assert_eq!(
+            fs::read_to_string(target.join("sub/link-to-f199")).unwrap(),
+            "file 199"
+        );
+        assert_eq!(fs::read_dir(&target).unwrap().count(), 201);
+    }
+}

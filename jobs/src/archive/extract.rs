@@ -15,15 +15,16 @@
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use filetime::FileTime;
 use tar::{Archive, EntryType};
 
+use super::writers::{self, FileMeta, WriterPool, SMALL_FILE};
 use super::ArchiveError;
 
 /// Where extracted entries go.
@@ -59,18 +60,27 @@ pub fn extract<R: Read>(
     opts: &ExtractOptions,
 ) -> Result<(ExtractStats, R), ArchiveError> {
     let mut archive = Archive::new(reader);
+    let pool = match sink {
+        Sink::Dir(_) => Some(WriterPool::new()?),
+        Sink::Check => None,
+    };
     let mut state = State {
         sink,
         opts,
+        pool,
         stats: ExtractStats::default(),
         symlinks: HashSet::new(),
         files: HashSet::new(),
         seen: HashSet::new(),
+        known_dirs: HashSet::new(),
         dirs: Vec::new(),
     };
     for entry in archive.entries().map_err(ArchiveError::Read)? {
         let mut entry = entry.map_err(ArchiveError::Read)?;
         state.entry(&mut entry)?;
+    }
+    if let Some(pool) = state.pool.take() {
+        pool.finish()?;
     }
     state.finish_dirs()?;
     Ok((state.stats, archive.into_inner()))
@@ -86,10 +96,14 @@ struct DirMeta {
 struct State<'a, 'o> {
     sink: Sink<'a>,
     opts: &'o ExtractOptions,
+    /// Writes small files in parallel (only when extracting into a directory).
+    pool: Option<WriterPool>,
     stats: ExtractStats,
     symlinks: HashSet<PathBuf>,
     files: HashSet<PathBuf>,
     seen: HashSet<PathBuf>,
+    /// Directories already created, so that each is made once, not per file.
+    known_dirs: HashSet<PathBuf>,
     dirs: Vec<DirMeta>,
 }
 
@@ -278,6 +292,9 @@ impl State<'_, '_> {
                 }
                 if let Sink::Dir(root) = self.sink {
                     self.mkparents(&rel)?;
+                    if let Some(pool) = &self.pool {
+                        pool.wait_idle()?;
+                    }
                     let path = root.join(&rel);
                     fs::hard_link(root.join(&target), &path)
                         .map_err(|e| ArchiveError::write(&path, e))?;
@@ -307,30 +324,26 @@ impl State<'_, '_> {
         mtime: i64,
         owner: Option<(u32, u32)>,
     ) -> Result<(), ArchiveError> {
+        let meta = FileMeta { mode, mtime, owner };
         let size = match self.sink {
             Sink::Check => io::copy(entry, &mut io::sink()).map_err(ArchiveError::Read)?,
             Sink::Dir(root) => {
                 self.mkparents(rel)?;
                 let path = root.join(rel);
-                // O_EXCL + O_NOFOLLOW: never write through something already there.
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(nix::libc::O_NOFOLLOW)
-                    .open(&path)
-                    .map_err(|e| ArchiveError::write(&path, e))?;
-                let n = copy_entry(entry, &mut f, &path)?;
-                if let Some((uid, gid)) = owner {
-                    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
-                        .map_err(|e| ArchiveError::write(&path, e))?;
+                match &self.pool {
+                    Some(pool) if entry.size() <= SMALL_FILE => {
+                        let mut data = Vec::with_capacity(entry.size() as usize);
+                        let n = copy_entry(entry, &mut data, &path)?;
+                        pool.submit(path, data, meta)?;
+                        n
+                    }
+                    _ => {
+                        let mut f = writers::create(&path)?;
+                        let n = copy_entry(entry, &mut f, &path)?;
+                        writers::apply_meta(&f, &path, meta)?;
+                        n
+                    }
                 }
-                f.set_permissions(fs::Permissions::from_mode(mode))
-                    .map_err(|e| ArchiveError::write(&path, e))?;
-                let t = FileTime::from_unix_time(mtime, 0);
-                filetime::set_file_handle_times(&f, Some(t), Some(t))
-                    .map_err(|e| ArchiveError::write(&path, e))?;
-                n
             }
         };
         self.files.insert(rel.to_path_buf());
@@ -339,16 +352,19 @@ impl State<'_, '_> {
         Ok(())
     }
 
-    fn mkparents(&self, rel: &Path) -> Result<(), ArchiveError> {
+    fn mkparents(&mut self, rel: &Path) -> Result<(), ArchiveError> {
         match rel.parent() {
             Some(p) if !p.as_os_str().is_empty() => self.mkdirs(p),
             _ => Ok(()),
         }
     }
 
-    fn mkdirs(&self, rel: &Path) -> Result<(), ArchiveError> {
+    fn mkdirs(&mut self, rel: &Path) -> Result<(), ArchiveError> {
         if self.files.contains(rel) {
             return Err(Self::hostile(rel, "is both a file and a directory"));
+        }
+        if !self.known_dirs.insert(rel.to_path_buf()) {
+            return Ok(());
         }
         if let Sink::Dir(root) = self.sink {
             let path = root.join(rel);

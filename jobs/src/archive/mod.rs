@@ -8,6 +8,7 @@ mod gzip;
 mod io;
 mod walk;
 mod write;
+mod writers;
 
 pub use extract::{extract, safe_relative, ExtractOptions, ExtractStats, Sink};
 pub use gzip::{compress_member, GzipTotals, MemberSink, ParallelGzWriter, CHUNK};
