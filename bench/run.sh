@@ -6,19 +6,37 @@
 #   bench/run.sh                        full run (~1 GiB data set)
 #   BENCH_SMALL=1 bench/run.sh          ~20 MiB data set (quick check of the harness)
 #   BENCH_TOOLS="tar restic" bench/run.sh   only some tools (default: "rehost tar restic")
+#   BENCH_ROUNDS=5 bench/run.sh         5 rounds of every measurement (default 3)
 #
 # Environment:
 #   BENCH_DATA      data directory (default target/bench-data, target/bench-data-small with BENCH_SMALL)
+#   BENCH_ROUNDS    rounds of every (tool, operation) (default 3); the report gives medians
+#   BENCH_SETTLE    seconds to wait after the `sync` before each measurement (default 5)
 #   BENCH_RESULTS   report file (default bench/RESULTS.md for a full run with every tool,
 #                   target/bench/RESULTS.md otherwise)
-#   BENCH_KEEP=1    keep Garage running and its data, and the restored trees, afterwards
+#   BENCH_KEEP=1    keep Garage running and its data, and the last round's restored trees, afterwards
 #   REHOST_BIN      rehost binary (default target/release/rehost; built when missing)
 #
-# Method: each operation runs once, under /usr/bin/time -v (wall seconds, CPU
-# seconds, maximum resident set size). The data is read once before the runs
-# (tar cf - DATA >/dev/null) so every tool starts with the same warm page cache,
-# and `sync` runs before every measurement. For shell pipelines the peak RSS is
-# that of the largest single process of the pipeline, not the sum.
+# Method: every (tool, operation) runs BENCH_ROUNDS times under /usr/bin/time -v
+# (wall seconds, CPU seconds, maximum resident set size), interleaved so that
+# drift of the machine hits every tool alike: all backup rounds, then all
+# restore rounds; round r runs the tools in BENCH_TOOLS order rotated left by
+# r-1 (default: rehost tar restic / tar restic rehost / restic rehost tar), so
+# that over every N consecutive rounds (N tools) each tool takes each position
+# in a round once.
+#   * Every backup round starts from scratch: rehost writes to a fresh
+#     storage.url prefix, restic to a fresh repository (`restic init`, not timed,
+#     and an empty cache), the tar pipeline to a fresh key. The data is read
+#     (tar cf - DATA >/dev/null) before every backup, so every tool starts with
+#     the same warm page cache.
+#   * Every restore round restores the backup made in round 1 into a fresh empty
+#     directory (restic with an empty cache, as on a fresh host). The tree is
+#     compared with the source after the run (not timed), then deleted before
+#     the next measurement's sync (the last round's trees are kept until the end).
+#   * Before every measurement: pending deletions, `sync`, `sleep BENCH_SETTLE`,
+#     so that writeback and ext4 discards of earlier work land outside it.
+# For shell pipelines the peak RSS is that of the largest single process of the
+# pipeline, not the sum.
 
 # The measured `bash -c '...'` commands get their arguments as "$1" "$2":
 # shellcheck disable=SC2016
@@ -29,6 +47,8 @@ ROOT="$PWD"
 BENCH_SMALL="${BENCH_SMALL:-0}"
 [ "$BENCH_SMALL" = 0 ] && BENCH_SMALL=""
 BENCH_TOOLS="${BENCH_TOOLS:-rehost tar restic}"
+BENCH_ROUNDS="${BENCH_ROUNDS:-3}"
+BENCH_SETTLE="${BENCH_SETTLE:-5}"
 if [ -n "$BENCH_SMALL" ]; then
     DATA="${BENCH_DATA:-$ROOT/target/bench-data-small}"
 else
@@ -53,9 +73,14 @@ has_tool() { [[ " $BENCH_TOOLS " == *" $1 "* ]]; }
 say() { printf '\n==> %s\n' "$*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
 
+TOOLS=()  # BENCH_TOOLS in order, without duplicates
 for t in $BENCH_TOOLS; do
     case "$t" in rehost|tar|restic) ;; *) die "unknown tool in BENCH_TOOLS: $t (rehost, tar, restic)" ;; esac
+    [[ " ${TOOLS[*]} " == *" $t "* ]] || TOOLS+=("$t")
 done
+[ "${#TOOLS[@]}" -gt 0 ] || die "BENCH_TOOLS is empty"
+[[ "$BENCH_ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer, not '$BENCH_ROUNDS'"
+[[ "$BENCH_SETTLE" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "BENCH_SETTLE must be a number of seconds, not '$BENCH_SETTLE'"
 
 # The caller's AWS_*/RESTIC_* settings (AWS_CA_BUNDLE, profiles, ...) must not
 # change what is measured: drop them all, set only what each tool needs.
@@ -132,23 +157,34 @@ fi
 read -r DATA_FILES DATA_BYTES < <(python3 -c '
 import json,sys; s=json.load(open(sys.argv[1]))["stats"]; print(s["files"], s["bytes"])' "$DATA/.complete")
 
-say "warming the page cache (tar cf - DATA > /dev/null)"
-tar cf - -C "$DATA" . >/dev/null
-
 # --- measurement -------------------------------------------------------------------
 
 TSV="$WORK/results-$RUNID.tsv"
-printf 'tool\top\twall_s\tcpu_s\tmaxrss_kib\tstored_bytes\texit\tverify\n' >"$TSV"
+printf 'tool\top\tround\tpos\twall_s\tcpu_s\tmaxrss_kib\tstored_bytes\texit\tverify\n' >"$TSV"
 FAILED=0
+PENDING_RM=()  # restored trees to delete before the next measurement's sync
+POS=0          # position of the current measurement within its round
 
-# measure TOOL OP LOG CMD...: run CMD once under /usr/bin/time -v, output to LOG;
-# sets M_WALL M_CPU M_RSS M_EXIT
-measure() {
-    local tool="$1" op="$2" logf="$3"
-    shift 3
-    local tf="$WORK/time-$tool-$op.txt" t0 t1
+# settle: delete the trees waiting for deletion, then sync and wait, so that
+# neither the writeback nor the (ext4 `discard`) trims of earlier work land
+# inside the next measurement. Runs before every measurement, for every tool.
+settle() {
+    if [ "${#PENDING_RM[@]}" -gt 0 ]; then
+        rm -rf "${PENDING_RM[@]}"
+        PENDING_RM=()
+    fi
     sync
-    echo "bench: $tool $op ..." >&2
+    sleep "$BENCH_SETTLE"
+}
+
+# measure TOOL OP ROUND LOG CMD...: settle, run CMD once under /usr/bin/time -v,
+# output to LOG; sets M_WALL M_CPU M_RSS M_EXIT
+measure() {
+    local tool="$1" op="$2" round="$3" logf="$4"
+    shift 4
+    local tf="$WORK/time-$tool-$op-r$round.txt" t0 t1
+    settle
+    echo "bench: round $round/$BENCH_ROUNDS: $tool $op ..." >&2
     t0="$(date +%s%N)"
     set +e
     /usr/bin/time -v -o "$tf" "$@" >"$logf" 2>&1
@@ -161,15 +197,16 @@ measure() {
     [ -n "$M_RSS" ] || M_RSS=0
     if [ "$M_EXIT" != 0 ]; then
         FAILED=1
-        echo "bench: $tool $op FAILED (exit $M_EXIT); last lines of $logf:" >&2
+        echo "bench: round $round: $tool $op FAILED (exit $M_EXIT); last lines of $logf:" >&2
         tail -n 25 "$logf" >&2
     else
-        echo "bench: $tool $op: ${M_WALL}s wall, ${M_CPU}s CPU, $((M_RSS / 1024)) MiB peak RSS" >&2
+        echo "bench: round $round: $tool $op: ${M_WALL}s wall, ${M_CPU}s CPU, $((M_RSS / 1024)) MiB peak RSS" >&2
     fi
 }
 
-record() {  # tool op stored verify
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$M_WALL" "$M_CPU" "$M_RSS" "$3" "$M_EXIT" "$4" >>"$TSV"
+record() {  # tool op round stored verify
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$1" "$2" "$3" "$POS" "$M_WALL" "$M_CPU" "$M_RSS" "$4" "$M_EXIT" "$5" >>"$TSV"
 }
 
 verify() {  # $1 restored dir; sets V to "OK (...)" or "FAIL ..."
@@ -184,84 +221,134 @@ verify() {  # $1 restored dir; sets V to "OK (...)" or "FAIL ..."
     fi
 }
 
-rehost_conf() {  # $1 file, $2 state path
+# restored TOOL ROUND TREE DIR: compare TREE with the source (when the restore
+# succeeded), record the round, and queue DIR (the round's restore directory)
+# for deletion before the next measurement. The last round's trees stay until
+# the end: nothing measured follows them that their deletion could disturb, and
+# BENCH_KEEP keeps them.
+restored() {
+    local tool="$1" round="$2" tree="$3" dir="$4"
+    if [ "$M_EXIT" = 0 ]; then verify "$tree"; else V="FAIL (exit $M_EXIT)"; fi
+    record "$tool" restore "$round" "-" "$V"
+    if [ "$round" -lt "$BENCH_ROUNDS" ]; then PENDING_RM+=("$dir"); fi
+}
+
+# warm_data: read the data set so every backup starts from the same warm page cache
+warm_data() { tar cf - -C "$DATA" . >/dev/null; }
+
+rehost_prefix() { echo "rehost-$RUNID-r$1"; }
+tar_url() { echo "s3://$BUCKET/tar-$RUNID-r$1/data.tar.gz"; }
+restic_repo() { echo "s3:$ENDPOINT/$BUCKET/restic-$RUNID-r$1"; }
+
+rehost_conf() {  # $1 file, $2 storage prefix, $3 state path
     cat >"$1" <<EOF
 host: bench
 storage:
-  url: s3://$BUCKET/rehost-$RUNID
+  url: s3://$BUCKET/$2
   endpoint: $ENDPOINT
   region: garage
   path_style: true
   credentials_file: $CREDS
 state:
   data:
-    path: $2
+    path: $3
 metrics:
   textfile_dir: $METRICS
 EOF
 }
 
-# Backups first (all reading the same warm data), then restores.
-if has_tool rehost; then
-    CONF="$WORK/rehost-backup.yaml"
-    CONF2="$WORK/rehost-restore.yaml"
-    rehost_conf "$CONF" "$DATA"
-    mkdir -p "$RESTORE/rehost"
-    rehost_conf "$CONF2" "$RESTORE/rehost/data"
-    # credentials come from credentials_file, not from the environment
-    measure rehost backup "$WORK/rehost-backup.log" \
-        env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_CONFIG_FILE -u AWS_SHARED_CREDENTIALS_FILE \
-        "$REHOST_BIN" -c "$CONF" backup data
-    record rehost backup "$(stored_bytes "s3://$BUCKET/rehost-$RUNID/")" "-"
-fi
+# rehost's credentials come from credentials_file, not from the environment
+REHOST_ENV=(env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_CONFIG_FILE -u AWS_SHARED_CREDENTIALS_FILE)
+RESTIC_S3=(-o s3.region=garage -o s3.bucket-lookup=path)
+export RESTIC_PASSWORD=bench-password
 
-if has_tool tar; then
-    TAR_URL="s3://$BUCKET/tar-$RUNID/data.tar.gz"
-    measure tar backup "$WORK/tar-backup.log" bash -c \
+backup_rehost() {  # round
+    local r="$1" conf="$WORK/rehost-backup-r$1.yaml"
+    rehost_conf "$conf" "$(rehost_prefix "$r")" "$DATA"
+    warm_data
+    measure rehost backup "$r" "$WORK/rehost-backup-r$r.log" "${REHOST_ENV[@]}" "$REHOST_BIN" -c "$conf" backup data
+    record rehost backup "$r" "$(stored_bytes "s3://$BUCKET/$(rehost_prefix "$r")/")" "-"
+}
+
+backup_tar() {  # round
+    local r="$1"
+    warm_data
+    measure tar backup "$r" "$WORK/tar-backup-r$r.log" bash -c \
         'set -o pipefail; tar czf - -C "$1" . | aws --endpoint-url "$BENCH_S3_ENDPOINT" s3 cp --only-show-errors - "$2"' \
-        _ "$DATA" "$TAR_URL"
-    record tar backup "$(stored_bytes "s3://$BUCKET/tar-$RUNID/")" "-"
-fi
+        _ "$DATA" "$(tar_url "$r")"
+    record tar backup "$r" "$(stored_bytes "s3://$BUCKET/tar-$RUNID-r$r/")" "-"
+}
 
-if has_tool restic; then
-    export RESTIC_PASSWORD=bench-password
-    export RESTIC_REPOSITORY="s3:$ENDPOINT/$BUCKET/restic-$RUNID"
-    export RESTIC_CACHE_DIR="$WORK/restic-cache-$RUNID"
-    restic -o s3.region=garage -o s3.bucket-lookup=path init -q >"$WORK/restic-init.log" 2>&1 \
-        || { cat "$WORK/restic-init.log" >&2; die "restic init failed"; }
-    measure restic backup "$WORK/restic-backup.log" bash -c \
-        'cd "$1" && restic -o s3.region=garage -o s3.bucket-lookup=path backup -q .' _ "$DATA"
-    record restic backup "$(stored_bytes "s3://$BUCKET/restic-$RUNID/")" "-"
-    # a restore on a fresh host has no local cache
+backup_restic() {  # round
+    local r="$1"
+    export RESTIC_REPOSITORY RESTIC_CACHE_DIR
+    RESTIC_REPOSITORY="$(restic_repo "$r")"
+    RESTIC_CACHE_DIR="$WORK/restic-cache-$RUNID-backup-r$r"
     rm -rf "$RESTIC_CACHE_DIR"
-fi
+    restic "${RESTIC_S3[@]}" init -q >"$WORK/restic-init-r$r.log" 2>&1 \
+        || { cat "$WORK/restic-init-r$r.log" >&2; die "restic init failed (round $r)"; }
+    warm_data
+    measure restic backup "$r" "$WORK/restic-backup-r$r.log" bash -c \
+        'cd "$1" && restic "${@:2}" backup -q .' _ "$DATA" "${RESTIC_S3[@]}"
+    record restic backup "$r" "$(stored_bytes "s3://$BUCKET/restic-$RUNID-r$r/")" "-"
+    rm -rf "$RESTIC_CACHE_DIR"
+}
 
-if has_tool rehost; then
-    rm -rf "$RESTORE/rehost/data"
-    measure rehost restore "$WORK/rehost-restore.log" \
-        env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_CONFIG_FILE -u AWS_SHARED_CREDENTIALS_FILE \
-        "$REHOST_BIN" -c "$CONF2" restore data --force
-    if [ "$M_EXIT" = 0 ]; then verify "$RESTORE/rehost/data"; else V="FAIL (exit $M_EXIT)"; fi
-    record rehost restore "-" "$V"
-fi
+# Restores all read the backup made in round 1.
+restore_rehost() {  # round
+    local r="$1" dir="$RESTORE/rehost-r$1" conf="$WORK/rehost-restore-r$1.yaml"
+    rm -rf "$dir"
+    mkdir -p "$dir"  # rehost creates the target ($dir/data) itself
+    rehost_conf "$conf" "$(rehost_prefix 1)" "$dir/data"
+    measure rehost restore "$r" "$WORK/rehost-restore-r$r.log" \
+        "${REHOST_ENV[@]}" "$REHOST_BIN" -c "$conf" restore data --force
+    restored rehost "$r" "$dir/data" "$dir"
+}
 
-if has_tool tar; then
-    mkdir -p "$RESTORE/tar"
-    measure tar restore "$WORK/tar-restore.log" bash -c \
+restore_tar() {  # round
+    local r="$1" dir="$RESTORE/tar-r$1"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    measure tar restore "$r" "$WORK/tar-restore-r$r.log" bash -c \
         'set -o pipefail; aws --endpoint-url "$BENCH_S3_ENDPOINT" s3 cp --only-show-errors "$1" - | tar xzf - -C "$2"' \
-        _ "$TAR_URL" "$RESTORE/tar"
-    if [ "$M_EXIT" = 0 ]; then verify "$RESTORE/tar"; else V="FAIL (exit $M_EXIT)"; fi
-    record tar restore "-" "$V"
-fi
+        _ "$(tar_url 1)" "$dir"
+    restored tar "$r" "$dir" "$dir"
+}
 
-if has_tool restic; then
-    mkdir -p "$RESTORE/restic"
-    measure restic restore "$WORK/restic-restore.log" \
-        restic -o s3.region=garage -o s3.bucket-lookup=path restore latest -q --target "$RESTORE/restic"
-    if [ "$M_EXIT" = 0 ]; then verify "$RESTORE/restic"; else V="FAIL (exit $M_EXIT)"; fi
-    record restic restore "-" "$V"
+restore_restic() {  # round
+    local r="$1" dir="$RESTORE/restic-r$1"
+    export RESTIC_REPOSITORY RESTIC_CACHE_DIR
+    RESTIC_REPOSITORY="$(restic_repo 1)"
+    # a restore on a fresh host has no local cache
+    RESTIC_CACHE_DIR="$WORK/restic-cache-$RUNID-restore-r$r"
+    rm -rf "$dir" "$RESTIC_CACHE_DIR"
+    mkdir -p "$dir"
+    measure restic restore "$r" "$WORK/restic-restore-r$r.log" \
+        restic "${RESTIC_S3[@]}" restore latest -q --target "$dir"
+    restored restic "$r" "$dir" "$dir"
     rm -rf "$RESTIC_CACHE_DIR"
-fi
+}
+
+# round_order R: the tools of round R, BENCH_TOOLS order rotated left by R-1
+round_order() {
+    local n="${#TOOLS[@]}" i
+    for ((i = 0; i < n; i++)); do
+        printf '%s\n' "${TOOLS[$(((i + $1 - 1) % n))]}"
+    done
+}
+
+# All backup rounds (each reading the same warm data), then all restore rounds.
+for op in backup restore; do
+    for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+        mapfile -t order < <(round_order "$round")
+        say "$op round $round/$BENCH_ROUNDS: ${order[*]}"
+        POS=0
+        for t in "${order[@]}"; do
+            POS=$((POS + 1))
+            "${op}_$t" "$round"
+        done
+    done
+done
 
 # rehost's metrics must pass promtool
 PROMTOOL="-"
@@ -293,7 +380,8 @@ versions() {
 mkdir -p "$(dirname "$BENCH_RESULTS")"
 python3 bench/report.py \
     --tsv "$TSV" --out "$BENCH_RESULTS" --data "$DATA" --files "$DATA_FILES" --bytes "$DATA_BYTES" \
-    --small "${BENCH_SMALL:+1}" --promtool "$PROMTOOL" --versions "$(versions)" --runid "$RUNID"
+    --small "${BENCH_SMALL:+1}" --promtool "$PROMTOOL" --versions "$(versions)" --runid "$RUNID" \
+    --rounds "$BENCH_ROUNDS" --settle "$BENCH_SETTLE" --tools "${TOOLS[*]}"
 say "report: $BENCH_RESULTS"
 cat "$BENCH_RESULTS"
 exit "$FAILED"
