@@ -59,7 +59,7 @@ WORK="$ROOT/target/bench"
 GARAGE_DIR="$ROOT/target/garage-bench"
 RESTORE="$ROOT/target/bench-restore"
 METRICS="$ROOT/target/bench-metrics"
-REHOST_BIN="${REHOST_BIN:-$ROOT/target/release/rehost}"
+REHOST_BIN="${REHOST_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/rehost}"
 BUCKET=bench
 if [ -z "${BENCH_RESULTS:-}" ]; then
     if [ -z "$BENCH_SMALL" ] && [ "$BENCH_TOOLS" = "rehost tar restic" ]; then

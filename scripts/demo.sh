@@ -21,7 +21,7 @@ digest_tree() { (cd "$1" && find . -type f -exec sha256sum {} + | sort); }
 
 say "build rehost (release; the first build takes several minutes)"
 cargo build --release -p rehost
-rehost_bin="$root/target/release/rehost"
+rehost_bin="${CARGO_TARGET_DIR:-$root/target}/release/rehost"
 
 say "tools (awscli for the by-hand restore, promtool)"
 scripts/install-tools.sh
@@ -93,12 +93,15 @@ say "metrics for node_exporter's textfile collector"
 ls "$demo_dir/metrics" >&2
 cat "$demo_dir/metrics/rehost-backup-acme.prom"
 if command -v promtool >/dev/null; then
-    cat "$demo_dir"/metrics/*.prom | promtool check metrics
-    echo "promtool check metrics: OK" >&2
+    # One file at a time, as node_exporter reads them.
+    for f in "$demo_dir"/metrics/*.prom; do
+        promtool check metrics <"$f"
+    done
+    echo "promtool check metrics: OK for every file" >&2
 fi
 
 say "restore by hand, without rehost: aws s3 cp | sha256sum, then | tar xzf -"
-id=$("$rehost_bin" -c "$cfg" -q backups list grafana | awk 'NR==2 {print $2}')
+id=$("$rehost_bin" -c "$cfg" -q backups list grafana | awk 'END {print $2}')
 prefix="s3://$REHOST_TEST_S3_BUCKET/demo/demo-host/grafana/$id"
 aws_cfg="$demo_dir/aws-config"
 printf '[default]\ns3 =\n    addressing_style = path\nrequest_checksum_calculation = when_required\nresponse_checksum_validation = when_required\n' \
