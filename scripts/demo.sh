@@ -101,7 +101,7 @@ if command -v promtool >/dev/null; then
 fi
 
 say "restore by hand, without rehost: aws s3 cp | sha256sum, then | tar xzf -"
-id=$("$rehost_bin" -c "$cfg" -q backups list grafana | awk 'END {print $2}')
+id=$("$rehost_bin" -c "$cfg" -q backups list grafana | awk '$1 == "grafana" {id = $2} END {print id}')
 prefix="s3://$REHOST_TEST_S3_BUCKET/demo/demo-host/grafana/$id"
 aws_cfg="$demo_dir/aws-config"
 printf '[default]\ns3 =\n    addressing_style = path\nrequest_checksum_calculation = when_required\nresponse_checksum_validation = when_required\n' \
