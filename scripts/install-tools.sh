@@ -2,8 +2,8 @@
 # Install (idempotently) the tools the tests need; with --bench also the peers
 # the benchmark compares rehost with.
 #
-#   scripts/install-tools.sh            promtool, /usr/bin/time, sqlite3, aws, garage
-#   scripts/install-tools.sh --bench    + restic, rclone, s3cmd
+#   scripts/install-tools.sh            promtool, /usr/bin/time, sqlite3, s3cmd, aws, garage
+#   scripts/install-tools.sh --bench    + restic, rclone
 #
 # Nothing is downloaded when every binary is already present. Works as root
 # with no stdin (CI=true); elsewhere uses sudo for apt-get when needed.
@@ -27,11 +27,11 @@ declare -A apt_for=(
     [promtool]=prometheus
     [/usr/bin/time]=time
     [sqlite3]=sqlite3
+    [s3cmd]=s3cmd
 )
 if [ "$bench" = 1 ]; then
     apt_for[restic]=restic
     apt_for[rclone]=rclone
-    apt_for[s3cmd]=s3cmd
 fi
 
 have() {

@@ -88,8 +88,41 @@ pub enum Command {
     },
     /// Apply each entry's `keep:` retention policy now.
     Prune { names: Vec<String> },
+    /// Pull content into each `pull:` entry's dest now (all of them unless NAMEs are given).
+    Pull { names: Vec<String> },
     /// Validate the configuration and storage access; change nothing.
     Check,
+    /// Run the scheduled jobs (backups, pulls) until SIGTERM or SIGINT.
+    ///
+    /// Each job runs on its cron schedule (`state.NAME.backup`,
+    /// `pull.NAME.schedule`, in the host's time zone) and once at start with
+    /// `run_at_start: true`. A job never overlaps itself: a run due while the
+    /// previous one is still going is skipped and logged. Each attempt is
+    /// bounded by `timeout`; a failed one is retried up to `retries` times
+    /// after 1 s, 2 s, 4 s … (at most 60 s); each run waits a random
+    /// 0..`jitter` first. Only the run's final outcome goes to the metrics.
+    /// On SIGTERM/SIGINT no new run starts, running ones get --grace to
+    /// finish, the rest are abandoned and recorded as failed; exit 0.
+    /// Refuses to run as root unless --allow-root.
+    Run {
+        /// Run even as root (the daemon needs only the state, content and metrics directories).
+        #[arg(long)]
+        allow_root: bool,
+        /// How long running jobs may take to finish after SIGTERM/SIGINT.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+    },
+    /// Show the last success and attempt of every job, from the metrics files.
+    ///
+    /// Lists every configured job (backup of each state entry, pull of each
+    /// pull entry; "never" without a metrics file yet) and any other job found
+    /// in `metrics.textfile_dir`.
+    ///
+    /// Exit 1 if a scheduled job is stale: it never succeeded, or its last
+    /// success is older than 2 x its schedule's period + its timeout (the
+    /// period is the longest interval between two consecutive occurrences of
+    /// its cron schedule). Exit 2 without a `metrics:` section.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -225,7 +258,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             cmd::verify::run(&ctx, &names, selector).await
         }
         Command::Prune { names } => cmd::prune::run(&ctx, &names).await,
+        Command::Pull { names } => cmd::pull::run(&ctx, &names).await,
         Command::Check => cmd::check::run(&ctx).await,
+        Command::Run { allow_root, grace } => cmd::run::run(ctx, allow_root, grace).await,
+        Command::Status => cmd::status::run(&ctx).await,
     }
 }
 

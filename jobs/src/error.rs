@@ -31,6 +31,9 @@ pub enum Error {
     /// The operation was refused before anything changed.
     #[error("{0}")]
     Refused(String),
+    /// The operation did what it could, but some items were refused or failed.
+    #[error("{what}: {detail}")]
+    Incomplete { what: String, detail: String },
 }
 
 impl Error {

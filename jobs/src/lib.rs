@@ -12,6 +12,7 @@ pub mod layout;
 pub mod lock;
 pub mod manifest;
 pub mod metrics;
+pub mod pull;
 pub mod restore;
 pub mod retention;
 pub mod state;

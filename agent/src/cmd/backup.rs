@@ -1,10 +1,12 @@
-//! `rehost backup [NAME…]`
+//! `rehost backup [NAME…]`, and [`backup_one`]: the backup of one entry that
+//! the command and the daemon both run.
 
 use anyhow::Context;
 use rehost_jobs::backup::{backup, BackupOutcome};
 
 use super::{run_jobs, Done};
 use crate::cli::Ctx;
+use crate::config::StateEntry;
 use crate::output::{bytes, count};
 
 pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
@@ -14,38 +16,41 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
         "backup",
         states,
         |e| e.name.clone(),
-        |entry| async move {
-            let spec = ctx.spec(entry)?;
-            let outcome = backup(ctx.store.as_ref(), &ctx.config.host, &spec, ctx.dry_run)
-                .await
-                .with_context(|| format!("back up {}", entry.path.display()))?;
-            let message = match &outcome {
-                BackupOutcome::Uploaded {
-                    id,
-                    files,
-                    bytes: size,
-                    uploaded,
-                } => format!(
-                    "uploaded backup {id} ({}, {} archived, {} uploaded)",
-                    count(*files, "file"),
-                    bytes(*size),
-                    bytes(*uploaded)
-                ),
-                BackupOutcome::Unchanged { id } => {
-                    format!("unchanged since backup {id}; nothing uploaded")
-                }
-                BackupOutcome::WouldUpload { files, bytes: size } => format!(
-                    "would upload {} ({}) to {} (dry run)",
-                    count(*files, "file"),
-                    bytes(*size),
-                    ctx.store.url()
-                ),
-            };
-            Ok(Done {
-                message,
-                bytes: outcome.uploaded_bytes(),
-            })
-        },
+        |entry| backup_one(ctx, entry),
     )
     .await
+}
+
+/// Backs `entry` up once (honouring `--dry-run`); the caller logs and records.
+pub async fn backup_one(ctx: &Ctx, entry: &StateEntry) -> anyhow::Result<Done> {
+    let spec = ctx.spec(entry)?;
+    let outcome = backup(ctx.store.as_ref(), &ctx.config.host, &spec, ctx.dry_run)
+        .await
+        .with_context(|| format!("back up {}", entry.path.display()))?;
+    let message = match &outcome {
+        BackupOutcome::Uploaded {
+            id,
+            files,
+            bytes: size,
+            uploaded,
+        } => format!(
+            "uploaded backup {id} ({}, {} archived, {} uploaded)",
+            count(*files, "file"),
+            bytes(*size),
+            bytes(*uploaded)
+        ),
+        BackupOutcome::Unchanged { id } => {
+            format!("unchanged since backup {id}; nothing uploaded")
+        }
+        BackupOutcome::WouldUpload { files, bytes: size } => format!(
+            "would upload {} ({}) to {} (dry run)",
+            count(*files, "file"),
+            bytes(*size),
+            ctx.store.url()
+        ),
+    };
+    Ok(Done {
+        message,
+        bytes: outcome.uploaded_bytes(),
+    })
 }

@@ -6,7 +6,10 @@ pub mod backup;
 pub mod backups;
 pub mod check;
 pub mod prune;
+pub mod pull;
 pub mod restore;
+pub mod run;
+pub mod status;
 pub mod verify;
 
 use std::future::Future;
@@ -109,8 +112,8 @@ where
 }
 
 /// Writes the run's textfile metrics (not in `--dry-run`, nor without a
-/// `metrics:` section).
-fn record(ctx: &Ctx, job: &str, target: &str, run: metrics::Run) -> anyhow::Result<()> {
+/// `metrics:` section). The one code path of the commands and the daemon.
+pub(crate) fn record(ctx: &Ctx, job: &str, target: &str, run: metrics::Run) -> anyhow::Result<()> {
     use anyhow::Context;
     if ctx.dry_run {
         return Ok(());

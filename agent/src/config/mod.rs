@@ -94,6 +94,8 @@ pub struct StateEntry {
     pub keep: Option<rehost_jobs::retention::KeepPolicy>,
     /// Admin API base URL, only for [`StateKind::Prometheus`].
     pub api: Option<String>,
+    /// `timeout`, `jitter`, `retries`, `run_at_start` of the scheduled backup.
+    pub job: JobOverrides,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,7 +112,7 @@ pub enum StateKind {
 pub struct PullEntry {
     /// The map key (same rules as a state name).
     pub name: String,
-    pub source: S3Source,
+    pub source: PullSource,
     /// Absolute, without `..`, not `/`.
     pub dest: PathBuf,
     /// Cron schedule (5 fields, or 6 with seconds first).
@@ -120,6 +122,18 @@ pub struct PullEntry {
     pub allow_empty: bool,
     /// Parallel downloads, 1..=256.
     pub concurrency: u32,
+    /// `timeout`, `jitter`, `retries`, `run_at_start` of the scheduled pull.
+    pub job: JobOverrides,
+}
+
+/// Where a pull reads from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PullSource {
+    /// `s3://bucket/prefix/`, with the `storage:` endpoint, region, path style
+    /// and credentials.
+    S3(S3Source),
+    /// `file:///dir`: a local directory (absolute).
+    File(PathBuf),
 }
 
 /// `s3://bucket/prefix`, read with the `storage:` connection settings.
@@ -154,6 +168,28 @@ impl Default for JobDefaults {
             retries: 0,
         }
     }
+}
+
+impl JobDefaults {
+    /// The settings of one job: its own keys where set, these defaults otherwise.
+    pub fn resolve(&self, job: &JobOverrides) -> JobDefaults {
+        JobDefaults {
+            timeout: job.timeout.unwrap_or(self.timeout),
+            jitter: job.jitter.unwrap_or(self.jitter),
+            retries: job.retries.unwrap_or(self.retries),
+        }
+    }
+}
+
+/// A state or pull entry's own job settings; unset ones fall back to `jobs:`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobOverrides {
+    /// Never zero.
+    pub timeout: Option<Duration>,
+    pub jitter: Option<Duration>,
+    pub retries: Option<u32>,
+    /// Run once as soon as the daemon starts (cron's `@reboot`), besides the schedule.
+    pub run_at_start: bool,
 }
 
 /// Reads and validates the configuration file at `path`, looking `${VAR}`s up

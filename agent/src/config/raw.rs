@@ -80,6 +80,14 @@ pub(crate) struct RawState {
     pub(crate) keep: Option<RawKeep>,
     #[serde(default, deserialize_with = "lenient::string")]
     pub(crate) api: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub(crate) timeout: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub(crate) jitter: Option<String>,
+    #[serde(default, deserialize_with = "lenient::count")]
+    pub(crate) retries: Option<u32>,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    pub(crate) run_at_start: Option<bool>,
 }
 
 /// A file mode as written: YAML gives `0600` (leading zero) as a string but
@@ -125,6 +133,14 @@ pub(crate) struct RawPull {
     pub(crate) allow_empty: Option<bool>,
     #[serde(default, deserialize_with = "lenient::count")]
     pub(crate) concurrency: Option<u32>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub(crate) timeout: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub(crate) jitter: Option<String>,
+    #[serde(default, deserialize_with = "lenient::count")]
+    pub(crate) retries: Option<u32>,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    pub(crate) run_at_start: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -133,6 +133,7 @@ fn spec_example_parses_with_every_value() {
                 ..KeepPolicy::default()
             }),
             api: None,
+            job: JobOverrides::default(),
         }
     );
     let prometheus = &config.state["prometheus"];
@@ -147,15 +148,16 @@ fn spec_example_parses_with_every_value() {
         config.pull["site"],
         PullEntry {
             name: "site".to_string(),
-            source: S3Source {
+            source: PullSource::S3(S3Source {
                 bucket: "content".to_string(),
                 prefix: "site".to_string(),
-            },
+            }),
             dest: PathBuf::from("/srv/www"),
             schedule: Some("*/5 * * * *".to_string()),
             delete_removed: true,
             allow_empty: false,
             concurrency: 16,
+            job: JobOverrides::default(),
         }
     );
     assert_eq!(
@@ -244,7 +246,13 @@ fn defaults_of_a_minimal_config() {
         (None, &None, &None, None)
     );
     let p = &config.pull["p"];
-    assert_eq!(p.source.prefix, "");
+    assert_eq!(
+        p.source,
+        PullSource::S3(S3Source {
+            bucket: "content".into(),
+            prefix: String::new()
+        })
+    );
     assert_eq!(
         (p.delete_removed, p.allow_empty, p.concurrency),
         (false, false, 16)
@@ -836,4 +844,108 @@ fn load_reads_the_file_and_reports_read_errors() {
             missing.display()
         )
     );
+}
+
+#[test]
+fn per_job_settings_override_the_jobs_defaults() {
+    let config = ok(&format!(
+        "{BASE}state:\n  acme:\n    path: /srv/acme\n    backup: \"*/2 * * * * *\"\n    timeout: 10s\n    retries: 5\n    run_at_start: true\n  site:\n    path: /srv/site\npull:\n  www:\n    source: s3://content/www/\n    dest: /srv/www\n    jitter: 3s\n    run_at_start: \"false\"\njobs:\n  timeout: 1m\n  jitter: 20s\n  retries: 1\n"
+    ));
+    let acme = &config.state["acme"];
+    assert_eq!(
+        acme.job,
+        JobOverrides {
+            timeout: Some(Duration::from_secs(10)),
+            jitter: None,
+            retries: Some(5),
+            run_at_start: true,
+        }
+    );
+    assert_eq!(
+        config.jobs.resolve(&acme.job),
+        JobDefaults {
+            timeout: Duration::from_secs(10),
+            jitter: Duration::from_secs(20),
+            retries: 5,
+        }
+    );
+    assert_eq!(config.state["site"].job, JobOverrides::default());
+    assert_eq!(config.jobs.resolve(&config.state["site"].job), config.jobs);
+    let www = &config.pull["www"];
+    assert_eq!(www.job.jitter, Some(Duration::from_secs(3)));
+    assert!(!www.job.run_at_start);
+    assert_eq!(
+        config.jobs.resolve(&www.job),
+        JobDefaults {
+            timeout: Duration::from_secs(60),
+            jitter: Duration::from_secs(3),
+            retries: 1,
+        }
+    );
+}
+
+#[test]
+fn per_job_setting_errors_name_line_column_and_key() {
+    let cases = [
+        Case {
+            text: "state:\n  acme:\n    path: /srv/acme\n    timeout: 0s\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.acme.timeout"),
+            message: "expected a duration longer than 0s",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/acme\n    jitter: soon\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.acme.jitter"),
+            message: "expected a duration like \"30s\"",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/acme\n    run_at_start: yes\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.acme.run_at_start"),
+            message: "expected `true` or `false`, got string \"yes\"",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/acme\n    run_at_boot: true\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.acme.run_at_boot"),
+            message: "unknown key `run_at_boot`",
+        },
+        Case {
+            text: "pull:\n  www:\n    source: s3://c/www/\n    dest: /srv/www\n    retries: -1\n",
+            line: Some(8),
+            column: Some(5),
+            key: Some("pull.www.retries"),
+            message: "expected a whole number of 0 or more, got -1",
+        },
+        Case {
+            text: "pull:\n  www:\n    source: s3://content/www/\n    dest: /srv/www\n    timeout: 0s\n",
+            line: Some(8),
+            column: Some(5),
+            key: Some("pull.www.timeout"),
+            message: "expected a duration longer than 0s",
+        },
+    ];
+    for case in &cases {
+        check(case, &format!("{BASE}{}", case.text));
+    }
+}
+
+#[test]
+fn pull_source_may_be_a_local_directory() {
+    let config = ok(&format!(
+        "{BASE}pull:\n  p:\n    source: file:///srv/content/site/\n    dest: /srv/www\n"
+    ));
+    assert_eq!(
+        config.pull["p"].source,
+        PullSource::File(PathBuf::from("/srv/content/site"))
+    );
+    let e = err(&format!(
+        "{BASE}pull:\n  p:\n    source: file://relative\n    dest: /srv/www\n"
+    ));
+    assert!(e.to_string().contains("pull.p.source"), "{e}");
 }

@@ -25,8 +25,8 @@ use super::values::{
     is_project_name, keep_policy, project_from_folder, resolve, s3_url, target_path,
 };
 use super::{
-    Config, JobDefaults, MetricsConfig, PullEntry, RestorePolicy, S3Source, StackConfig,
-    StateEntry, StateKind,
+    Config, JobDefaults, JobOverrides, MetricsConfig, PullEntry, PullSource, RestorePolicy,
+    S3Source, StackConfig, StateEntry, StateKind,
 };
 
 const DEFAULT_REGION: &str = "us-east-1";
@@ -291,6 +291,13 @@ fn state_entry(name: &str, raw: RawState) -> Result<StateEntry, Problem> {
         }
         Some(api) => Some(http_url(&api).map_err(|m| Problem::new(key("api"), m))?),
     };
+    let job = job_overrides(
+        &["state", name],
+        raw.timeout,
+        raw.jitter,
+        raw.retries,
+        raw.run_at_start,
+    )?;
 
     Ok(StateEntry {
         name: name.to_string(),
@@ -303,6 +310,7 @@ fn state_entry(name: &str, raw: RawState) -> Result<StateEntry, Problem> {
         backup,
         keep,
         api,
+        job,
     })
 }
 
@@ -310,13 +318,7 @@ fn pull_entry(name: &str, raw: RawPull) -> Result<PullEntry, Problem> {
     let key = |k: &str| at(&["pull", name, k]);
     check_name(name).map_err(|m| Problem::new(at(&["pull", name]), m))?;
     let source = raw.source.ok_or_else(|| Problem::missing(key("source")))?;
-    if !source.starts_with("s3://") {
-        return Err(Problem::new(
-            key("source"),
-            format!("expected `s3://bucket/prefix/`, got {source:?}"),
-        ));
-    }
-    let (bucket, prefix) = s3_url(&source).map_err(|m| Problem::new(key("source"), m))?;
+    let source = pull_source(&source).map_err(|m| Problem::new(key("source"), m))?;
     let dest = raw.dest.ok_or_else(|| Problem::missing(key("dest")))?;
     let dest = target_path(&dest).map_err(|m| Problem::new(key("dest"), m))?;
     let schedule = raw
@@ -324,6 +326,13 @@ fn pull_entry(name: &str, raw: RawPull) -> Result<PullEntry, Problem> {
         .map(|s| cron(&s))
         .transpose()
         .map_err(|m| Problem::new(key("schedule"), m))?;
+    let job = job_overrides(
+        &["pull", name],
+        raw.timeout,
+        raw.jitter,
+        raw.retries,
+        raw.run_at_start,
+    )?;
     let concurrency = raw.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
     if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
         return Err(Problem::new(
@@ -333,13 +342,29 @@ fn pull_entry(name: &str, raw: RawPull) -> Result<PullEntry, Problem> {
     }
     Ok(PullEntry {
         name: name.to_string(),
-        source: S3Source { bucket, prefix },
+        source,
         dest,
         schedule,
         delete_removed: raw.delete_removed.unwrap_or(false),
         allow_empty: raw.allow_empty.unwrap_or(false),
         concurrency,
+        job,
     })
+}
+
+/// `s3://bucket/prefix/` (read with the `storage:` connection settings) or
+/// `file:///dir` (a local directory: cheap tests, content on a shared mount).
+fn pull_source(source: &str) -> Result<PullSource, String> {
+    if let Some(rest) = source.strip_prefix("file://") {
+        return Ok(PullSource::File(target_path(rest)?));
+    }
+    if !source.starts_with("s3://") {
+        return Err(format!(
+            "expected `s3://bucket/prefix/` or `file:///dir`, got {source:?}"
+        ));
+    }
+    let (bucket, prefix) = s3_url(source)?;
+    Ok(PullSource::S3(S3Source { bucket, prefix }))
 }
 
 /// Restore renames into state paths and pull swaps dests: if one lies inside
@@ -403,5 +428,41 @@ fn jobs(raw: RawJobs) -> Result<JobDefaults, Problem> {
         timeout,
         jitter,
         retries: raw.retries.unwrap_or(defaults.retries),
+    })
+}
+
+/// The per-entry job keys (`timeout`, `jitter`, `retries`, `run_at_start`)
+/// of the entry at `entry` (`["state", name]` or `["pull", name]`).
+fn job_overrides(
+    entry: &[&str],
+    timeout: Option<String>,
+    jitter: Option<String>,
+    retries: Option<u32>,
+    run_at_start: Option<bool>,
+) -> Result<JobOverrides, Problem> {
+    let key = |k: &str| {
+        let mut path = at(entry);
+        path.push(k.to_string());
+        path
+    };
+    let timeout = timeout
+        .map(|t| duration(&t))
+        .transpose()
+        .map_err(|m| Problem::new(key("timeout"), m))?;
+    if timeout.is_some_and(|t| t.is_zero()) {
+        return Err(Problem::new(
+            key("timeout"),
+            "expected a duration longer than 0s",
+        ));
+    }
+    let jitter = jitter
+        .map(|j| duration(&j))
+        .transpose()
+        .map_err(|m| Problem::new(key("jitter"), m))?;
+    Ok(JobOverrides {
+        timeout,
+        jitter,
+        retries,
+        run_at_start: run_at_start.unwrap_or(false),
     })
 }

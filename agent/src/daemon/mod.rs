@@ -1,0 +1,318 @@
+//! The scheduler behind `rehost run`: every job (a backup of one state entry,
+//! a pull of one pull entry) has its own loop that sleeps until the next cron
+//! occurrence and then starts a run.
+//!
+//! Invariants:
+//! - A job never overlaps itself: a run holds the job's lock for its whole
+//!   life (jitter, attempts, backoff); an occurrence that finds the lock taken
+//!   is skipped and logged (`warn`, with job and target), never queued.
+//! - A run is: a random delay in `0..=jitter`, then up to `1 + retries`
+//!   attempts, each bounded by `timeout` (the attempt's future is dropped when
+//!   it expires), with a backoff of 1 s, 2 s, 4 s … capped at 60 s between
+//!   them. Every failed attempt is logged; only the run's final outcome is
+//!   recorded, once, through [`Recorder`] (one metrics run per run).
+//! - Dropping a backup mid-way is safe: its manifest is written last, so an
+//!   abandoned upload is an incomplete backup that does not exist for restore
+//!   and that prune removes later.
+//! - Shutdown is passed in as a future and fanned out as two tokens: `stop`
+//!   (no new run, no new attempt, no jitter or backoff wait) when the future
+//!   resolves, then `abandon` when the grace period is over; runs still going
+//!   then are dropped and recorded as failed. Every spawned task is awaited.
+
+pub(crate) mod schedule;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cmd::Done;
+use crate::config::JobDefaults;
+use schedule::{sleep_until_wall, Clock, Schedule};
+
+/// First backoff between attempts; doubled after each failed attempt.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+pub(crate) type JobFuture = Pin<Box<dyn Future<Output = anyhow::Result<Done>> + Send>>;
+/// Starts one attempt of a job.
+pub(crate) type Op = Arc<dyn Fn() -> JobFuture + Send + Sync>;
+/// Receives the final outcome of every run (writes the metrics).
+pub(crate) type Recorder = Arc<dyn Fn(&Outcome) + Send + Sync>;
+
+/// One scheduled job.
+pub(crate) struct JobDef {
+    /// `backup` or `pull`: the metrics' `job` label.
+    pub job: &'static str,
+    /// The entry's name: the metrics' `target` label.
+    pub target: String,
+    pub schedule: Option<Schedule>,
+    pub run_at_start: bool,
+    pub settings: JobDefaults,
+    pub op: Op,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub job: &'static str,
+    pub target: String,
+    /// When the first attempt started (after the jitter).
+    pub started: SystemTime,
+    pub duration: Duration,
+    pub attempts: u32,
+    /// Bytes moved, or the last attempt's error.
+    pub result: Result<u64, String>,
+}
+
+/// What the daemon did, for tests and the final log line.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    pub started: u64,
+    pub skipped: u64,
+}
+
+struct Control {
+    clock: Arc<dyn Clock>,
+    recorder: Recorder,
+    /// No new runs, attempts or waits.
+    stop: CancellationToken,
+    /// Drop the runs still going.
+    abandon: CancellationToken,
+    runs: TaskTracker,
+    started: AtomicU64,
+    skipped: AtomicU64,
+}
+
+/// Runs `jobs` until `shutdown` resolves, then lets running jobs finish for
+/// up to `grace` and abandons the rest.
+pub(crate) async fn run(
+    jobs: Vec<JobDef>,
+    clock: Arc<dyn Clock>,
+    recorder: Recorder,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> Report {
+    let ctl = Arc::new(Control {
+        clock,
+        recorder,
+        stop: CancellationToken::new(),
+        abandon: CancellationToken::new(),
+        runs: TaskTracker::new(),
+        started: AtomicU64::new(0),
+        skipped: AtomicU64::new(0),
+    });
+    let mut loops = JoinSet::new();
+    for def in jobs {
+        loops.spawn(job_loop(Arc::new(def), Arc::clone(&ctl)));
+    }
+    shutdown.await;
+    ctl.stop.cancel();
+    while loops.join_next().await.is_some() {}
+    ctl.runs.close();
+    if !ctl.runs.is_empty() {
+        tracing::info!(
+            running = ctl.runs.len(),
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: no new runs; waiting for the running ones"
+        );
+    }
+    if tokio::time::timeout(grace, ctl.runs.wait()).await.is_err() {
+        tracing::warn!(
+            running = ctl.runs.len(),
+            "grace period over: abandoning the runs still going"
+        );
+        ctl.abandon.cancel();
+        ctl.runs.wait().await;
+    }
+    Report {
+        started: ctl.started.load(Ordering::Relaxed),
+        skipped: ctl.skipped.load(Ordering::Relaxed),
+    }
+}
+
+/// One job's loop: start at boot if asked, then at every occurrence.
+async fn job_loop(def: Arc<JobDef>, ctl: Arc<Control>) {
+    let running = Arc::new(tokio::sync::Mutex::new(()));
+    if def.run_at_start {
+        start(&def, &ctl, &running, "start");
+    }
+    let Some(schedule) = &def.schedule else {
+        return;
+    };
+    tracing::info!(job = def.job, target = %def.target, schedule = schedule.as_str(), "scheduled");
+    loop {
+        let Some(next) = schedule.next_after(ctl.clock.now()) else {
+            tracing::warn!(job = def.job, target = %def.target, schedule = schedule.as_str(), "the schedule has no further occurrence");
+            return;
+        };
+        tokio::select! {
+            _ = ctl.stop.cancelled() => return,
+            _ = sleep_until_wall(&ctl.clock, next) => {}
+        }
+        if ctl.stop.is_cancelled() {
+            return;
+        }
+        start(&def, &ctl, &running, "schedule");
+    }
+}
+
+/// Starts a run unless the previous one is still going.
+fn start(
+    def: &Arc<JobDef>,
+    ctl: &Arc<Control>,
+    running: &Arc<tokio::sync::Mutex<()>>,
+    trigger: &'static str,
+) {
+    match Arc::clone(running).try_lock_owned() {
+        Ok(guard) => {
+            ctl.started.fetch_add(1, Ordering::Relaxed);
+            let (def, ctl2) = (Arc::clone(def), Arc::clone(ctl));
+            ctl.runs.spawn(async move {
+                let _running = guard;
+                run_once(&def, &ctl2, trigger).await;
+            });
+        }
+        Err(_) => {
+            ctl.skipped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                job = def.job,
+                target = %def.target,
+                trigger,
+                "skipping this run: the previous one is still going"
+            );
+        }
+    }
+}
+
+/// The delay before attempt `failed + 1` after `failed` failed attempts.
+pub(crate) fn backoff(failed: u32) -> Duration {
+    let factor = 1u32
+        .checked_shl(failed.saturating_sub(1))
+        .unwrap_or(u32::MAX);
+    FIRST_BACKOFF.saturating_mul(factor).min(MAX_BACKOFF)
+}
+
+/// A random delay in `0..=max`.
+pub(crate) fn jitter(max: Duration) -> Duration {
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    let millis = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
+}
+
+enum Attempt {
+    Done(Done),
+    Failed(anyhow::Error),
+    Abandoned,
+}
+
+async fn run_once(def: &JobDef, ctl: &Control, trigger: &'static str) {
+    let (job, target, settings) = (def.job, def.target.as_str(), &def.settings);
+    let delay = jitter(settings.jitter);
+    if !delay.is_zero() {
+        tracing::debug!(
+            job,
+            target,
+            delay_ms = delay.as_millis() as u64,
+            "jitter before the run"
+        );
+        tokio::select! {
+            _ = ctl.stop.cancelled() => {
+                tracing::info!(job, target, "shutdown during the jitter delay: run not started");
+                return;
+            }
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    tracing::info!(job, target, trigger, "{job} started");
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let mut attempts = 0u32;
+    let result = loop {
+        attempts += 1;
+        let attempt = tokio::select! {
+            biased;
+            _ = ctl.abandon.cancelled() => Attempt::Abandoned,
+            r = tokio::time::timeout(settings.timeout, (def.op)()) => match r {
+                Ok(Ok(done)) => Attempt::Done(done),
+                Ok(Err(e)) => Attempt::Failed(e),
+                Err(_) => Attempt::Failed(anyhow::anyhow!(
+                    "timed out after {}",
+                    humantime::format_duration(settings.timeout)
+                )),
+            },
+        };
+        match attempt {
+            Attempt::Done(done) => break Ok(done),
+            Attempt::Abandoned => {
+                break Err(anyhow::anyhow!(
+                    "abandoned: still running when the shutdown grace period ended"
+                ))
+            }
+            Attempt::Failed(e) if attempts <= settings.retries && !ctl.stop.is_cancelled() => {
+                let wait = backoff(attempts);
+                tracing::warn!(
+                    job,
+                    target,
+                    attempt = attempts,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "attempt failed, will retry: {e:#}"
+                );
+                tokio::select! {
+                    _ = ctl.stop.cancelled() => break Err(e.context("not retried: shutting down")),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Attempt::Failed(e) => break Err(e),
+        }
+    };
+    let duration = clock.elapsed();
+    let duration_ms = duration.as_millis() as u64;
+    let result = match result {
+        Ok(done) => {
+            tracing::info!(
+                job,
+                target,
+                result = "ok",
+                duration_ms,
+                bytes = done.bytes,
+                attempts,
+                "{job} {target}: {}",
+                done.message
+            );
+            Ok(done.bytes)
+        }
+        Err(e) => {
+            tracing::error!(
+                job,
+                target,
+                result = "failed",
+                duration_ms,
+                bytes = 0u64,
+                attempts,
+                "{job} {target} failed: {e:#}"
+            );
+            Err(format!("{e:#}"))
+        }
+    };
+    (ctl.recorder)(&Outcome {
+        job,
+        target: def.target.clone(),
+        started,
+        duration,
+        attempts,
+        result,
+    });
+}

@@ -1,0 +1,330 @@
+//! The scheduling logic under `tokio::time::pause()`: the wall clock the
+//! scheduler reads is derived from tokio's clock, so a minute of schedule
+//! takes no real time and every instant is exact.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::{sleep, Instant};
+
+use super::schedule::{Clock, Schedule};
+use super::*;
+
+/// Wall time = a fixed start (a quarter second past a whole second, so that
+/// occurrences never tie with the start) + tokio's elapsed time.
+struct TokioClock {
+    wall: DateTime<Utc>,
+    base: Instant,
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.wall + chrono::Duration::from_std(self.base.elapsed()).unwrap()
+    }
+}
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(TokioClock {
+        wall: DateTime::parse_from_rfc3339("2026-01-01T00:00:00.250Z")
+            .unwrap()
+            .with_timezone(&Utc),
+        base: Instant::now(),
+    })
+}
+
+fn settings(timeout: u64, retries: u32, jitter: u64) -> JobDefaults {
+    JobDefaults {
+        timeout: Duration::from_secs(timeout),
+        retries,
+        jitter: Duration::from_secs(jitter),
+    }
+}
+
+fn job(schedule: Option<&str>, run_at_start: bool, settings: JobDefaults, op: Op) -> JobDef {
+    JobDef {
+        job: "backup",
+        target: "acme".into(),
+        schedule: schedule.map(|s| Schedule::parse(s).unwrap()),
+        run_at_start,
+        settings,
+        op,
+    }
+}
+
+/// Collects the recorded outcomes.
+fn recorder() -> (Recorder, Arc<Mutex<Vec<Outcome>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    let rec: Recorder = Arc::new(move |o: &Outcome| {
+        s.lock().unwrap().push(Outcome {
+            job: o.job,
+            target: o.target.clone(),
+            started: o.started,
+            duration: o.duration,
+            attempts: o.attempts,
+            result: o.result.clone(),
+        })
+    });
+    (rec, seen)
+}
+
+fn done() -> Done {
+    Done {
+        message: "ok".into(),
+        bytes: 7,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_never_overlaps_itself_and_skips_are_counted() {
+    let current = Arc::new(AtomicU32::new(0));
+    let most = Arc::new(AtomicU32::new(0));
+    let (c, m) = (Arc::clone(&current), Arc::clone(&most));
+    let op: Op = Arc::new(move || {
+        let (c, m) = (Arc::clone(&c), Arc::clone(&m));
+        Box::pin(async move {
+            let now = c.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            sleep(Duration::from_millis(2500)).await;
+            c.fetch_sub(1, Ordering::SeqCst);
+            Ok(done())
+        })
+    });
+    let (rec, seen) = recorder();
+    let report = run(
+        vec![job(Some("* * * * * *"), false, settings(60, 0, 0), op)],
+        clock(),
+        rec,
+        Duration::from_secs(5),
+        sleep(Duration::from_secs(10)),
+    )
+    .await;
+    // Occurrences at 1..=10 s; runs of 2.5 s start at 1, 4, 7 and 10, and the
+    // two occurrences inside each run are skipped.
+    assert_eq!(most.load(Ordering::SeqCst), 1, "two runs overlapped");
+    assert_eq!((report.started, report.skipped), (4, 6), "{report:?}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 4);
+    for o in seen.iter() {
+        assert_eq!(o.result, Ok(7));
+        assert_eq!(o.duration, Duration::from_millis(2500));
+        assert_eq!(o.attempts, 1);
+    }
+}
+
+/// Sets its flag when dropped: proves the timed-out future was dropped.
+struct DropFlag(Arc<AtomicU32>);
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_attempt_is_dropped_at_its_timeout_and_recorded_as_failed() {
+    let dropped = Arc::new(AtomicU32::new(0));
+    let d = Arc::clone(&dropped);
+    let op: Op = Arc::new(move || {
+        let flag = DropFlag(Arc::clone(&d));
+        Box::pin(async move {
+            let _flag = flag;
+            std::future::pending::<()>().await;
+            Ok(done())
+        })
+    });
+    let (rec, seen) = recorder();
+    let t0 = Instant::now();
+    run(
+        vec![job(None, true, settings(3, 0, 0), op)],
+        clock(),
+        rec,
+        Duration::from_secs(30),
+        sleep(Duration::from_secs(10)),
+    )
+    .await;
+    assert_eq!(t0.elapsed(), Duration::from_secs(10), "no grace was needed");
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].duration, Duration::from_secs(3));
+    let err = seen[0].result.clone().unwrap_err();
+    assert!(err.contains("timed out after 3s"), "{err}");
+}
+
+#[test]
+fn backoff_doubles_from_one_second_up_to_a_minute() {
+    let waits: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+    assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    assert_eq!(backoff(u32::MAX), Duration::from_secs(60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_and_only_the_final_outcome_is_recorded() {
+    let t0 = Instant::now();
+    let attempts_at = Arc::new(Mutex::new(Vec::new()));
+    let a = Arc::clone(&attempts_at);
+    let op: Op = Arc::new(move || {
+        a.lock().unwrap().push(t0.elapsed().as_secs());
+        Box::pin(async { Err(anyhow::anyhow!("storage down")) })
+    });
+    let (rec, seen) = recorder();
+    run(
+        vec![job(None, true, settings(60, 3, 0), op)],
+        clock(),
+        rec,
+        Duration::from_secs(30),
+        sleep(Duration::from_secs(20)),
+    )
+    .await;
+    assert_eq!(*attempts_at.lock().unwrap(), [0, 1, 3, 7]);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "one run, one metrics record");
+    assert_eq!(seen[0].attempts, 4);
+    assert_eq!(seen[0].duration, Duration::from_secs(7));
+    assert_eq!(seen[0].result, Err("storage down".to_string()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_succeeds_records_one_success() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    let op: Op = Arc::new(move || {
+        let n = c.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            if n < 2 {
+                Err(anyhow::anyhow!("flaky"))
+            } else {
+                Ok(done())
+            }
+        })
+    });
+    let (rec, seen) = recorder();
+    run(
+        vec![job(None, true, settings(60, 5, 0), op)],
+        clock(),
+        rec,
+        Duration::from_secs(30),
+        sleep(Duration::from_secs(20)),
+    )
+    .await;
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!((seen[0].attempts, seen[0].result.clone()), (3, Ok(7)));
+}
+
+#[test]
+fn jitter_stays_within_its_bounds() {
+    assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
+    let max = Duration::from_secs(5);
+    let samples: Vec<Duration> = (0..2000).map(|_| jitter(max)).collect();
+    assert!(samples.iter().all(|d| *d <= max));
+    assert!(samples.iter().any(|d| *d < Duration::from_secs(1)));
+    assert!(samples.iter().any(|d| *d > Duration::from_secs(4)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_starts_after_its_jitter_and_never_later() {
+    let t0 = Instant::now();
+    let started_at = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&started_at);
+    let op: Op = Arc::new(move || {
+        s.lock().unwrap().push(t0.elapsed());
+        Box::pin(async { Ok(done()) })
+    });
+    let (rec, _seen) = recorder();
+    run(
+        vec![job(Some("*/10 * * * * *"), true, settings(60, 0, 4), op)],
+        clock(),
+        rec,
+        Duration::from_secs(30),
+        sleep(Duration::from_secs(60)),
+    )
+    .await;
+    let started_at = started_at.lock().unwrap();
+    // At start, then at 10, 20, … 50 s of wall time (9.75 s, 19.75 s … of tokio time).
+    assert_eq!(started_at.len(), 6, "{started_at:?}");
+    for (i, at) in started_at.iter().enumerate() {
+        let due = if i == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(i as u64 * 10_000 - 250)
+        };
+        assert!(
+            *at >= due && *at <= due + Duration::from_secs(4),
+            "run {i} at {at:?}, due {due:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_for_running_jobs_then_abandons_them() {
+    let slow: Op = Arc::new(|| {
+        Box::pin(async {
+            sleep(Duration::from_secs(100)).await;
+            Ok(done())
+        })
+    });
+    let quick: Op = Arc::new(|| {
+        Box::pin(async {
+            sleep(Duration::from_secs(3)).await;
+            Ok(done())
+        })
+    });
+    let mut slow_job = job(None, true, settings(600, 0, 0), slow);
+    slow_job.target = "slow".into();
+    let quick_job = job(None, true, settings(600, 0, 0), quick);
+    let (rec, seen) = recorder();
+    let t0 = Instant::now();
+    run(
+        vec![slow_job, quick_job],
+        clock(),
+        rec,
+        Duration::from_secs(5),
+        sleep(Duration::from_secs(1)),
+    )
+    .await;
+    assert_eq!(t0.elapsed(), Duration::from_secs(6), "1 s + 5 s of grace");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    let quick = seen.iter().find(|o| o.target == "acme").unwrap();
+    assert_eq!(quick.result, Ok(7));
+    let slow = seen.iter().find(|o| o.target == "slow").unwrap();
+    assert!(
+        slow.result.clone().unwrap_err().contains("abandoned"),
+        "{slow:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_retrying_and_starts_nothing_new() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    let op: Op = Arc::new(move || {
+        c.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Err(anyhow::anyhow!("down")) })
+    });
+    let (rec, seen) = recorder();
+    let t0 = Instant::now();
+    let report = run(
+        vec![job(Some("* * * * * *"), true, settings(60, 10, 0), op)],
+        clock(),
+        rec,
+        Duration::from_secs(30),
+        sleep(Duration::from_millis(2500)),
+    )
+    .await;
+    // Attempts at 0, 1 and 3 s would be the plan; shutdown at 2.5 s ends the
+    // backoff wait, so the run ends there after two attempts.
+    assert_eq!(t0.elapsed(), Duration::from_millis(2500));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(report.started, 1);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0]
+        .result
+        .clone()
+        .unwrap_err()
+        .contains("not retried: shutting down"));
+}

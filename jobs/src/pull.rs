@@ -1,0 +1,760 @@
+//! Content pull: `s3://bucket/prefix/` (or any [`ObjectStore`]) → a local
+//! directory `dest`, which a web server such as nginx serves while we write.
+//!
+//! How readers are protected — **each file is replaced by an atomic rename**,
+//! not by switching a whole release directory. A changed object is streamed to
+//! a hidden temporary `.<name>.rehost-pull-<random>` in the file's own
+//! directory and renamed over the old file, so a reader opens either the old
+//! file or the new one, never half of one. We chose this over a release
+//! directory + symlink swap because `dest` stays a plain directory (nginx
+//! `root`, bind mounts and `delete_removed` keep working on it), a pull costs
+//! only the changed bytes on disk, and nothing has to hard-link a 20,000-file
+//! tree for a one-file change. The price: during a pull a reader may see some
+//! files already new and others still old; no single file is ever mixed.
+//!
+//! Invariants:
+//! - Nothing is written outside `dest`: every key passes [`check_key`] plus a
+//!   refusal of control characters and of our temporary-name marker, and every
+//!   parent directory is checked to be a real directory (not a symlink or a
+//!   file) before a file is created in it. Refused keys are reported; the rest
+//!   of the pull still happens, and the run ends with an error naming them.
+//! - A no-op pull makes one listing and no GET: the local index
+//!   (`<dest parent>/.rehost-pull-<name>.json`, outside `dest` so that it is
+//!   never served) records each key's size and ETag and the local file's size
+//!   and mtime; a locally deleted or modified file is fetched again.
+//! - Temporaries left by a killed run are removed by the next run.
+//! - Deletions (`delete_removed`) match `s3cmd sync --delete-removed`: local
+//!   files that are not in the source are deleted, and directories emptied by
+//!   that are removed. An empty source never empties `dest` unless
+//!   `allow_empty` says so.
+//! - Durability: files are not fsynced one by one (that would make a full pull
+//!   several times slower than rclone); one `syncfs` at the end precedes the
+//!   index write, so the index never claims content a crash could lose.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::lock::StateLock;
+use crate::store::{check_key, ObjectInfo, ObjectStore, StoreError};
+
+/// Marker in the names of our temporaries; keys containing it are refused.
+pub const TMP_MARKER: &str = ".rehost-pull-";
+/// Downloaded bytes are written to disk in blocks of about this size.
+const WRITE_BLOCK: usize = 1024 * 1024;
+const INDEX_VERSION: u32 = 1;
+/// Refused keys named in the final error (the log names all of them).
+const SHOWN_PROBLEMS: usize = 10;
+
+/// One `pull:` entry, validated.
+#[derive(Clone, Debug)]
+pub struct PullSpec {
+    pub name: String,
+    pub dest: PathBuf,
+    pub delete_removed: bool,
+    pub allow_empty: bool,
+    pub concurrency: usize,
+}
+
+/// What a pull did (or, in a dry run, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PullOutcome {
+    /// Objects in the source, directory markers excluded.
+    pub listed: usize,
+    pub unchanged: usize,
+    pub downloaded: usize,
+    /// Bytes downloaded (in a dry run: that would be downloaded).
+    pub bytes: u64,
+    pub deleted: usize,
+    /// Keys refused (unsafe or conflicting), with the reason.
+    pub refused: Vec<(String, String)>,
+}
+
+/// `<dest parent>/.rehost-pull-<name>.json`
+pub fn index_path(dest: &Path, name: &str) -> PathBuf {
+    fsutil::parent_dir(dest).join(format!(".rehost-pull-{name}.json"))
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Index {
+    version: u32,
+    entries: BTreeMap<String, IndexEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct IndexEntry {
+    size: u64,
+    etag: Option<String>,
+    local_size: u64,
+    local_mtime: i64,
+    local_mtime_nsec: i64,
+}
+
+/// A regular file found in `dest`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LocalFile {
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+/// What is in `dest` now.
+#[derive(Debug, Default)]
+struct Local {
+    /// Regular files by key-like relative path (UTF-8 names only).
+    files: BTreeMap<String, LocalFile>,
+    /// Directories, by relative path.
+    dirs: BTreeSet<String>,
+    /// Everything else that is not a file or directory (symlinks, sockets,
+    /// non-UTF-8 names), by relative path: never a valid place to write through.
+    others: BTreeSet<PathBuf>,
+    /// Temporaries left by an interrupted run.
+    temps: Vec<PathBuf>,
+}
+
+/// The pure decision of a pull.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Plan {
+    download: Vec<ObjectInfo>,
+    unchanged: Vec<String>,
+    /// Relative paths to delete.
+    delete: Vec<PathBuf>,
+    refused: Vec<(String, String)>,
+    listed: usize,
+}
+
+/// Why a key cannot become a file under `dest`, if it cannot.
+fn refuse_reason(key: &str) -> Option<String> {
+    if let Err(StoreError::InvalidKey { reason, .. }) = check_key(key) {
+        return Some(reason);
+    }
+    if check_key(key).is_err() {
+        return Some("invalid key".into());
+    }
+    if key.chars().any(char::is_control) {
+        return Some("contains a control character".into());
+    }
+    if key.contains(TMP_MARKER) {
+        return Some(format!("contains {TMP_MARKER:?}, reserved for temporaries"));
+    }
+    if key.split('/').any(|s| s.len() > 255) {
+        return Some("has a path segment longer than 255 bytes".into());
+    }
+    None
+}
+
+/// Proper ancestors of a key: `a/b/c` → `a`, `a/b`.
+fn ancestors(key: &str) -> impl Iterator<Item = &str> {
+    key.match_indices('/').map(move |(i, _)| &key[..i])
+}
+
+fn plan(listing: Vec<ObjectInfo>, index: &Index, local: &Local, spec: &PullSpec) -> Plan {
+    let mut out = Plan::default();
+    let mut valid: BTreeMap<String, ObjectInfo> = BTreeMap::new();
+    for obj in listing {
+        // Directory markers (`images/`) carry no content; s3cmd skips them too.
+        if obj.key.ends_with('/') {
+            continue;
+        }
+        out.listed += 1;
+        match refuse_reason(&obj.key) {
+            Some(reason) => out.refused.push((obj.key, reason)),
+            None => {
+                valid.insert(obj.key.clone(), obj);
+            }
+        }
+    }
+    // What will be deleted locally: files not in the source (and, as for
+    // s3cmd, other non-directory entries), only with `delete_removed`.
+    let mut delete: BTreeSet<PathBuf> = BTreeSet::new();
+    if spec.delete_removed {
+        for rel in local.files.keys() {
+            if !valid.contains_key(rel) {
+                delete.insert(PathBuf::from(rel));
+            }
+        }
+        for rel in &local.others {
+            let keyed = rel.to_str().is_some_and(|k| valid.contains_key(k));
+            if !keyed {
+                delete.insert(rel.clone());
+            }
+        }
+    }
+    let mut conflicts: Vec<(String, String)> = Vec::new();
+    for key in valid.keys() {
+        // `a` and `a/b` cannot both be files.
+        if let Some(parent) = ancestors(key).find(|a| valid.contains_key(*a)) {
+            conflicts.push((
+                key.clone(),
+                format!("conflict: {parent:?} is also an object, so it cannot be a directory"),
+            ));
+            continue;
+        }
+        // A local file, symlink or other non-directory in the way stays unless deleted.
+        let blocked = ancestors(key).find(|a| {
+            let p = Path::new(a);
+            (local.files.contains_key(*a) || local.others.contains(p)) && !delete.contains(p)
+        });
+        if let Some(a) = blocked {
+            conflicts.push((
+                key.clone(),
+                format!("conflict: local {a:?} is not a directory"),
+            ));
+            continue;
+        }
+        if local.dirs.contains(key.as_str()) {
+            // The directory goes away only if everything below it is deleted.
+            let prefix = format!("{key}/");
+            let stays = local
+                .files
+                .keys()
+                .filter(|f| f.starts_with(&prefix))
+                .any(|f| !delete.contains(Path::new(f)))
+                || local
+                    .others
+                    .iter()
+                    .filter(|o| o.starts_with(key))
+                    .any(|o| !delete.contains(o));
+            if stays || !spec.delete_removed {
+                conflicts.push((
+                    key.clone(),
+                    format!("conflict: local {key:?} is a directory"),
+                ));
+                continue;
+            }
+        }
+    }
+    for (key, _) in &conflicts {
+        valid.remove(key);
+    }
+    out.refused.extend(conflicts);
+    for (key, obj) in valid {
+        let here = local.files.get(&key);
+        let known = index.entries.get(&key);
+        let same = match (here, known) {
+            (Some(f), Some(e)) => {
+                obj.etag.is_some()
+                    && e.etag == obj.etag
+                    && e.size == obj.size
+                    && e.local_size == f.size
+                    && e.local_mtime == f.mtime
+                    && e.local_mtime_nsec == f.mtime_nsec
+            }
+            _ => false,
+        };
+        if same {
+            out.unchanged.push(key);
+        } else {
+            out.download.push(obj);
+        }
+    }
+    out.delete = delete.into_iter().collect();
+    out
+}
+
+/// Walks `dest` without following symlinks.
+fn scan(dest: &Path) -> io::Result<Local> {
+    let mut local = Local::default();
+    if !dest.exists() {
+        return Ok(local);
+    }
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel_dir) = stack.pop() {
+        for entry in fs::read_dir(dest.join(&rel_dir))? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let rel = rel_dir.join(&name);
+            if name
+                .as_bytes()
+                .windows(TMP_MARKER.len())
+                .any(|w| w == TMP_MARKER.as_bytes())
+            {
+                local.temps.push(rel);
+                continue;
+            }
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let Some(text) = rel.to_str().map(str::to_string) else {
+                if meta.is_dir() {
+                    // A directory with a non-UTF-8 name can hold no key; look
+                    // inside only to let `delete_removed` empty it.
+                    stack.push(rel.clone());
+                }
+                local.others.insert(rel);
+                continue;
+            };
+            if meta.is_dir() {
+                local.dirs.insert(text);
+                stack.push(rel);
+            } else if meta.is_file() {
+                local.files.insert(
+                    text,
+                    LocalFile {
+                        size: meta.len(),
+                        mtime: meta.mtime(),
+                        mtime_nsec: meta.mtime_nsec(),
+                    },
+                );
+            } else {
+                local.others.insert(rel);
+            }
+        }
+    }
+    Ok(local)
+}
+
+fn load_index(path: &Path) -> Index {
+    match fs::read(path) {
+        Ok(bytes) => match serde_json::from_slice::<Index>(&bytes) {
+            Ok(index) if index.version == INDEX_VERSION => index,
+            Ok(_) | Err(_) => {
+                tracing::warn!(path = %path.display(), "pull index unreadable; every object will be fetched again");
+                Index::default()
+            }
+        },
+        Err(e) => {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read pull index; every object will be fetched again");
+            }
+            Index::default()
+        }
+    }
+}
+
+/// Pulls the whole `store` (its root is the source prefix) into `spec.dest`.
+pub async fn pull(store: &dyn ObjectStore, spec: &PullSpec, dry_run: bool) -> Result<PullOutcome> {
+    let dest = spec.dest.clone();
+    let parent = fsutil::parent_dir(&dest);
+    if !dry_run {
+        fs::create_dir_all(&dest)
+            .map_err(|e| Error::io(format!("create {}", dest.display()), e))?;
+    }
+    let _lock = if dry_run && !parent.exists() {
+        None
+    } else {
+        Some(StateLock::acquire(
+            &dest,
+            &format!("pull-{}", spec.name),
+            !dry_run,
+        )?)
+    };
+    let index_file = index_path(&dest, &spec.name);
+    let index = load_index(&index_file);
+    let listing = store.list("").await?;
+    let scan_dest = dest.clone();
+    let local = tokio::task::spawn_blocking(move || scan(&scan_dest))
+        .await
+        .map_err(|e| Error::io("scan task", io::Error::other(e)))?
+        .map_err(|e| Error::io(format!("scan {}", dest.display()), e))?;
+    let plan = plan(listing, &index, &local, spec);
+
+    let sources = plan.download.len() + plan.unchanged.len();
+    if sources == 0 && spec.delete_removed && !spec.allow_empty && !plan.delete.is_empty() {
+        return Err(Error::Refused(format!(
+            "source {} has no usable objects; refusing to empty {} (set allow_empty: true to allow it)",
+            store.url(),
+            dest.display()
+        )));
+    }
+    for (key, reason) in &plan.refused {
+        tracing::warn!(pull = %spec.name, key = %key.escape_debug(), reason = %reason, "object refused");
+    }
+    let mut outcome = PullOutcome {
+        listed: plan.listed,
+        unchanged: plan.unchanged.len(),
+        downloaded: plan.download.len(),
+        bytes: plan.download.iter().map(|o| o.size).sum(),
+        deleted: plan.delete.len(),
+        refused: plan.refused.clone(),
+    };
+    if dry_run {
+        return Ok(outcome);
+    }
+
+    // Leftovers of a killed run, then deletions (before downloads, as s3cmd
+    // does by default: a file may have to make room for a directory).
+    for rel in &local.temps {
+        let _ = fsutil::remove_any(&dest.join(rel));
+    }
+    let deletes = plan.delete.clone();
+    let del_dest = dest.clone();
+    tokio::task::spawn_blocking(move || delete_all(&del_dest, &deletes))
+        .await
+        .map_err(|e| Error::io("delete task", io::Error::other(e)))?
+        .map_err(|e| Error::io(format!("delete in {}", dest.display()), e))?;
+
+    let mut entries: BTreeMap<String, IndexEntry> = BTreeMap::new();
+    for key in &plan.unchanged {
+        if let Some(e) = index.entries.get(key) {
+            entries.insert(key.clone(), e.clone());
+        }
+    }
+    let concurrency = spec.concurrency.max(1);
+    let mut results = futures::stream::iter(plan.download.iter().cloned())
+        .map(|obj| {
+            let dest = dest.clone();
+            async move {
+                let r = download(store, &dest, &obj).await;
+                (obj, r)
+            }
+        })
+        .buffer_unordered(concurrency);
+    let mut failures: Vec<(String, Error)> = Vec::new();
+    let mut bytes = 0u64;
+    let mut downloaded = 0usize;
+    while let Some((obj, result)) = results.next().await {
+        match result {
+            Ok(entry) => {
+                bytes += entry.local_size;
+                downloaded += 1;
+                entries.insert(obj.key, entry);
+            }
+            Err(e) => {
+                tracing::warn!(pull = %spec.name, key = %obj.key, error = %e, "download failed");
+                failures.push((obj.key, e));
+            }
+        }
+    }
+    drop(results);
+    outcome.downloaded = downloaded;
+    outcome.bytes = bytes;
+
+    let sync_dest = dest.clone();
+    let index_bytes = serde_json::to_vec(&Index {
+        version: INDEX_VERSION,
+        entries,
+    })
+    .map_err(|e| Error::io("encode pull index", io::Error::other(e)))?;
+    let idx = index_file.clone();
+    tokio::task::spawn_blocking(move || -> io::Result<()> {
+        fsutil::sync_filesystem(&sync_dest)?;
+        fsutil::write_atomic(&idx, &index_bytes, 0o600)
+    })
+    .await
+    .map_err(|e| Error::io("index task", io::Error::other(e)))?
+    .map_err(|e| Error::io(format!("write {}", index_file.display()), e))?;
+
+    if let Some(pos) = failures
+        .iter()
+        .position(|(_, e)| e.is_storage_unavailable())
+    {
+        return Err(failures.swap_remove(pos).1);
+    }
+    if !failures.is_empty() || !outcome.refused.is_empty() {
+        let mut problems: Vec<String> = outcome
+            .refused
+            .iter()
+            .map(|(k, r)| format!("{:?}: {r}", k))
+            .collect();
+        problems.extend(failures.iter().map(|(k, e)| format!("{k:?}: {e}")));
+        let total = problems.len();
+        problems.truncate(SHOWN_PROBLEMS);
+        let more = if total > SHOWN_PROBLEMS {
+            format!("; and {} more (see the log)", total - SHOWN_PROBLEMS)
+        } else {
+            String::new()
+        };
+        return Err(Error::Incomplete {
+            what: format!(
+                "pull {} into {}: {downloaded} downloaded, {} deleted, but {total} objects were not applied",
+                spec.name,
+                dest.display(),
+                outcome.deleted
+            ),
+            detail: format!("{}{more}", problems.join("; ")),
+        });
+    }
+    Ok(outcome)
+}
+
+/// Deletes `rels` under `dest`, then the directories this left empty.
+fn delete_all(dest: &Path, rels: &[PathBuf]) -> io::Result<()> {
+    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    for rel in rels {
+        fsutil::remove_any(&dest.join(rel))?;
+        let mut up = rel.parent();
+        while let Some(d) = up.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(d.to_path_buf());
+            up = d.parent();
+        }
+    }
+    // Deepest first, so that a parent is tried after its children.
+    let mut dirs: Vec<PathBuf> = dirs.into_iter().collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in dirs {
+        // Not empty (something else lives there) is fine.
+        let _ = fs::remove_dir(dest.join(d));
+    }
+    Ok(())
+}
+
+/// Creates the parents of `rel` under `dest`, refusing to go through anything
+/// that is not a real directory (a symlink could point outside `dest`).
+fn prepare_parent(dest: &Path, rel: &str) -> io::Result<PathBuf> {
+    let mut dir = dest.to_path_buf();
+    for segment in ancestors(rel).map(|a| a.rsplit('/').next().unwrap_or(a)) {
+        dir.push(segment);
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} is not a directory", dir.display()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&dir) {
+                Ok(()) => {}
+                // Another download created it meanwhile; check what it is.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if !fs::symlink_metadata(&dir)?.is_dir() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            format!("{} is not a directory", dir.display()),
+                        ));
+                    }
+                }
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(dir)
+}
+
+/// A file being downloaded: a hidden temporary in its final directory.
+struct Partial {
+    file: fs::File,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl Partial {
+    fn create(dest: &Path, key: &str) -> io::Result<Self> {
+        let dir = prepare_parent(dest, key)?;
+        let name = key.rsplit('/').next().unwrap_or(key);
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}{TMP_MARKER}{}", fsutil::random_suffix()));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        Ok(Partial { file, tmp, path })
+    }
+
+    /// Renames the finished file into place; returns its metadata.
+    fn commit(self) -> io::Result<fs::Metadata> {
+        let meta = self.file.metadata()?;
+        drop(self.file);
+        let mut renamed = fs::rename(&self.tmp, &self.path);
+        if matches!(&renamed, Err(e) if e.kind() == io::ErrorKind::IsADirectory) {
+            // An empty directory where the object goes: s3cmd replaces it too.
+            if fs::remove_dir(&self.path).is_ok() {
+                renamed = fs::rename(&self.tmp, &self.path);
+            }
+        }
+        if let Err(e) = renamed {
+            let _ = fs::remove_file(&self.tmp);
+            return Err(e);
+        }
+        Ok(meta)
+    }
+
+    fn abandon(self) {
+        drop(self.file);
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)?
+}
+
+/// Streams one object into place. Small objects cost one blocking call.
+async fn download(store: &dyn ObjectStore, dest: &Path, obj: &ObjectInfo) -> Result<IndexEntry> {
+    let mut stream = store.get(&obj.key).await?;
+    let what = || format!("write {}", dest.join(&obj.key).display());
+    let mut partial: Option<Partial> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    let result: Result<fs::Metadata> = async {
+        loop {
+            let chunk = stream.next().await.transpose()?;
+            let end = chunk.is_none();
+            if let Some(c) = chunk {
+                buf.extend_from_slice(&c);
+            }
+            if buf.len() < WRITE_BLOCK && !end {
+                continue;
+            }
+            let data = std::mem::take(&mut buf);
+            let (d, k) = (dest.to_path_buf(), obj.key.clone());
+            let current = partial.take();
+            let p = blocking(move || {
+                let mut p = match current {
+                    Some(p) => p,
+                    None => Partial::create(&d, &k)?,
+                };
+                if let Err(e) = p.file.write_all(&data) {
+                    p.abandon();
+                    return Err(e);
+                }
+                Ok(p)
+            })
+            .await
+            .map_err(|e| Error::io(what(), e))?;
+            if end {
+                return blocking(move || p.commit())
+                    .await
+                    .map_err(|e| Error::io(what(), e));
+            }
+            partial = Some(p);
+        }
+    }
+    .await;
+    if result.is_err() {
+        if let Some(p) = partial.take() {
+            let _ = blocking(move || {
+                p.abandon();
+                Ok(())
+            })
+            .await;
+        }
+    }
+    let meta = result?;
+    Ok(IndexEntry {
+        size: obj.size,
+        etag: obj.etag.clone(),
+        local_size: meta.len(),
+        local_mtime: meta.mtime(),
+        local_mtime_nsec: meta.mtime_nsec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(key: &str, size: u64, etag: &str) -> ObjectInfo {
+        ObjectInfo {
+            key: key.into(),
+            size,
+            etag: Some(etag.into()),
+        }
+    }
+
+    fn spec(delete_removed: bool) -> PullSpec {
+        PullSpec {
+            name: "t".into(),
+            dest: "/srv/www".into(),
+            delete_removed,
+            allow_empty: false,
+            concurrency: 4,
+        }
+    }
+
+    fn file(size: u64) -> LocalFile {
+        LocalFile {
+            size,
+            mtime: 1,
+            mtime_nsec: 2,
+        }
+    }
+
+    #[test]
+    fn hostile_keys_are_refused() {
+        for key in [
+            "../x",
+            "a/../../b",
+            "/etc/passwd",
+            "a//b",
+            "./a",
+            "a\nb",
+            "x/.y.rehost-pull-1234",
+        ] {
+            assert!(refuse_reason(key).is_some(), "{key:?}");
+        }
+        assert!(refuse_reason("img/é 1.png").is_none());
+    }
+
+    #[test]
+    fn unchanged_needs_index_and_local_file_to_agree() {
+        let mut index = Index::default();
+        let entry = IndexEntry {
+            size: 3,
+            etag: Some("e".into()),
+            local_size: 3,
+            local_mtime: 1,
+            local_mtime_nsec: 2,
+        };
+        for k in ["same", "touched", "gone", "changed"] {
+            index.entries.insert(k.into(), entry.clone());
+        }
+        let mut local = Local::default();
+        local.files.insert("same".into(), file(3));
+        local.files.insert("touched".into(), file(4));
+        local.files.insert("changed".into(), file(3));
+        local.files.insert("extra".into(), file(1));
+        let listing = vec![
+            obj("same", 3, "e"),
+            obj("touched", 3, "e"),
+            obj("gone", 3, "e"),
+            obj("changed", 3, "f"),
+            obj("new", 1, "n"),
+            obj("dir/", 0, "d"),
+        ];
+        let p = plan(listing.clone(), &index, &local, &spec(true));
+        assert_eq!(p.unchanged, vec!["same".to_string()]);
+        let keys: Vec<&str> = p.download.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["changed", "gone", "new", "touched"]);
+        assert_eq!(p.delete, vec![PathBuf::from("extra")]);
+        assert_eq!(p.listed, 5);
+        let p = plan(listing, &index, &local, &spec(false));
+        assert!(p.delete.is_empty());
+    }
+
+    #[test]
+    fn file_and_directory_conflicts_are_reported() {
+        let mut local = Local::default();
+        local.files.insert("page".into(), file(1));
+        local.dirs.insert("old".into());
+        local.files.insert("old/x".into(), file(1));
+        let listing = vec![
+            obj("a", 1, "1"),
+            obj("a/b", 1, "2"),
+            obj("page/sub", 1, "3"),
+            obj("old", 1, "4"),
+        ];
+        let p = plan(listing.clone(), &Index::default(), &local, &spec(false));
+        let refused: Vec<&str> = p.refused.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(refused, ["a/b", "old", "page/sub"]);
+        // With deletions, local obstacles go away first.
+        let p = plan(listing, &Index::default(), &local, &spec(true));
+        let refused: Vec<&str> = p.refused.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(refused, ["a/b"]);
+    }
+
+    #[test]
+    fn parents_never_go_through_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        assert!(prepare_parent(dir.path(), "link/x").is_err());
+        assert!(prepare_parent(dir.path(), "a/b/c").is_ok());
+        assert!(dir.path().join("a/b").is_dir());
+    }
+}
