@@ -430,20 +430,25 @@ pub async fn pull(store: &dyn ObjectStore, spec: &PullSpec, dry_run: bool) -> Re
     outcome.downloaded = downloaded;
     outcome.bytes = bytes;
 
-    let sync_dest = dest.clone();
-    let index_bytes = serde_json::to_vec(&Index {
-        version: INDEX_VERSION,
-        entries,
-    })
-    .map_err(|e| Error::io("encode pull index", io::Error::other(e)))?;
-    let idx = index_file.clone();
-    tokio::task::spawn_blocking(move || -> io::Result<()> {
-        fsutil::sync_filesystem(&sync_dest)?;
-        fsutil::write_atomic(&idx, &index_bytes, 0o600)
-    })
-    .await
-    .map_err(|e| Error::io("index task", io::Error::other(e)))?
-    .map_err(|e| Error::io(format!("write {}", index_file.display()), e))?;
+    // Nothing on disk changed (a no-op pull): the index already says all this,
+    // and there is nothing to make durable.
+    let touched = downloaded > 0 || !plan.delete.is_empty() || !local.temps.is_empty();
+    if touched || entries != index.entries || index.version != INDEX_VERSION {
+        let sync_dest = dest.clone();
+        let index_bytes = serde_json::to_vec(&Index {
+            version: INDEX_VERSION,
+            entries,
+        })
+        .map_err(|e| Error::io("encode pull index", io::Error::other(e)))?;
+        let idx = index_file.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            fsutil::sync_filesystem(&sync_dest)?;
+            fsutil::write_atomic(&idx, &index_bytes, 0o600)
+        })
+        .await
+        .map_err(|e| Error::io("index task", io::Error::other(e)))?
+        .map_err(|e| Error::io(format!("write {}", index_file.display()), e))?;
+    }
 
     if let Some(pos) = failures
         .iter()
@@ -571,6 +576,20 @@ impl Partial {
         Ok(meta)
     }
 
+    /// Commits the file if it holds exactly `expected` bytes. A body shorter
+    /// or longer than listed (the object changed meanwhile, or a proxy cut
+    /// it) must not replace a good file.
+    fn finish(self, expected: u64) -> io::Result<fs::Metadata> {
+        let written = self.file.metadata()?.len();
+        if written != expected {
+            self.abandon();
+            return Err(io::Error::other(format!(
+                "got {written} bytes, the listing said {expected}"
+            )));
+        }
+        self.commit()
+    }
+
     fn abandon(self) {
         drop(self.file);
         let _ = fs::remove_file(&self.tmp);
@@ -604,6 +623,21 @@ async fn download(store: &dyn ObjectStore, dest: &Path, obj: &ObjectInfo) -> Res
             let data = std::mem::take(&mut buf);
             let (d, k) = (dest.to_path_buf(), obj.key.clone());
             let current = partial.take();
+            let expected = obj.size;
+            if end && current.is_none() {
+                // The whole object arrived at once (most web content): one
+                // blocking call creates, writes, checks and renames it.
+                return blocking(move || {
+                    let mut p = Partial::create(&d, &k)?;
+                    if let Err(e) = p.file.write_all(&data) {
+                        p.abandon();
+                        return Err(e);
+                    }
+                    p.finish(expected)
+                })
+                .await
+                .map_err(|e| Error::io(what(), e));
+            }
             let p = blocking(move || {
                 let mut p = match current {
                     Some(p) => p,
@@ -618,7 +652,7 @@ async fn download(store: &dyn ObjectStore, dest: &Path, obj: &ObjectInfo) -> Res
             .await
             .map_err(|e| Error::io(what(), e))?;
             if end {
-                return blocking(move || p.commit())
+                return blocking(move || p.finish(expected))
                     .await
                     .map_err(|e| Error::io(what(), e));
             }

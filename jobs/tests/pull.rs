@@ -309,3 +309,69 @@ async fn hostile_keys_are_refused_and_nothing_escapes_dest() {
         assert_eq!(got, objects);
     }
 }
+
+/// Lists every object as 10 bytes larger than it is, as if it changed (or a
+/// proxy cut the body) between the listing and the GET.
+struct Lying(Arc<dyn ObjectStore>);
+
+#[async_trait]
+impl ObjectStore for Lying {
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let mut out = self.0.list(prefix).await?;
+        for o in &mut out {
+            o.size += 10;
+        }
+        Ok(out)
+    }
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        self.0.head(key).await
+    }
+    async fn get(&self, key: &str) -> Result<ByteStream, StoreError> {
+        self.0.get(key).await
+    }
+    async fn put(&self, key: &str, body: PutBody) -> Result<u64, StoreError> {
+        self.0.put(key, body).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.0.delete(key).await
+    }
+    fn url(&self) -> String {
+        self.0.url()
+    }
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_listed_never_replaces_a_file() {
+    for s in common::stores("pull-short") {
+        let local = tempfile::tempdir().unwrap();
+        let dest = local.path().join("www");
+        fs::create_dir_all(&dest).unwrap();
+        fs::write(dest.join("index.html"), b"old").unwrap();
+        let objects = BTreeMap::from([("index.html".to_string(), b"new content".to_vec())]);
+        put_all(s.store.as_ref(), &objects).await;
+        let lying = Lying(Arc::clone(&s.store));
+        let err = pull(&lying, &spec(&dest, true), false).await.unwrap_err();
+        assert!(
+            format!("{err:#}").contains("the listing said"),
+            "{}: {err:#}",
+            s.name
+        );
+        assert_eq!(
+            fs::read(dest.join("index.html")).unwrap(),
+            b"old",
+            "{}",
+            s.name
+        );
+        assert_eq!(
+            fs::read_dir(&dest).unwrap().count(),
+            1,
+            "{}: temporaries left",
+            s.name
+        );
+        // The honest listing then converges.
+        pull(s.store.as_ref(), &spec(&dest, true), false)
+            .await
+            .unwrap();
+        assert_eq!(fs::read(dest.join("index.html")).unwrap(), b"new content");
+    }
+}
