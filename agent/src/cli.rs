@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use indexmap::IndexMap;
 use rehost_jobs::catalog::Selector;
 use rehost_jobs::state::{resolve_owner, StateSpec};
 use rehost_jobs::store::{self, ObjectStore};
@@ -155,18 +156,29 @@ impl Ctx {
         })
     }
 
-    /// The entries NAMEs select (all when empty), in configuration order.
+    /// The state entries NAMEs select (all when empty), in configuration order.
     pub fn states(&self, names: &[String]) -> anyhow::Result<Vec<&StateEntry>> {
+        self.select(&self.config.state, "state", names)
+    }
+
+    /// The entries of `map` NAMEs select (all when empty), in configuration
+    /// order; an unknown name is a usage error listing the known ones.
+    pub fn select<'a, T>(
+        &self,
+        map: &'a IndexMap<String, T>,
+        kind: &str,
+        names: &[String],
+    ) -> anyhow::Result<Vec<&'a T>> {
         if names.is_empty() {
-            return Ok(self.config.state.values().collect());
+            return Ok(map.values().collect());
         }
         names
             .iter()
             .map(|n| {
-                self.config.state.get(n).ok_or_else(|| {
-                    let known: Vec<&str> = self.config.state.keys().map(String::as_str).collect();
+                map.get(n).ok_or_else(|| {
+                    let known: Vec<&str> = map.keys().map(String::as_str).collect();
                     UsageError(format!(
-                        "no state entry `{n}` in {} (known: {})",
+                        "no {kind} entry `{n}` in {} (known: {})",
                         self.config.path.display(),
                         if known.is_empty() {
                             "none".to_string()

@@ -15,7 +15,7 @@ use crate::config::{PullEntry, PullSource};
 use crate::output::{bytes, count};
 
 pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
-    let entries = select(ctx, names)?;
+    let entries = ctx.select(&ctx.config.pull, "pull", names)?;
     run_jobs(
         ctx,
         "pull",
@@ -24,31 +24,6 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
         |entry| pull_one(ctx, entry),
     )
     .await
-}
-
-/// The entries NAMEs select (all when empty), in configuration order.
-pub fn select<'a>(ctx: &'a Ctx, names: &[String]) -> anyhow::Result<Vec<&'a PullEntry>> {
-    if names.is_empty() {
-        return Ok(ctx.config.pull.values().collect());
-    }
-    names
-        .iter()
-        .map(|n| {
-            ctx.config.pull.get(n).ok_or_else(|| {
-                let known: Vec<&str> = ctx.config.pull.keys().map(String::as_str).collect();
-                UsageError(format!(
-                    "no pull entry `{n}` in {} (known: {})",
-                    ctx.config.path.display(),
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ))
-                .into()
-            })
-        })
-        .collect()
 }
 
 /// Where `entry` reads from, as a store whose root is the source prefix.

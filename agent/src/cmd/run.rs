@@ -13,6 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::backup::backup_one;
 use super::pull::pull_one;
 use crate::cli::{Ctx, UsageError};
+use crate::config::JobOverrides;
 use crate::daemon::schedule::{Schedule, SystemClock};
 use crate::daemon::{self, JobDef, Op, Outcome, Recorder};
 
@@ -66,20 +67,8 @@ pub async fn run(ctx: Ctx, allow_root: bool, grace: Duration) -> anyhow::Result<
 /// pull entry likewise, in configuration order.
 fn jobs(ctx: &Arc<Ctx>) -> anyhow::Result<Vec<JobDef>> {
     let config = &ctx.config;
-    let mut jobs = Vec::new();
-    for entry in config.state.values() {
-        if entry.backup.is_none() && !entry.job.run_at_start {
-            continue;
-        }
-        let schedule = entry
-            .backup
-            .as_deref()
-            .map(Schedule::parse)
-            .transpose()
-            .with_context(|| format!("state.{}.backup", entry.name))?;
-        let (ctx, name) = (Arc::clone(ctx), entry.name.clone());
-        let op: Op = Arc::new(move || {
-            let (ctx, name) = (Arc::clone(&ctx), name.clone());
+    let backups = config.state.values().map(|e| {
+        let run: RunFn = |ctx, name| {
             Box::pin(async move {
                 let entry = ctx
                     .config
@@ -88,29 +77,20 @@ fn jobs(ctx: &Arc<Ctx>) -> anyhow::Result<Vec<JobDef>> {
                     .with_context(|| format!("state entry {name} vanished"))?;
                 backup_one(&ctx, entry).await
             })
-        });
-        jobs.push(JobDef {
-            job: "backup",
-            target: entry.name.clone(),
-            schedule,
-            run_at_start: entry.job.run_at_start,
-            settings: config.jobs.resolve(&entry.job),
-            op,
-        });
-    }
-    for entry in config.pull.values() {
-        if entry.schedule.is_none() && !entry.job.run_at_start {
-            continue;
-        }
-        let schedule = entry
-            .schedule
-            .as_deref()
-            .map(Schedule::parse)
-            .transpose()
-            .with_context(|| format!("pull.{}.schedule", entry.name))?;
-        let (ctx, name) = (Arc::clone(ctx), entry.name.clone());
-        let op: Op = Arc::new(move || {
-            let (ctx, name) = (Arc::clone(&ctx), name.clone());
+        };
+        let key = format!("state.{}.backup", e.name);
+        job_def(
+            ctx,
+            "backup",
+            &e.name,
+            e.backup.as_deref(),
+            key,
+            &e.job,
+            run,
+        )
+    });
+    let pulls = config.pull.values().map(|e| {
+        let run: RunFn = |ctx, name| {
             Box::pin(async move {
                 let entry = ctx
                     .config
@@ -119,17 +99,51 @@ fn jobs(ctx: &Arc<Ctx>) -> anyhow::Result<Vec<JobDef>> {
                     .with_context(|| format!("pull entry {name} vanished"))?;
                 pull_one(&ctx, entry).await
             })
-        });
-        jobs.push(JobDef {
-            job: "pull",
-            target: entry.name.clone(),
-            schedule,
-            run_at_start: entry.job.run_at_start,
-            settings: config.jobs.resolve(&entry.job),
-            op,
-        });
+        };
+        let key = format!("pull.{}.schedule", e.name);
+        job_def(
+            ctx,
+            "pull",
+            &e.name,
+            e.schedule.as_deref(),
+            key,
+            &e.job,
+            run,
+        )
+    });
+    backups.chain(pulls).filter_map(Result::transpose).collect()
+}
+
+/// Starts one attempt of the job on the entry named by the `String`.
+type RunFn = fn(Arc<Ctx>, String) -> daemon::JobFuture;
+
+/// The job of one entry, or `None` when it has neither a schedule nor
+/// `run_at_start`. `key` names the schedule's configuration key in errors.
+fn job_def(
+    ctx: &Arc<Ctx>,
+    job: &'static str,
+    name: &str,
+    cron: Option<&str>,
+    key: String,
+    overrides: &JobOverrides,
+    run: RunFn,
+) -> anyhow::Result<Option<JobDef>> {
+    if cron.is_none() && !overrides.run_at_start {
+        return Ok(None);
     }
-    Ok(jobs)
+    let schedule = cron.map(Schedule::parse).transpose().context(key)?;
+    let settings = ctx.config.jobs.resolve(overrides);
+    let (ctx, target) = (Arc::clone(ctx), name.to_string());
+    let op_target = target.clone();
+    let op: Op = Arc::new(move || run(Arc::clone(&ctx), op_target.clone()));
+    Ok(Some(JobDef {
+        job,
+        target,
+        schedule,
+        run_at_start: overrides.run_at_start,
+        settings,
+        op,
+    }))
 }
 
 /// Writes each run's final outcome with the commands' code path.
