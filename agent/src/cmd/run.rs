@@ -13,7 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::backup::backup_one;
 use super::pull::pull_one;
 use crate::cli::{Ctx, UsageError};
-use crate::config::JobOverrides;
+use crate::config::{JobKind, JobRef};
 use crate::daemon::schedule::{Schedule, SystemClock};
 use crate::daemon::{self, JobDef, Op, Outcome, Recorder};
 
@@ -63,87 +63,60 @@ pub async fn run(ctx: Ctx, allow_root: bool, grace: Duration) -> anyhow::Result<
     Ok(())
 }
 
-/// Every state entry with a `backup:` schedule or `run_at_start`, then every
-/// pull entry likewise, in configuration order.
+/// Every job of the configuration ([`crate::config::Config::jobs`]) that has
+/// a schedule or `run_at_start`, in configuration order.
 fn jobs(ctx: &Arc<Ctx>) -> anyhow::Result<Vec<JobDef>> {
-    let config = &ctx.config;
-    let backups = config.state.values().map(|e| {
-        let run: RunFn = |ctx, name| {
-            Box::pin(async move {
-                let entry = ctx
-                    .config
-                    .state
-                    .get(&name)
-                    .with_context(|| format!("state entry {name} vanished"))?;
-                backup_one(&ctx, entry).await
-            })
-        };
-        let key = format!("state.{}.backup", e.name);
-        job_def(
-            ctx,
-            "backup",
-            &e.name,
-            e.backup.as_deref(),
-            key,
-            &e.job,
-            run,
-        )
-    });
-    let pulls = config.pull.values().map(|e| {
-        let run: RunFn = |ctx, name| {
-            Box::pin(async move {
-                let entry = ctx
-                    .config
-                    .pull
-                    .get(&name)
-                    .with_context(|| format!("pull entry {name} vanished"))?;
-                pull_one(&ctx, entry).await
-            })
-        };
-        let key = format!("pull.{}.schedule", e.name);
-        job_def(
-            ctx,
-            "pull",
-            &e.name,
-            e.schedule.as_deref(),
-            key,
-            &e.job,
-            run,
-        )
-    });
-    backups.chain(pulls).filter_map(Result::transpose).collect()
+    ctx.config
+        .jobs()
+        .filter(|j| j.schedule.is_some() || j.overrides.run_at_start)
+        .map(|j| job_def(ctx, j))
+        .collect()
 }
 
-/// Starts one attempt of the job on the entry named by the `String`.
-type RunFn = fn(Arc<Ctx>, String) -> daemon::JobFuture;
+/// Starts one attempt of a job on the entry named by the `String`.
+type Attempt = fn(Arc<Ctx>, String) -> daemon::JobFuture;
 
-/// The job of one entry, or `None` when it has neither a schedule nor
-/// `run_at_start`. `key` names the schedule's configuration key in errors.
-fn job_def(
-    ctx: &Arc<Ctx>,
-    job: &'static str,
-    name: &str,
-    cron: Option<&str>,
-    key: String,
-    overrides: &JobOverrides,
-    run: RunFn,
-) -> anyhow::Result<Option<JobDef>> {
-    if cron.is_none() && !overrides.run_at_start {
-        return Ok(None);
-    }
-    let schedule = cron.map(Schedule::parse).transpose().context(key)?;
-    let settings = ctx.config.jobs.resolve(overrides);
-    let (ctx, target) = (Arc::clone(ctx), name.to_string());
-    let op_target = target.clone();
-    let op: Op = Arc::new(move || run(Arc::clone(&ctx), op_target.clone()));
-    Ok(Some(JobDef {
-        job,
-        target,
+/// One attempt of a backup of the state entry named `name`.
+fn backup_attempt(ctx: Arc<Ctx>, name: String) -> daemon::JobFuture {
+    Box::pin(async move {
+        let entry = ctx
+            .config
+            .state
+            .get(&name)
+            .with_context(|| format!("state entry {name} vanished"))?;
+        backup_one(&ctx, entry).await
+    })
+}
+
+/// One attempt of a pull of the pull entry named `name`.
+fn pull_attempt(ctx: Arc<Ctx>, name: String) -> daemon::JobFuture {
+    Box::pin(async move {
+        let entry = ctx
+            .config
+            .pull
+            .get(&name)
+            .with_context(|| format!("pull entry {name} vanished"))?;
+        pull_one(&ctx, entry).await
+    })
+}
+
+fn job_def(ctx: &Arc<Ctx>, j: JobRef<'_>) -> anyhow::Result<JobDef> {
+    let (key, attempt): (String, Attempt) = match j.kind {
+        JobKind::Backup => (format!("state.{}.backup", j.target), backup_attempt),
+        JobKind::Pull => (format!("pull.{}.schedule", j.target), pull_attempt),
+    };
+    let schedule = j.schedule.map(Schedule::parse).transpose().context(key)?;
+    let settings = ctx.config.jobs.resolve(j.overrides);
+    let (ctx, target) = (Arc::clone(ctx), j.target.to_string());
+    let op: Op = Arc::new(move || attempt(Arc::clone(&ctx), target.clone()));
+    Ok(JobDef {
+        job: j.kind.as_str(),
+        target: j.target.to_string(),
         schedule,
-        run_at_start: overrides.run_at_start,
+        run_at_start: j.overrides.run_at_start,
         settings,
         op,
-    }))
+    })
 }
 
 /// Writes each run's final outcome with the commands' code path.

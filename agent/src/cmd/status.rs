@@ -92,25 +92,21 @@ pub(crate) fn allowed_age(
 
 /// Pure: the configured jobs and the found statuses → rows.
 pub(crate) fn assess(config: &Config, mut found: Vec<JobStatus>, now: DateTime<Utc>) -> Vec<Row> {
-    let configured = config
-        .state
-        .values()
-        .map(|e| ("backup", &e.name, e.backup.as_deref(), &e.job))
-        .chain(
-            config
-                .pull
-                .values()
-                .map(|e| ("pull", &e.name, e.schedule.as_deref(), &e.job)),
-        );
     let mut rows = Vec::new();
-    for (job, target, schedule, overrides) in configured {
+    for j in config.jobs() {
         let status = found
             .iter()
-            .position(|s| s.job == job && &s.target == target)
+            .position(|s| s.job == j.kind.as_str() && s.target == j.target)
             .map(|i| found.remove(i));
-        let timeout = config.jobs.resolve(overrides).timeout;
-        let allowed = schedule.and_then(|s| allowed_age(s, timeout, now));
-        rows.push(row(job.to_string(), target.clone(), status, allowed, now));
+        let timeout = config.jobs.resolve(j.overrides).timeout;
+        let allowed = j.schedule.and_then(|s| allowed_age(s, timeout, now));
+        rows.push(row(
+            j.kind.as_str().to_string(),
+            j.target.to_string(),
+            status,
+            allowed,
+            now,
+        ));
     }
     for status in found {
         rows.push(row(

@@ -170,6 +170,57 @@ impl Default for JobDefaults {
     }
 }
 
+/// What a configured job does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    /// Back up a state entry.
+    Backup,
+    /// Pull a pull entry.
+    Pull,
+}
+
+impl JobKind {
+    /// The metrics' `job` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Backup => "backup",
+            JobKind::Pull => "pull",
+        }
+    }
+}
+
+/// One job a configuration defines: the backup of a state entry, or the pull
+/// of a pull entry.
+#[derive(Clone, Copy, Debug)]
+pub struct JobRef<'a> {
+    pub kind: JobKind,
+    /// The entry's name: the metrics' `target` label.
+    pub target: &'a str,
+    pub schedule: Option<&'a str>,
+    pub overrides: &'a JobOverrides,
+}
+
+impl Config {
+    /// Every job of the configuration: a backup per state entry, then a pull
+    /// per pull entry, in file order. `rehost run` schedules these and
+    /// `rehost status` reports on them.
+    pub fn jobs(&self) -> impl Iterator<Item = JobRef<'_>> {
+        let backups = self.state.values().map(|e| JobRef {
+            kind: JobKind::Backup,
+            target: &e.name,
+            schedule: e.backup.as_deref(),
+            overrides: &e.job,
+        });
+        let pulls = self.pull.values().map(|e| JobRef {
+            kind: JobKind::Pull,
+            target: &e.name,
+            schedule: e.schedule.as_deref(),
+            overrides: &e.job,
+        });
+        backups.chain(pulls)
+    }
+}
+
 impl JobDefaults {
     /// The settings of one job: its own keys where set, these defaults otherwise.
     pub fn resolve(&self, job: &JobOverrides) -> JobDefaults {

@@ -83,7 +83,7 @@ pub(super) fn file_mode(mode: &RawMode) -> Result<u32, String> {
 
 pub(super) fn cron(schedule: &str) -> Result<String, String> {
     let schedule = schedule.trim();
-    match croner::Cron::new(schedule).with_seconds_optional().parse() {
+    match crate::daemon::schedule::parse_cron(schedule) {
         Ok(_) => Ok(schedule.to_string()),
         Err(e) => Err(format!(
             "expected a cron schedule with 5 or 6 fields like \"*/5 * * * *\", got {schedule:?} ({e})"

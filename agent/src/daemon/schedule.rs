@@ -26,13 +26,19 @@ pub(crate) struct Schedule {
     cron: croner::Cron,
 }
 
+/// The one cron parser of rehost: config validation (`rehost check`) and the
+/// daemon both call it, so a schedule that validates is one the daemon runs.
+/// 5 fields, or 6 with seconds first.
+pub(crate) fn parse_cron(text: &str) -> Result<croner::Cron, croner::errors::CronError> {
+    croner::Cron::new(text.trim())
+        .with_seconds_optional()
+        .parse()
+}
+
 impl Schedule {
-    /// Parses `text` the way config validation does.
+    /// Parses `text` with [`parse_cron`].
     pub(crate) fn parse(text: &str) -> anyhow::Result<Schedule> {
-        let cron = croner::Cron::new(text.trim())
-            .with_seconds_optional()
-            .parse()
-            .map_err(|e| anyhow::anyhow!("cron schedule {text:?}: {e}"))?;
+        let cron = parse_cron(text).map_err(|e| anyhow::anyhow!("cron schedule {text:?}: {e}"))?;
         Ok(Schedule {
             text: text.trim().to_string(),
             cron,
