@@ -10,6 +10,7 @@ mod daemon;
 mod interpolate;
 mod logging;
 mod output;
+mod stack;
 
 use std::process::ExitCode;
 
