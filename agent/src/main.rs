@@ -3,24 +3,10 @@
 //! logging, runs one command, prints the error chain and maps it to an exit
 //! code that systemd and cloud-init understand.
 
-mod cli;
-mod cmd;
-mod config;
-mod daemon;
-mod interpolate;
-mod logging;
-mod output;
-mod stack;
-
 use std::process::ExitCode;
 
 use clap::Parser;
-
-/// Exit codes (also in the README).
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_JOB_FAILED: u8 = 1;
-pub const EXIT_CONFIG: u8 = 2;
-pub const EXIT_STORAGE: u8 = 3;
+use rehost::{cli, exit_code, logging, EXIT_CONFIG, EXIT_JOB_FAILED, EXIT_OK};
 
 fn main() -> ExitCode {
     bound_allocator_memory();
@@ -68,34 +54,3 @@ fn bound_allocator_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn bound_allocator_memory() {}
-
-/// Finds the most specific cause in the chain: configuration errors are usage
-/// errors (2), an unusable store is 3, anything else is a failed job (1).
-fn exit_code(err: &anyhow::Error) -> u8 {
-    let mut code = EXIT_JOB_FAILED;
-    for cause in err.chain() {
-        if cause.downcast_ref::<config::ConfigError>().is_some()
-            || cause.downcast_ref::<cli::UsageError>().is_some()
-        {
-            return EXIT_CONFIG;
-        }
-        if let Some(e) = cause.downcast_ref::<rehost_jobs::Error>() {
-            if e.is_storage_unavailable() {
-                code = EXIT_STORAGE;
-            }
-        }
-        if let Some(e) = cause.downcast_ref::<rehost_jobs::store::StoreError>() {
-            if e.is_unavailable() {
-                code = EXIT_STORAGE;
-            }
-        }
-        if let Some(cmd::Failures {
-            storage_unavailable: true,
-            ..
-        }) = cause.downcast_ref()
-        {
-            code = EXIT_STORAGE;
-        }
-    }
-    code
-}

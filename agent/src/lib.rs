@@ -1,0 +1,49 @@
+//! The `rehost` agent as a library: the binary in `main.rs` is a thin shell
+//! around [`cli::run`], so that fuzz targets and tests can reach the config
+//! and compose parsers without going through a process.
+
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod daemon;
+pub mod interpolate;
+pub mod logging;
+pub mod output;
+pub mod stack;
+
+/// Exit codes (also in the README).
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_JOB_FAILED: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+pub const EXIT_STORAGE: u8 = 3;
+
+/// Finds the most specific cause in the chain: configuration errors are usage
+/// errors (2), an unusable store is 3, anything else is a failed job (1).
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    let mut code = EXIT_JOB_FAILED;
+    for cause in err.chain() {
+        if cause.downcast_ref::<config::ConfigError>().is_some()
+            || cause.downcast_ref::<cli::UsageError>().is_some()
+        {
+            return EXIT_CONFIG;
+        }
+        if let Some(e) = cause.downcast_ref::<rehost_jobs::Error>() {
+            if e.is_storage_unavailable() {
+                code = EXIT_STORAGE;
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<rehost_jobs::store::StoreError>() {
+            if e.is_unavailable() {
+                code = EXIT_STORAGE;
+            }
+        }
+        if let Some(cmd::Failures {
+            storage_unavailable: true,
+            ..
+        }) = cause.downcast_ref()
+        {
+            code = EXIT_STORAGE;
+        }
+    }
+    code
+}
