@@ -463,6 +463,95 @@ jobs:
         assert_eq!(at("a:\n  b: 1\n    c: 2\n", "a.c"), None);
     }
 
+    fn at_segments(text: &str, path: &[Segment<'_>]) -> Option<(usize, usize)> {
+        locate_segments(text, path).map(|p| (p.line, p.column))
+    }
+
+    const COMPOSE: &str = "\
+services:
+  web:
+    ports:
+      - \"80:80\"
+      -   443:443   # comment
+    volumes:
+    - type: bind
+      source: ./a
+    -
+      type: volume
+      source: b
+    - - nested
+      - list
+    command: [\"a\", [x, y], {k: v}, \"d\"]
+    image: x
+";
+
+    #[test]
+    fn finds_sequence_items_and_keys_inside_them() {
+        use Segment::{Index as I, Key as K};
+        let web = [K("services"), K("web")];
+        let path = |rest: &[Segment<'static>]| [&web[..], rest].concat();
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("ports"), I(0)])),
+            Some((4, 9))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("ports"), I(1)])),
+            Some((5, 11))
+        );
+        assert_eq!(at_segments(COMPOSE, &path(&[K("ports"), I(2)])), None);
+        // Items at the key's own indentation; keys inside items.
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("volumes"), I(0)])),
+            Some((7, 7))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("volumes"), I(0), K("source")])),
+            Some((8, 7))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("volumes"), I(0), K("type")])),
+            Some((7, 7))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("volumes"), I(1)])),
+            Some((9, 5))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("volumes"), I(1), K("source")])),
+            Some((11, 7))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("volumes"), I(1), K("target")])),
+            None
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("volumes"), I(2), I(1)])),
+            Some((13, 9))
+        );
+        // The sequence ended: `command` and `image` are not items.
+        assert_eq!(at_segments(COMPOSE, &path(&[K("volumes"), I(3)])), None);
+        assert_eq!(at_segments(COMPOSE, &path(&[K("image")])), Some((15, 5)));
+        // One-line flow sequences, nested flow collections.
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("command"), I(0)])),
+            Some((14, 15))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("command"), I(1), I(1)])),
+            Some((14, 24))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("command"), I(2), K("k")])),
+            Some((14, 29))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("command"), I(3)])),
+            Some((14, 36))
+        );
+        assert_eq!(at_segments(COMPOSE, &path(&[K("command"), I(4)])), None);
+        assert_eq!(at_segments(COMPOSE, &path(&[K("ports"), K("x")])), None);
+    }
+
     #[test]
     fn block_key_forms() {
         assert_eq!(block_key("a: 1"), Some(("a".to_string(), 2)));

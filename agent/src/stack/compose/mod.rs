@@ -40,6 +40,9 @@ mod shlex;
 mod tree;
 mod value;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashSet;
 use std::path::Path;
 
