@@ -18,6 +18,8 @@
 //! Rules worth knowing (they are Compose v1's unless said otherwise):
 //! - `$PWD` is an ordinary variable: taken from the environment, empty when
 //!   unset (Compose v1 does not default it to the project folder).
+//! - A service's `env_file:` expands `${VAR}` from the process environment
+//!   only, not from `stack.env_file` (python-dotenv in Compose v1 does so).
 //! - No `.env` file is read implicitly; `stack.env_file` is the only source
 //!   besides the environment (Compose reads `<project dir>/.env` by default).
 //! - The project name is rehost's `stack.project` (which defaults to the
@@ -70,7 +72,7 @@ pub fn load(
     let file = std::path::absolute(&stack.compose).unwrap_or_else(|_| stack.compose.clone());
     let text = std::fs::read_to_string(&file).map_err(|err| ComposeError::read(&file, &err))?;
     let working_dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
-    parse(&text, &file, &working_dir, &stack.project, &merged)
+    parse_with(&text, &file, &working_dir, &stack.project, &merged, env)
 }
 
 /// Turns the compose file's `text` into a [`Project`]. `file` is used in
@@ -83,11 +85,27 @@ pub fn parse(
     project: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Project, ComposeError> {
+    parse_with(text, file, working_dir, project, env, env)
+}
+
+/// [`parse`], where `env` holds the compose file's variables (`stack.env_file`
+/// and the process environment) and `process_env` only the latter: Compose v1
+/// expands `${VAR}` inside a service's `env_file:` from the process
+/// environment alone.
+fn parse_with(
+    text: &str,
+    file: &Path,
+    working_dir: &Path,
+    project: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    process_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Project, ComposeError> {
     let cx = Ctx {
         file,
         text,
         working_dir,
         env,
+        process_env,
     };
     let mut value: Value =
         serde_yaml::from_str(text).map_err(|err| ComposeError::syntax(file, &err))?;

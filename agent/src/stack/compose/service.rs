@@ -29,7 +29,10 @@ pub(crate) struct Ctx<'a> {
     pub(crate) file: &'a Path,
     pub(crate) text: &'a str,
     pub(crate) working_dir: &'a Path,
+    /// The compose file's variables: `stack.env_file` and the process environment.
     pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
+    /// The process environment alone, for `${VAR}` inside services' env files.
+    pub(crate) process_env: &'a dyn Fn(&str) -> Option<String>,
 }
 
 impl Ctx<'_> {
@@ -65,7 +68,7 @@ pub(crate) fn load(
     if let Some(value) = &raw.env_file {
         let paths = env_file_paths(value, &at.key("env_file"), cx).map_err(|f| cx.err(f))?;
         for path in paths {
-            from_files.extend(env_file::read(&path, cx.env)?);
+            from_files.extend(env_file::read(&path, cx.process_env)?);
         }
     }
     normalize(name, raw, at, names, cx, from_files).map_err(|f| cx.err(f))

@@ -778,9 +778,12 @@ fn load_reads_the_stack_env_file_and_the_environment_wins() {
     let compose = dir.path().join("docker-compose.yml");
     std::fs::write(
         &compose,
-        "services:\n  web:\n    image: httpd:${TAG}\n    environment: [\"WHO=${WHO}\"]\n",
+        "services:\n  web:\n    image: httpd:${TAG}\n    environment: [\"WHO=${WHO}\"]\n    env_file: web.env\n",
     )
     .unwrap();
+    // Compose v1 expands a service env file's variables from the process
+    // environment only: TAG (from stack.env) is unknown there.
+    std::fs::write(dir.path().join("web.env"), "IN_FILE=${TAG:-none}/${WHO}\n").unwrap();
     let env_path = dir.path().join("stack.env");
     std::fs::write(&env_path, "TAG=from-file\nWHO=file\n").unwrap();
     let stack = crate::config::StackConfig {
@@ -792,6 +795,7 @@ fn load_reads_the_stack_env_file_and_the_environment_wins() {
     let p = super::load(&stack, &process).unwrap();
     assert_eq!(p.services["web"].image.as_deref(), Some("httpd:from-file"));
     assert_eq!(p.services["web"].environment["WHO"], "process");
+    assert_eq!(p.services["web"].environment["IN_FILE"], "none/process");
     assert_eq!(p.working_dir, dir.path());
     assert_eq!(p.name, "demo");
 
