@@ -807,3 +807,42 @@ fn load_reads_the_stack_env_file_and_the_environment_wins() {
     assert!(err.to_string().starts_with("cannot read "), "{err}");
     assert_eq!(err.detail().kind, crate::config::ConfigErrorKind::Read);
 }
+
+/// Not a fuzzer (that is the fuzz target's job), but a cheap guard that the
+/// loader never panics on damaged real files: truncations, every line
+/// removed, and odd characters put in at many places of the fixtures
+/// (strided, to keep this test a few seconds long in a debug build).
+#[test]
+fn damaged_files_give_errors_not_panics() {
+    let fixtures = [
+        include_str!("../../../../tests/fixtures/compose/site/docker-compose.yml"),
+        include_str!("../../../../tests/fixtures/compose/monitoring/docker-compose.yml"),
+        include_str!("../../../../tests/fixtures/compose/interpolation/docker-compose.yml"),
+    ];
+    let mut runs = 0;
+    let mut try_load = |text: &str| {
+        runs += 1;
+        // Ok or Err are both fine; a panic fails the test.
+        let _ = load(text);
+    };
+    for text in fixtures {
+        let boundaries: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+        for &end in boundaries.iter().step_by(4) {
+            try_load(&text[..end]);
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        for skip in 0..lines.len() {
+            let damaged: Vec<&str> = lines
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| (i != skip).then_some(*l))
+                .collect();
+            try_load(&damaged.join("\n"));
+        }
+        for (n, &at) in boundaries.iter().enumerate().step_by(13) {
+            let odd = ["-", ":", "[", "{", "$", "\"", " ", "\n", "é", "\t", "#"][n % 11];
+            try_load(&format!("{}{odd}{}", &text[..at], &text[at..]));
+        }
+    }
+    assert!(runs > 2000, "only {runs} variants tried");
+}
