@@ -28,8 +28,9 @@ declare -A apt_for=(
     [/usr/bin/time]=time
     [sqlite3]=sqlite3
     [s3cmd]=s3cmd
-    # Compose v1: the oracle the compose loader's tests compare with.
-    [docker-compose]=docker-compose
+    # Compose v1 (Debian's, with its Python package): the oracle the compose
+    # loader's tests compare with. A Compose v2 binary elsewhere does not count.
+    [/usr/bin/docker-compose]=docker-compose
 )
 if [ "$bench" = 1 ]; then
     apt_for[restic]=restic

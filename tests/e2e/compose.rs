@@ -30,21 +30,27 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/compose")
 }
 
-/// `docker-compose` runs, or `None` (skip locally, fail under `CI=true`).
+/// Compose v1 (`docker-compose` and its Python package) is there, or `None`
+/// (skip locally, fail under `CI=true`). A Compose v2 binary does not do:
+/// its `config` output is another format and it has no Python parsers.
 fn docker_compose() -> Option<()> {
-    let ok = Command::new("docker-compose")
+    let v1 = Command::new("docker-compose")
         .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"docker-compose version 1."));
+    let parsers = Command::new(PYTHON)
+        .args(["-c", "import compose.config.types, yaml"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    match ok {
+    match v1 && parsers {
         true => Some(()),
         false if std::env::var("CI").as_deref() == Ok("true") => panic!(
-            "CI=true but docker-compose cannot run; scripts/install-tools.sh installs it (Debian package docker-compose)"
+            "CI=true but Compose v1 (docker-compose with its Python package) is missing; scripts/install-tools.sh installs it (Debian package docker-compose)"
         ),
         false => {
-            eprintln!("skipping: docker-compose not found (scripts/install-tools.sh installs it)");
+            eprintln!("skipping: Compose v1 (Debian's docker-compose) not found; scripts/install-tools.sh installs it");
             None
         }
     }

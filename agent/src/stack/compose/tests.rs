@@ -245,6 +245,29 @@ fn env_files_come_first_and_environment_wins() {
 }
 
 #[test]
+fn pwd_is_an_ordinary_variable_empty_when_unset() {
+    let text = "services:\n  web:\n    image: x\n    volumes: [\"$PWD/www:/www\"]\n";
+    let no_pwd = |name: &str| (name != "PWD").then(|| env(name)).flatten();
+    let p = parse(
+        text,
+        Path::new(FILE),
+        Path::new("/opt/stack"),
+        "site",
+        &no_pwd,
+    )
+    .unwrap();
+    assert_eq!(
+        p.services["web"].volumes,
+        vec![Mount::Bind {
+            source: PathBuf::from("/www"),
+            target: "/www".to_string(),
+            read_only: false
+        }],
+        "Compose v1 leaves an unset $PWD empty rather than using the project folder"
+    );
+}
+
+#[test]
 fn command_and_entrypoint_forms() {
     let s = web("services:\n  web:\n    image: x\n    command: sh -c 'echo \"$${HOME}\" && exec httpd'\n    entrypoint: [\"/bin/tini\", \"--\"]\n");
     assert_eq!(
