@@ -9,13 +9,13 @@
 //!   does rehost (they usually hold anchors). They are removed before
 //!   interpolation, so a `${VAR?}` inside one is not evaluated.
 //! - Every string *value* is interpolated; keys never are. Unset variables
-//!   become empty strings, as in Compose ([`Interpolation::COMPOSE`]);
+//!   become empty strings, as in Compose ([`interpolate::interpolate`]);
 //!   `${VAR?msg}`/`${VAR:?msg}` fail with the message.
 
 use serde_yaml::{Mapping, Value};
 
 use super::error::{At, Fault};
-use crate::interpolate::Interpolation;
+use crate::interpolate;
 
 /// Applies every rule above to the whole document, in place.
 pub(crate) fn prepare(
@@ -51,9 +51,7 @@ fn interpolate(
 ) -> Result<(), Fault> {
     match value {
         Value::String(text) => {
-            *text = Interpolation::COMPOSE
-                .apply(text, env)
-                .map_err(|err| at.fault(err.to_string()))?;
+            *text = interpolate::interpolate(text, env).map_err(|err| at.fault(err.to_string()))?;
         }
         Value::Sequence(items) => {
             for (index, item) in items.iter_mut().enumerate() {
