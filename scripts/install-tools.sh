@@ -2,7 +2,9 @@
 # Install (idempotently) the tools the tests need; with --bench also the peers
 # the benchmark compares rehost with.
 #
-#   scripts/install-tools.sh            promtool, /usr/bin/time, sqlite3, s3cmd, aws, garage
+#   scripts/install-tools.sh            promtool, /usr/bin/time, sqlite3, s3cmd, aws, garage,
+#                                       and the checkers of the deployment files: amtool,
+#                                       cloud-init (schema), systemd-analyze, envsubst
 #   scripts/install-tools.sh --bench    + restic, rclone
 #
 # Nothing is downloaded when every binary is already present. Works as root
@@ -28,6 +30,10 @@ declare -A apt_for=(
     [/usr/bin/time]=time
     [sqlite3]=sqlite3
     [s3cmd]=s3cmd
+    [amtool]=prometheus-alertmanager
+    [cloud-init]=cloud-init
+    [systemd-analyze]=systemd
+    [envsubst]=gettext-base
 )
 if [ "$bench" = 1 ]; then
     apt_for[restic]=restic
@@ -70,6 +76,12 @@ if [ "${#missing_pkgs[@]}" -gt 0 ]; then
     for bin in "${!apt_for[@]}"; do
         have "$bin" || die "$bin still missing after installing ${apt_for[$bin]}"
     done
+    # cloud-init is here for `cloud-init schema` only: never let it
+    # reconfigure this machine at its next boot.
+    if [[ " ${missing_pkgs[*]} " == *" cloud-init "* ]]; then
+        "${sudo[@]}" install -d /etc/cloud
+        "${sudo[@]}" touch /etc/cloud/cloud-init.disabled
+    fi
 fi
 
 # awscli (v1) from PyPI, only if `aws` is missing.
@@ -104,7 +116,7 @@ fi
 "$here/garage.sh" install >/dev/null
 
 if [ "$bench" = 1 ]; then
-    log "ok: promtool sqlite3 time aws garage restic rclone s3cmd"
+    log "ok: promtool amtool cloud-init systemd-analyze sqlite3 time aws garage restic rclone s3cmd"
 else
-    log "ok: promtool sqlite3 time aws garage"
+    log "ok: promtool amtool cloud-init systemd-analyze sqlite3 time aws garage"
 fi
