@@ -853,8 +853,51 @@ fn cloud_init_user_data_renders_and_passes_the_schema() {
     assert!(!out.contains("Valid cloud-config"), "{out}");
 }
 
+/// `REHOST_JOBS_IN=compose`: the rehost-jobs service gets a replica and the
+/// provisioning script disables rehost.service; the default is systemd.
+#[test]
+fn render_picks_where_the_jobs_daemon_runs() {
+    let Some(()) = need("envsubst") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let example = fs::read_to_string(repo().join("cloud-init/values.example.env")).unwrap();
+    for (mode, replicas) in [("systemd", "0"), ("compose", "1")] {
+        let values = tmp.path().join("values.env");
+        fs::write(
+            &values,
+            example.replace("REHOST_JOBS_IN=systemd", &format!("REHOST_JOBS_IN={mode}")),
+        )
+        .unwrap();
+        let user_data = tmp.path().join("user-data");
+        let out = render(&values, &user_data);
+        assert!(out.status.success(), "{}", text(&out));
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(&fs::read_to_string(&user_data).unwrap()).unwrap();
+        let files = doc["write_files"].as_sequence().unwrap();
+        let content = |path: &str| {
+            files
+                .iter()
+                .find(|f| f["path"].as_str() == Some(path))
+                .and_then(|f| f["content"].as_str())
+                .unwrap_or_else(|| panic!("{path} not written"))
+                .to_string()
+        };
+        assert!(
+            content("/etc/rehost/stack.env")
+                .lines()
+                .any(|l| l == format!("REHOST_JOBS_REPLICAS={replicas}")),
+            "{mode}"
+        );
+        assert!(
+            content("/usr/local/sbin/rehost-provision")
+                .contains(&format!("if [ '{mode}' = compose ]")),
+            "{mode}"
+        );
+    }
+}
+
 #[test]
 fn render_refuses_bad_values_naming_line_and_key_never_the_value() {
+    let Some(()) = need("envsubst") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let example = fs::read_to_string(repo().join("cloud-init/values.example.env")).unwrap();
     let secret = "exampleexampleexampleexampleexampleexample";
