@@ -849,6 +849,14 @@ fn cloud_init_user_data_renders_and_passes_the_schema() {
             "{path} differs from {source}"
         );
     }
+    // The provisioning script is valid sh (it runs only on the VM).
+    let provision = files["/usr/local/sbin/rehost-provision"]["content"]
+        .as_str()
+        .unwrap();
+    assert!(provision.starts_with("#!/bin/sh\n"));
+    let script = tmp.path().join("rehost-provision");
+    fs::write(&script, provision).unwrap();
+    ok(Command::new("sh").arg("-n").arg(&script));
     let env = files["/etc/rehost/rehost.env"];
     assert_eq!(env["permissions"].as_str(), Some("0640"));
     assert_eq!(env["owner"].as_str(), Some("root:rehost"));
@@ -1011,6 +1019,17 @@ fn rehost_image_runs_the_daemon_as_uid_10001() {
         .env("REHOST_IMAGE", &image)
         .arg(rehost_bin()));
     assert!(again.contains("is up to date"), "{again}");
+
+    // A wrong binary path is an error that names it, and builds nothing.
+    let missing = fails(
+        Command::new(&script)
+            .env("REHOST_IMAGE", &image)
+            .arg("/nonexistent/rehost"),
+    );
+    assert!(
+        missing.contains("/nonexistent/rehost: not an executable file"),
+        "{missing}"
+    );
 
     let user =
         ok(Command::new("docker").args(["image", "inspect", "-f", "{{.Config.User}}", &image]));
