@@ -4,7 +4,8 @@
 #
 #   scripts/install-tools.sh            promtool, /usr/bin/time, sqlite3, s3cmd, aws, garage,
 #                                       and the checkers of the deployment files: amtool,
-#                                       cloud-init (schema), systemd-analyze, envsubst
+#                                       cloud-init (schema), systemd-analyze, envsubst,
+#                                       node_exporter and curl (monitoring test)
 #   scripts/install-tools.sh --bench    + restic, rclone
 #
 # Nothing is downloaded when every binary is already present. Works as root
@@ -34,6 +35,8 @@ declare -A apt_for=(
     [cloud-init]=cloud-init
     [systemd-analyze]=systemd
     [envsubst]=gettext-base
+    [prometheus-node-exporter]=prometheus-node-exporter
+    [curl]=curl
 )
 if [ "$bench" = 1 ]; then
     apt_for[restic]=restic
