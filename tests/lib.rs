@@ -5,6 +5,8 @@
 // Test support: setup failures should panic loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod deploy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
