@@ -124,6 +124,15 @@ pub enum Command {
     /// period is the longest interval between two consecutive occurrences of
     /// its cron schedule). Exit 2 without a `metrics:` section.
     Status,
+    /// Stop and remove the stack's containers and networks (`stack.project`).
+    ///
+    /// Named volumes hold data and are kept unless --volumes is given.
+    /// External networks and volumes are never removed.
+    Down {
+        /// Also remove the project's named volumes and the containers' anonymous volumes.
+        #[arg(long)]
+        volumes: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -274,6 +283,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Check => cmd::check::run(&ctx).await,
         Command::Run { allow_root, grace } => cmd::run::run(ctx, allow_root, grace).await,
         Command::Status => cmd::status::run(&ctx).await,
+        Command::Down { volumes } => cmd::down::run(&ctx, volumes).await,
     }
 }
 

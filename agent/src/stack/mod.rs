@@ -7,4 +7,5 @@
 
 #![allow(dead_code, reason = "the compose loader and the engine land separately")]
 
+pub mod engine;
 pub mod model;
