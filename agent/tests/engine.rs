@@ -40,7 +40,9 @@ async fn docker() -> Option<Docker> {
     };
     for image in IMAGES {
         if docker.inspect_image(image).await.is_err() {
-            let msg = format!("test image {image} is missing: run scripts/test-images.sh (make test does)");
+            let msg = format!(
+                "test image {image} is missing: run scripts/test-images.sh (make test does)"
+            );
             if ci {
                 panic!("CI=true but {msg}");
             }
@@ -64,7 +66,12 @@ impl Drop for Cleanup {
                 .arg("--filter")
                 .arg(&filter)
                 .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(String::from).collect())
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(String::from)
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         for (list, rm) in [
@@ -74,7 +81,10 @@ impl Drop for Cleanup {
         ] {
             let found = ids(&list);
             if !found.is_empty() {
-                let _ = std::process::Command::new("docker").args(&rm).args(&found).output();
+                let _ = std::process::Command::new("docker")
+                    .args(&rm)
+                    .args(&found)
+                    .output();
             }
         }
     }
@@ -109,9 +119,25 @@ fn base_service(name: &str, image: &str) -> Service {
     }
 }
 
+/// `sh -c CMD` that exits on SIGTERM (a PID 1 without a handler ignores it,
+/// and every stop would wait out its grace period).
+fn shell(cmd: &str) -> Vec<String> {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        format!("trap 'exit 0' TERM; {cmd} & wait"),
+    ]
+}
+
+fn sleeper() -> Vec<String> {
+    shell("sleep 300")
+}
+
 fn wget_check(url: &str) -> Healthcheck {
     Healthcheck {
-        test: ["CMD", "wget", "-q", "-O", "/dev/null", url].map(String::from).to_vec(),
+        test: ["CMD", "wget", "-q", "-O", "/dev/null", url]
+            .map(String::from)
+            .to_vec(),
         interval: Some(Duration::from_millis(500)),
         timeout: Some(Duration::from_secs(2)),
         retries: Some(60),
@@ -165,8 +191,12 @@ fn stack(name: &str) -> Project {
     prom.healthcheck = Some(wget_check("http://127.0.0.1:9090/-/ready"));
 
     let mut exporter = base_service("exporter", "rehost-test/node-exporter:latest");
-    exporter.environment.insert("ROLE".into(), "exporter".into());
-    exporter.depends_on.insert("prometheus".into(), healthy_dep());
+    exporter
+        .environment
+        .insert("ROLE".into(), "exporter".into());
+    exporter
+        .depends_on
+        .insert("prometheus".into(), healthy_dep());
 
     Project {
         name: name.into(),
@@ -240,7 +270,10 @@ fn http_get(port: u16, path: &str) -> Result<String, String> {
     if !text.starts_with("HTTP/1.") || !text.contains(" 200 ") {
         return Err(text);
     }
-    Ok(text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    Ok(text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,7 +306,10 @@ async fn stack_comes_up_reconciles_minimally_and_goes_down() {
         if q.contains("\"value\"") && q.contains("\"1\"") {
             break;
         }
-        assert!(Instant::now() < deadline, "Prometheus never scraped web: {q}");
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped web: {q}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
@@ -283,7 +319,9 @@ async fn stack_comes_up_reconciles_minimally_and_goes_down() {
     assert_eq!(containers(&docker, &name).await, first);
 
     // One service's environment changed: that service alone is recreated.
-    project.services["exporter"].environment.insert("ROLE".into(), "changed".into());
+    project.services["exporter"]
+        .environment
+        .insert("ROLE".into(), "changed".into());
     let report = engine::up(&docker, &project, &opts()).await.unwrap();
     assert_eq!(report.changes(), 1, "{:#?}", report.lines);
     let after = containers(&docker, &name).await;
@@ -293,12 +331,17 @@ async fn stack_comes_up_reconciles_minimally_and_goes_down() {
 
     // web's environment changed: web is recreated, Prometheus (which depends
     // on it) restarted in place, the exporter untouched.
-    project.services["web"].environment.insert("SITE".into(), "changed".into());
+    project.services["web"]
+        .environment
+        .insert("SITE".into(), "changed".into());
     let report = engine::up(&docker, &project, &opts()).await.unwrap();
     assert_eq!(report.changes(), 2, "{:#?}", report.lines);
     let again = containers(&docker, &name).await;
     assert_ne!(again[&web].0, after[&web].0, "web not recreated");
-    assert_eq!(again[&prom].0, after[&prom].0, "prometheus recreated instead of restarted");
+    assert_eq!(
+        again[&prom].0, after[&prom].0,
+        "prometheus recreated instead of restarted"
+    );
     assert_ne!(again[&prom].1, after[&prom].1, "prometheus not restarted");
     assert_eq!(again[&exporter], after[&exporter]);
 
@@ -311,7 +354,9 @@ async fn stack_comes_up_reconciles_minimally_and_goes_down() {
     assert_eq!(left.len(), 2);
 
     // A dry run reports and changes nothing.
-    project.services["web"].environment.insert("SITE".into(), "dry".into());
+    project.services["web"]
+        .environment
+        .insert("SITE".into(), "dry".into());
     let dry = engine::up(
         &docker,
         &project,
@@ -322,14 +367,28 @@ async fn stack_comes_up_reconciles_minimally_and_goes_down() {
     )
     .await
     .unwrap();
-    assert!(dry.lines.iter().any(|l| l.starts_with("recreate web")), "{:#?}", dry.lines);
+    assert!(
+        dry.lines.iter().any(|l| l.starts_with("recreate web")),
+        "{:#?}",
+        dry.lines
+    );
     assert_eq!(containers(&docker, &name).await, left);
 
     // down: no container, no network left.
-    let lines = engine::down(&docker, &name, DownOptions::default()).await.unwrap();
-    assert!(lines.iter().any(|l| l == &format!("remove network {name}_default")), "{lines:?}");
+    let lines = engine::down(&docker, &name, DownOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == &format!("remove network {name}_default")),
+        "{lines:?}"
+    );
     assert!(containers(&docker, &name).await.is_empty());
-    assert!(docker.inspect_network(&format!("{name}_default"), None).await.is_err());
+    assert!(docker
+        .inspect_network(&format!("{name}_default"), None)
+        .await
+        .is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,7 +399,7 @@ async fn failing_healthcheck_names_the_service_and_its_last_output() {
     let mut project = stack(&name);
     project.services.clear();
     let mut bad = base_service("bad", "rehost-test/busybox:latest");
-    bad.command = Some(vec!["sleep".into(), "300".into()]);
+    bad.command = Some(sleeper());
     bad.healthcheck = Some(Healthcheck {
         test: vec!["CMD-SHELL".into(), "echo probe-said-no; exit 1".into()],
         interval: Some(Duration::from_millis(200)),
@@ -350,7 +409,7 @@ async fn failing_healthcheck_names_the_service_and_its_last_output() {
         start_interval: None,
     });
     let mut after = base_service("after", "rehost-test/busybox:latest");
-    after.command = Some(vec!["sleep".into(), "300".into()]);
+    after.command = Some(sleeper());
     after.depends_on.insert("bad".into(), healthy_dep());
     project.services.insert("bad".into(), bad);
     project.services.insert("after".into(), after);
@@ -360,7 +419,9 @@ async fn failing_healthcheck_names_the_service_and_its_last_output() {
     assert!(msg.contains("service `bad` is unhealthy"), "{msg}");
     assert!(msg.contains("probe-said-no"), "{msg}");
     assert!(msg.contains("`after` depends on `bad`"), "{msg}");
-    assert!(err.chain().any(|c| c.downcast_ref::<engine::NotReady>().is_some()));
+    assert!(err
+        .chain()
+        .any(|c| c.downcast_ref::<engine::NotReady>().is_some()));
     // The dependent was never created.
     let made = containers(&docker, &name).await;
     assert!(!made.contains_key(&format!("{name}-after-1")), "{made:?}");
@@ -392,7 +453,10 @@ async fn failed_build_shows_the_failing_step_output() {
     assert!(msg.contains("build of service `broken` failed"), "{msg}");
     assert!(msg.contains("the-step-output-marker"), "{msg}");
     assert!(msg.contains("Step 3/"), "{msg}");
-    assert!(!msg.contains("echo fine\n ---> "), "earlier steps leak into the error: {msg}");
+    assert!(
+        !msg.contains("echo fine\n ---> "),
+        "earlier steps leak into the error: {msg}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,7 +467,7 @@ async fn unchanged_context_is_not_rebuilt_and_changed_one_is() {
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(
         ctx.path().join("Dockerfile"),
-        "FROM rehost-test/busybox:latest\nCOPY msg /msg\nCMD [\"sleep\", \"300\"]\n",
+        "FROM rehost-test/busybox:latest\nCOPY msg /msg\nCMD [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 300 & wait\"]\n",
     )
     .unwrap();
     std::fs::write(ctx.path().join("msg"), "one").unwrap();
@@ -420,19 +484,34 @@ async fn unchanged_context_is_not_rebuilt_and_changed_one_is() {
     project.services.insert("app".into(), s);
 
     let r = engine::up(&docker, &project, &opts()).await.unwrap();
-    assert!(r.lines.iter().any(|l| l.starts_with("built")), "{:#?}", r.lines);
+    assert!(
+        r.lines.iter().any(|l| l.starts_with("built")),
+        "{:#?}",
+        r.lines
+    );
     // `image:` is tagged onto the build.
-    assert!(docker.inspect_image(&format!("{name}-named:v1")).await.is_ok());
+    assert!(docker
+        .inspect_image(&format!("{name}-named:v1"))
+        .await
+        .is_ok());
     // An ignored file does not trigger a build.
     std::fs::create_dir(ctx.path().join("scratch")).unwrap();
     std::fs::write(ctx.path().join("scratch/x"), "noise").unwrap();
     let r = engine::up(&docker, &project, &opts()).await.unwrap();
-    assert!(!r.lines.iter().any(|l| l.starts_with("built")), "{:#?}", r.lines);
+    assert!(
+        !r.lines.iter().any(|l| l.starts_with("built")),
+        "{:#?}",
+        r.lines
+    );
     assert_eq!(r.changes(), 0);
     // A changed file does, and the container follows the new image.
     std::fs::write(ctx.path().join("msg"), "two").unwrap();
     let r = engine::up(&docker, &project, &opts()).await.unwrap();
-    assert!(r.lines.iter().any(|l| l.starts_with("built")), "{:#?}", r.lines);
+    assert!(
+        r.lines.iter().any(|l| l.starts_with("built")),
+        "{:#?}",
+        r.lines
+    );
     assert_eq!(r.changes(), 1, "{:#?}", r.lines);
 
     // Built images are the project's: remove them with the test.
@@ -446,7 +525,9 @@ async fn unchanged_context_is_not_rebuilt_and_changed_one_is() {
         }))
         .await
         .unwrap();
-    engine::down(&docker, &name, DownOptions::default()).await.unwrap();
+    engine::down(&docker, &name, DownOptions::default())
+        .await
+        .unwrap();
     for i in images {
         let _ = docker
             .remove_image(
@@ -470,7 +551,7 @@ async fn scale_ports_networks_and_volumes() {
     project.services.clear();
     // Three httpd replicas on one host port range, as behind a load balancer.
     let mut web = base_service("web", "rehost-test/busybox:latest");
-    web.command = Some(["httpd", "-f", "-p", "80", "-h", "/etc"].map(String::from).to_vec());
+    web.command = Some(shell("httpd -f -p 80 -h /etc"));
     web.replicas = 3;
     web.ports = vec![Port {
         host_ip: Some("127.0.0.1".parse().unwrap()),
@@ -483,7 +564,7 @@ async fn scale_ports_networks_and_volumes() {
     }];
     // A fixed address on an internal network with a subnet, and a named volume.
     let mut db = base_service("db", "rehost-test/busybox:latest");
-    db.command = Some(["sleep", "300"].map(String::from).to_vec());
+    db.command = Some(sleeper());
     db.networks.insert(
         "back".into(),
         ServiceNetwork {
@@ -535,12 +616,21 @@ async fn scale_ports_networks_and_volumes() {
     }
     ports.dedup();
     assert_eq!(ports.len(), 3, "replicas share a host port: {ports:?}");
-    let db_info = docker.inspect_container(&format!("{name}-db-1"), None).await.unwrap();
+    let db_info = docker
+        .inspect_container(&format!("{name}-db-1"), None)
+        .await
+        .unwrap();
     let nets = db_info.network_settings.unwrap().networks.unwrap();
-    assert_eq!(nets[&format!("{name}_back")].ip_address.as_deref(), Some("172.31.250.10"));
+    assert_eq!(
+        nets[&format!("{name}_back")].ip_address.as_deref(),
+        Some("172.31.250.10")
+    );
     assert!(nets.contains_key(&format!("{name}_default")));
     assert_eq!(db_info.config.unwrap().user.as_deref(), Some("65534:65534"));
-    let net = docker.inspect_network(&format!("{name}_back"), None).await.unwrap();
+    let net = docker
+        .inspect_network(&format!("{name}_back"), None)
+        .await
+        .unwrap();
     assert_eq!(net.internal, Some(true));
 
     // Scale down to one: replicas 2 and 3 go, 1 stays.
@@ -549,11 +639,16 @@ async fn scale_ports_networks_and_volumes() {
     let r = engine::up(&docker, &project, &opts()).await.unwrap();
     assert_eq!(r.changes(), 2, "{:#?}", r.lines);
     let after = containers(&docker, &name).await;
-    assert_eq!(after[&format!("{name}-web-1")], before[&format!("{name}-web-1")]);
+    assert_eq!(
+        after[&format!("{name}-web-1")],
+        before[&format!("{name}-web-1")]
+    );
     assert!(!after.contains_key(&format!("{name}-web-2")));
 
     // down keeps the volume, down --volumes removes it.
-    engine::down(&docker, &name, DownOptions::default()).await.unwrap();
+    engine::down(&docker, &name, DownOptions::default())
+        .await
+        .unwrap();
     assert!(docker.inspect_volume(&format!("{name}_data")).await.is_ok());
     let lines = engine::down(
         &docker,
@@ -565,6 +660,12 @@ async fn scale_ports_networks_and_volumes() {
     )
     .await
     .unwrap();
-    assert!(lines.contains(&format!("remove volume {name}_data")), "{lines:?}");
-    assert!(docker.inspect_volume(&format!("{name}_data")).await.is_err());
+    assert!(
+        lines.contains(&format!("remove volume {name}_data")),
+        "{lines:?}"
+    );
+    assert!(docker
+        .inspect_volume(&format!("{name}_data"))
+        .await
+        .is_err());
 }

@@ -45,8 +45,12 @@ impl UpReport {
 
 pub async fn up(docker: &Docker, project: &Project, opts: &UpOptions) -> anyhow::Result<UpReport> {
     let mut report = UpReport::default();
-    report.lines.extend(networks::ensure(docker, project, opts.dry_run).await?);
-    report.lines.extend(volumes::ensure(docker, project, opts.dry_run).await?);
+    report
+        .lines
+        .extend(networks::ensure(docker, project, opts.dry_run).await?);
+    report
+        .lines
+        .extend(volumes::ensure(docker, project, opts.dry_run).await?);
 
     let mut images: HashMap<String, Image> = HashMap::new();
     for s in project.services.values() {
@@ -84,7 +88,9 @@ pub async fn up(docker: &Docker, project: &Project, opts: &UpOptions) -> anyhow:
     }
     let observed = containers::list(docker, &project.name).await?;
     let plan = plan::plan(&project.name, &desired, &observed)?;
-    report.lines.extend(plan.actions.iter().map(|a| a.to_string()));
+    report
+        .lines
+        .extend(plan.actions.iter().map(|a| a.to_string()));
     report.plan = plan.clone();
     if opts.dry_run {
         return Ok(report);
@@ -95,11 +101,19 @@ pub async fn up(docker: &Docker, project: &Project, opts: &UpOptions) -> anyhow:
         health::wait(docker, &service, &name, want, deadline, opts.wait_timeout).await
     };
 
-    for action in plan.actions.iter().filter(|a| matches!(a, Action::Remove { .. })) {
-        if let Action::Remove { old, reason } = action {
+    // Orphans and surplus replicas go first (in parallel: each may take its
+    // stop grace period), freeing their names, ports and addresses.
+    let removals = plan.actions.iter().filter_map(|a| match a {
+        Action::Remove { old, reason } => {
             tracing::info!(container = %old.name, reason, "removing container");
-            containers::stop_and_remove(docker, &old.id, &old.name, false).await?;
+            Some(containers::stop_and_remove(
+                docker, &old.id, &old.name, false,
+            ))
         }
+        _ => None,
+    });
+    for r in futures::future::join_all(removals).await {
+        r?;
     }
 
     for service_name in &plan.order {
@@ -132,7 +146,11 @@ pub async fn up(docker: &Docker, project: &Project, opts: &UpOptions) -> anyhow:
             }
         }
         let image = &images[service_name];
-        let hash = image.id.as_ref().map(|id| config_hash(project, service, id)).unwrap_or_default();
+        let hash = image
+            .id
+            .as_ref()
+            .map(|id| config_hash(project, service, id))
+            .unwrap_or_default();
         for action in actions {
             match action {
                 Action::Create { number, .. } | Action::Recreate { number, .. } => {
@@ -146,10 +164,16 @@ pub async fn up(docker: &Docker, project: &Project, opts: &UpOptions) -> anyhow:
                     tracing::info!(container = %spec.name, "container started");
                 }
                 Action::Start { id, number, .. } => {
-                    containers::start(docker, id, &container_name(&project.name, service_name, *number))
-                        .await?
+                    containers::start(
+                        docker,
+                        id,
+                        &container_name(&project.name, service_name, *number),
+                    )
+                    .await?
                 }
-                Action::Restart { id, number, reason, .. } => {
+                Action::Restart {
+                    id, number, reason, ..
+                } => {
                     let name = container_name(&project.name, service_name, *number);
                     tracing::info!(container = %name, reason, "restarting container");
                     containers::restart(docker, id, &name).await?

@@ -50,8 +50,9 @@ pub async fn connect_to(host: &str) -> Result<Docker, Unreachable> {
         Ok(_) => {}
         Err(e) => return Err(fail(format!("{path}: {e}"))),
     }
-    let docker = Docker::connect_with_unix(host, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
-        .map_err(|e| fail(e.to_string()))?;
+    let docker =
+        Docker::connect_with_unix(host, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| fail(e.to_string()))?;
     let negotiated = tokio::time::timeout(PING_TIMEOUT, async {
         docker.ping().await?;
         docker.negotiate_version().await
@@ -84,9 +85,14 @@ mod tests {
 
     #[tokio::test]
     async fn missing_socket_is_unreachable_with_a_hint() {
-        let e = connect_to("unix:///nonexistent/docker.sock").await.unwrap_err();
+        let e = connect_to("unix:///nonexistent/docker.sock")
+            .await
+            .unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("Docker Engine not reachable at unix:///nonexistent/docker.sock"), "{msg}");
+        assert!(
+            msg.contains("Docker Engine not reachable at unix:///nonexistent/docker.sock"),
+            "{msg}"
+        );
         assert!(msg.contains("is dockerd running?"), "{msg}");
     }
 
@@ -95,7 +101,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let sock = d.path().join("dead.sock");
         drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-        let e = connect_to(&format!("unix://{}", sock.display())).await.unwrap_err();
+        let e = connect_to(&format!("unix://{}", sock.display()))
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("not reachable"), "{e}");
     }
 

@@ -57,7 +57,10 @@ fn observed(c: ContainerSummary) -> Option<Observed> {
 }
 
 /// Creates the container, connects its other networks, starts it; returns its ID.
-pub(crate) async fn create_and_start(docker: &Docker, spec: &ContainerSpec) -> anyhow::Result<String> {
+pub(crate) async fn create_and_start(
+    docker: &Docker,
+    spec: &ContainerSpec,
+) -> anyhow::Result<String> {
     let created = docker
         .create_container(
             Some(CreateContainerOptions {
@@ -123,8 +126,13 @@ pub(crate) async fn stop(docker: &Docker, id: &str, name: &str) -> anyhow::Resul
         .await
     {
         // 304: already stopped.
-        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
-        Err(e) => Err(anyhow::anyhow!(describe(&e))).with_context(|| format!("stop container {name}")),
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => Ok(()),
+        Err(e) => {
+            Err(anyhow::anyhow!(describe(&e))).with_context(|| format!("stop container {name}"))
+        }
     }
 }
 
@@ -148,7 +156,12 @@ pub(crate) async fn stop_and_remove(
         )
         .await
     {
-        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
-        Err(e) => Err(anyhow::anyhow!(describe(&e))).with_context(|| format!("remove container {name}")),
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        Err(e) => {
+            Err(anyhow::anyhow!(describe(&e))).with_context(|| format!("remove container {name}"))
+        }
     }
 }

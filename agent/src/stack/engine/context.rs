@@ -56,7 +56,10 @@ pub(crate) enum ContextError {
     #[error("{path}: {message}")]
     Ignore { path: PathBuf, message: String },
     #[error("build context {context}: the Dockerfile {dockerfile} is missing")]
-    NoDockerfile { context: PathBuf, dockerfile: String },
+    NoDockerfile {
+        context: PathBuf,
+        dockerfile: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
@@ -103,9 +106,9 @@ pub(crate) fn scan(build: &Build) -> Result<Context, ContextError> {
     for e in &entries {
         match &e.kind {
             Kind::Dir => h.update(format!("d\0{}\0{:o}\0", e.rel, e.mode).as_bytes()),
-            Kind::Symlink { target } => h.update(
-                format!("l\0{}\0{}\0", e.rel, target.to_string_lossy()).as_bytes(),
-            ),
+            Kind::Symlink { target } => {
+                h.update(format!("l\0{}\0{}\0", e.rel, target.to_string_lossy()).as_bytes())
+            }
             Kind::File { size } => {
                 h.update(format!("f\0{}\0{:o}\0{size}\0", e.rel, e.mode).as_bytes());
                 let path = root.join(&e.rel);
@@ -308,7 +311,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path();
         fs::write(p.join("Dockerfile"), "FROM scratch\n").unwrap();
-        fs::write(p.join(".dockerignore"), "Dockerfile\n*.log\nsecret/\n!keep.log\n").unwrap();
+        fs::write(
+            p.join(".dockerignore"),
+            "Dockerfile\n*.log\nsecret/\n!keep.log\n",
+        )
+        .unwrap();
         fs::write(p.join("a.log"), "x").unwrap();
         fs::write(p.join("keep.log"), "x").unwrap();
         fs::create_dir(p.join("secret")).unwrap();
@@ -319,7 +326,14 @@ mod tests {
         let ctx = scan(&build(p)).unwrap();
         assert_eq!(
             names(&ctx),
-            vec![".dockerignore", "Dockerfile", "keep.log", "www", "www/home.html", "www/index.html"]
+            vec![
+                ".dockerignore",
+                "Dockerfile",
+                "keep.log",
+                "www",
+                "www/home.html",
+                "www/index.html"
+            ]
         );
     }
 
@@ -380,7 +394,10 @@ mod tests {
         let mut seen = Vec::new();
         for e in archive.entries().unwrap() {
             let e = e.unwrap();
-            seen.push((e.path().unwrap().display().to_string(), e.header().size().unwrap()));
+            seen.push((
+                e.path().unwrap().display().to_string(),
+                e.header().size().unwrap(),
+            ));
         }
         assert_eq!(
             seen,

@@ -29,7 +29,10 @@ enum Token {
     DirStar,
     /// `**` at the end: anything.
     Rest,
-    Class { negated: bool, items: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        items: Vec<(char, char)>,
+    },
 }
 
 impl Ignore {
@@ -154,9 +157,9 @@ fn tokenize(pattern: &str) -> Result<Vec<Token>, String> {
                 let mut items = Vec::new();
                 let mut first = true;
                 loop {
-                    let c = *chars
-                        .get(i)
-                        .ok_or_else(|| format!("pattern {pattern:?}: `[` at {start} is not closed"))?;
+                    let c = *chars.get(i).ok_or_else(|| {
+                        format!("pattern {pattern:?}: `[` at {start} is not closed")
+                    })?;
                     if c == ']' && !first {
                         break;
                     }

@@ -18,14 +18,24 @@ pub struct DownOptions {
 }
 
 /// Returns one line per object removed (or, in a dry run, to be removed).
-pub async fn down(docker: &Docker, project: &str, opts: DownOptions) -> anyhow::Result<Vec<String>> {
+pub async fn down(
+    docker: &Docker,
+    project: &str,
+    opts: DownOptions,
+) -> anyhow::Result<Vec<String>> {
     let mut lines = Vec::new();
     let mut found = containers::list(docker, project).await?;
     found.sort_by(|a, b| a.name.cmp(&b.name));
-    for c in &found {
-        if !opts.dry_run {
-            containers::stop_and_remove(docker, &c.id, &c.name, opts.volumes).await?;
+    if !opts.dry_run {
+        // In parallel: each may take its whole stop grace period.
+        let removals = found
+            .iter()
+            .map(|c| containers::stop_and_remove(docker, &c.id, &c.name, opts.volumes));
+        for r in futures::future::join_all(removals).await {
+            r?;
         }
+    }
+    for c in &found {
         lines.push(format!("remove container {}", c.name));
     }
     if opts.dry_run {
@@ -54,14 +64,24 @@ async fn list_names(docker: &Docker, project: &str, what: &str) -> anyhow::Resul
     let filters = Some(labels::project_filter(project));
     let names = if what == "networks" {
         docker
-            .list_networks(Some(bollard::query_parameters::ListNetworksOptions { filters }))
+            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                filters,
+            }))
             .await
             .map(|l| l.into_iter().filter_map(|n| n.name).collect())
     } else {
         docker
-            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions { filters }))
+            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+                filters,
+            }))
             .await
-            .map(|l| l.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect())
+            .map(|l| {
+                l.volumes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| v.name)
+                    .collect()
+            })
     };
     names
         .map_err(|e| anyhow::anyhow!(super::connect::describe(&e)))
@@ -83,10 +103,28 @@ pub async fn stop_services(
         }
     }
     let mut stopped = Vec::new();
-    for c in all.iter().filter(|c| c.running && services.contains(&c.service)) {
+    let targets: Vec<_> = all
+        .iter()
+        .filter(|c| c.running && services.contains(&c.service))
+        .collect();
+    let stops = targets.iter().map(|c| {
         tracing::info!(container = %c.name, "stopping for the backup");
-        containers::stop(docker, &c.id, &c.name).await?;
-        stopped.push(c.id.clone());
+        containers::stop(docker, &c.id, &c.name)
+    });
+    let results = futures::future::join_all(stops).await;
+    let mut first_err = None;
+    for (c, r) in targets.iter().zip(results) {
+        match r {
+            Ok(()) => stopped.push(c.id.clone()),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        // Leave nothing stopped behind a failed stop: the backup will not run.
+        start_services(docker, &stopped).await?;
+        return Err(e);
     }
     Ok(stopped)
 }

@@ -59,15 +59,22 @@ pub(crate) async fn wait(
             .with_context(|| format!("inspect container {name}"))?;
         let state = info.state.unwrap_or_default();
         let health = state.health.clone();
-        let last_log = health.as_ref().and_then(|h| h.log.as_ref()).and_then(|l| l.last()).map(|r| {
-            format!(
-                "exit code {}: {}",
-                r.exit_code.unwrap_or(-1),
-                r.output.as_deref().unwrap_or("").trim()
-            )
-        });
+        let last_log = health
+            .as_ref()
+            .and_then(|h| h.log.as_ref())
+            .and_then(|l| l.last())
+            .map(|r| {
+                format!(
+                    "exit code {}: {}",
+                    r.exit_code.unwrap_or(-1),
+                    r.output.as_deref().unwrap_or("").trim()
+                )
+            });
         let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
-        let exited = matches!(status, ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD);
+        let exited = matches!(
+            status,
+            ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD
+        );
         let exit_code = state.exit_code.unwrap_or(0);
         match want {
             Want::Completed => {
@@ -120,7 +127,9 @@ pub(crate) async fn wait(
                         format!(
                             "is not healthy after {} (status {})",
                             humantime::format_duration(timeout),
-                            hstatus.map(|s| s.to_string()).unwrap_or_else(|| status.to_string())
+                            hstatus
+                                .map(|s| s.to_string())
+                                .unwrap_or_else(|| status.to_string())
                         ),
                         last_log,
                     )

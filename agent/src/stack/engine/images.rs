@@ -32,7 +32,9 @@ pub(crate) struct Image {
 
 /// A build that the Engine reported as failed.
 #[derive(Debug, thiserror::Error)]
-#[error("build of service `{service}` failed: {message}\n--- output of the failing step ---\n{output}")]
+#[error(
+    "build of service `{service}` failed: {message}\n--- output of the failing step ---\n{output}"
+)]
 pub struct BuildFailed {
     pub service: String,
     pub message: String,
@@ -131,7 +133,9 @@ pub(crate) async fn inspect_id(docker: &Docker, name: &str) -> anyhow::Result<Op
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => Ok(None),
-        Err(e) => Err(anyhow::anyhow!(describe(&e))).with_context(|| format!("inspect image {name}")),
+        Err(e) => {
+            Err(anyhow::anyhow!(describe(&e))).with_context(|| format!("inspect image {name}"))
+        }
     }
 }
 
@@ -150,7 +154,9 @@ async fn pull(docker: &Docker, name: &str) -> anyhow::Result<()> {
     while let Some(item) = stream.next().await {
         let info = item
             .map_err(|e| anyhow::anyhow!(describe(&e)))
-            .with_context(|| format!("image {name} is not present locally and pulling it failed"))?;
+            .with_context(|| {
+                format!("image {name} is not present locally and pulling it failed")
+            })?;
         if let Some(detail) = info.error_detail {
             anyhow::bail!(
                 "image {name} is not present locally and pulling it failed: {}",

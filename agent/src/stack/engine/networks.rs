@@ -67,7 +67,12 @@ pub(crate) async fn ensure(
     Ok(report)
 }
 
-async fn create(docker: &Docker, project: &Project, key: &str, net: &Network) -> anyhow::Result<()> {
+async fn create(
+    docker: &Docker,
+    project: &Project,
+    key: &str,
+    net: &Network,
+) -> anyhow::Result<()> {
     let mut l: HashMap<String, String> = net.labels.clone().into_iter().collect();
     l.insert(labels::PROJECT.into(), project.name.clone());
     l.insert(labels::NETWORK.into(), key.to_string());

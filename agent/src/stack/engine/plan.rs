@@ -118,7 +118,8 @@ pub struct Cycle(pub Vec<String>);
 /// in messages (`<project>-<service>-<n>`).
 pub fn plan(project: &str, desired: &[Desired], observed: &[Observed]) -> Result<Plan, Cycle> {
     let order = start_order(desired)?;
-    let by_name: HashMap<&str, &Desired> = desired.iter().map(|d| (d.service.as_str(), d)).collect();
+    let by_name: HashMap<&str, &Desired> =
+        desired.iter().map(|d| (d.service.as_str(), d)).collect();
 
     // Pick, per (service, number), the container to reconcile; the rest go.
     let mut removals = Vec::new();
@@ -137,13 +138,16 @@ pub fn plan(project: &str, desired: &[Desired], observed: &[Observed]) -> Result
         match o.number {
             Some(n) if n >= 1 && n <= d.replicas => {
                 let key = (o.service.clone(), n);
-                if slots.contains_key(&key) {
-                    removals.push(Action::Remove {
-                        old: o.clone(),
-                        reason: format!("duplicate of {}-{}-{n}", project, o.service),
-                    });
-                } else {
-                    slots.insert(key, o.clone());
+                match slots.entry(key) {
+                    std::collections::btree_map::Entry::Occupied(_) => {
+                        removals.push(Action::Remove {
+                            old: o.clone(),
+                            reason: format!("duplicate of {}-{}-{n}", project, o.service),
+                        })
+                    }
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(o.clone());
+                    }
                 }
             }
             Some(n) => removals.push(Action::Remove {
@@ -164,7 +168,9 @@ pub fn plan(project: &str, desired: &[Desired], observed: &[Observed]) -> Result
     let mut actions = removals;
     let mut recreated: HashSet<String> = HashSet::new();
     for name in &order {
-        let Some(d) = by_name.get(name.as_str()) else { continue };
+        let Some(d) = by_name.get(name.as_str()) else {
+            continue;
+        };
         let mut deps_recreated: Vec<&str> = d
             .depends_on
             .iter()
@@ -275,7 +281,11 @@ impl fmt::Display for Action {
                 number,
                 old,
                 reason,
-            } => write!(f, "recreate {service} #{number} ({reason}; replaces {})", old.name),
+            } => write!(
+                f,
+                "recreate {service} #{number} ({reason}; replaces {})",
+                old.name
+            ),
             Action::Start {
                 service, number, ..
             } => write!(f, "start   {service} #{number} (stopped)"),
@@ -353,7 +363,12 @@ mod tests {
         assert_eq!(p.order, vec!["db", "cache", "app"]);
         assert_eq!(
             kinds(&p),
-            vec!["create db#1", "create cache#1", "create cache#2", "create app#1"]
+            vec![
+                "create db#1",
+                "create cache#1",
+                "create cache#2",
+                "create app#1"
+            ]
         );
         assert_eq!(p.changes(), 4);
     }
@@ -384,7 +399,10 @@ mod tests {
             have("other", 1, "o", true),
         ];
         let p = plan("p", &d, &o).unwrap();
-        assert_eq!(kinds(&p), vec!["recreate web#1", "restart prom#1", "keep other#1"]);
+        assert_eq!(
+            kinds(&p),
+            vec!["recreate web#1", "restart prom#1", "keep other#1"]
+        );
         match &p.actions[1] {
             Action::Restart { reason, .. } => assert!(reason.contains("web"), "{reason}"),
             a => panic!("{a:?}"),

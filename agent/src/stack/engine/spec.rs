@@ -115,10 +115,12 @@ pub(crate) fn container_spec(
                 target,
                 read_only,
             } => {
-                let v = project
-                    .volumes
-                    .get(name)
-                    .ok_or_else(|| format!("service `{}`: volume `{name}` is not declared", service.name))?;
+                let v = project.volumes.get(name).ok_or_else(|| {
+                    format!(
+                        "service `{}`: volume `{name}` is not declared",
+                        service.name
+                    )
+                })?;
                 binds.push(format!(
                     "{}:{target}{}",
                     v.name,
@@ -145,7 +147,10 @@ pub(crate) fn container_spec(
         None => {
             for (i, (key, settings)) in service.networks.iter().enumerate() {
                 let net = project.networks.get(key).ok_or_else(|| {
-                    format!("service `{}`: network `{key}` is not declared", service.name)
+                    format!(
+                        "service `{}`: network `{key}` is not declared",
+                        service.name
+                    )
                 })?;
                 let mut aliases = vec![service.name.clone()];
                 aliases.extend(settings.aliases.iter().cloned());
@@ -363,8 +368,14 @@ pub(crate) mod tests {
         let rp = hc.restart_policy.as_ref().unwrap();
         assert_eq!(rp.name, Some(RestartPolicyNameEnum::ON_FAILURE));
         assert_eq!(rp.maximum_retry_count, Some(3));
-        let ep = &spec.body.networking_config.as_ref().unwrap().endpoints_config.as_ref().unwrap()
-            ["site_default"];
+        let ep = &spec
+            .body
+            .networking_config
+            .as_ref()
+            .unwrap()
+            .endpoints_config
+            .as_ref()
+            .unwrap()["site_default"];
         assert_eq!(ep.aliases, Some(vec!["web".to_string(), "www".to_string()]));
     }
 
@@ -429,7 +440,10 @@ pub(crate) mod tests {
         let hc = spec.body.host_config.as_ref().unwrap();
         assert_eq!(
             hc.binds,
-            Some(vec!["/srv/data:/data:ro".to_string(), "site_cache:/cache".to_string()])
+            Some(vec![
+                "/srv/data:/data:ro".to_string(),
+                "site_cache:/cache".to_string()
+            ])
         );
         assert_eq!(spec.body.volumes, Some(vec!["/tmp/x".to_string()]));
         let h = spec.body.healthcheck.as_ref().unwrap();
@@ -483,7 +497,13 @@ pub(crate) mod tests {
         assert_eq!(spec.extra_networks.len(), 1);
         assert_eq!(spec.extra_networks[0].0, "site_back");
         assert_eq!(
-            spec.extra_networks[0].1.ipam_config.as_ref().unwrap().ipv4_address.as_deref(),
+            spec.extra_networks[0]
+                .1
+                .ipam_config
+                .as_ref()
+                .unwrap()
+                .ipv4_address
+                .as_deref(),
             Some("172.30.0.10")
         );
     }
