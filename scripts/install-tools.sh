@@ -3,7 +3,7 @@
 # the benchmark compares rehost with.
 #
 #   scripts/install-tools.sh            promtool, /usr/bin/time, sqlite3, s3cmd, aws, garage
-#   scripts/install-tools.sh --bench    + restic, rclone
+#   scripts/install-tools.sh --bench    + restic, rclone, docker-compose
 #
 # Nothing is downloaded when every binary is already present. Works as root
 # with no stdin (CI=true); elsewhere uses sudo for apt-get when needed.
@@ -32,6 +32,7 @@ declare -A apt_for=(
 if [ "$bench" = 1 ]; then
     apt_for[restic]=restic
     apt_for[rclone]=rclone
+    apt_for[docker-compose]=docker-compose
 fi
 
 have() {
