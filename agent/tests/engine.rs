@@ -53,8 +53,9 @@ async fn docker() -> Option<Docker> {
     Some(docker)
 }
 
-/// Removes everything labelled with the project when dropped (also when the
-/// test panics), through the docker CLI since Drop cannot await.
+/// Removes everything labelled with the project (containers, networks,
+/// volumes, built images) when dropped, also when the test panics, through
+/// the docker CLI since Drop cannot await.
 struct Cleanup(String);
 
 impl Drop for Cleanup {
@@ -78,6 +79,7 @@ impl Drop for Cleanup {
             (vec!["ps", "-aq"], vec!["rm", "-f", "-v"]),
             (vec!["network", "ls", "-q"], vec!["network", "rm"]),
             (vec!["volume", "ls", "-q"], vec!["volume", "rm", "-f"]),
+            (vec!["image", "ls", "-q"], vec!["image", "rm", "-f"]),
         ] {
             let found = ids(&list);
             if !found.is_empty() {
@@ -284,7 +286,9 @@ async fn stack_comes_up_reconciles_minimally_and_goes_down() {
     let mut project = stack(&name);
 
     // Cold: everything is created, in dependency order, and healthy.
+    let clock = Instant::now();
     let report = engine::up(&docker, &project, &opts()).await.unwrap();
+    eprintln!("cold up: {:?}", clock.elapsed());
     assert_eq!(report.changes(), 3, "{:#?}", report.lines);
     let first = containers(&docker, &name).await;
     let web = format!("{name}-web-1");
@@ -314,7 +318,9 @@ async fn stack_comes_up_reconciles_minimally_and_goes_down() {
     }
 
     // Warm: nothing changes, not even a restart.
+    let clock = Instant::now();
     let report = engine::up(&docker, &project, &opts()).await.unwrap();
+    eprintln!("warm up: {:?}", clock.elapsed());
     assert_eq!(report.changes(), 0, "{:#?}", report.lines);
     assert_eq!(containers(&docker, &name).await, first);
 
@@ -668,4 +674,43 @@ async fn scale_ports_networks_and_volumes() {
         .inspect_volume(&format!("{name}_data"))
         .await
         .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_start_services_for_a_backup() {
+    let Some(docker) = docker().await else { return };
+    let name = project_name("quiesce");
+    let _cleanup = Cleanup(name.clone());
+    let mut project = stack(&name);
+    project.services.clear();
+    for s in ["db", "web"] {
+        let mut svc = base_service(s, "rehost-test/busybox:latest");
+        svc.command = Some(sleeper());
+        project.services.insert(s.into(), svc);
+    }
+    engine::up(&docker, &project, &opts()).await.unwrap();
+    let running = |c: String| {
+        let docker = docker.clone();
+        async move {
+            let info = docker.inspect_container(&c, None).await.unwrap();
+            info.state.unwrap().running.unwrap()
+        }
+    };
+    let err = engine::stop_services(&docker, &name, &["nope".into()])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("service `nope`"), "{err}");
+    assert!(
+        running(format!("{name}-db-1")).await,
+        "an unknown service stopped something"
+    );
+
+    let ids = engine::stop_services(&docker, &name, &["db".into()])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+    assert!(!running(format!("{name}-db-1")).await);
+    assert!(running(format!("{name}-web-1")).await);
+    engine::start_services(&docker, &ids).await.unwrap();
+    assert!(running(format!("{name}-db-1")).await);
 }
