@@ -2,8 +2,8 @@
 # Install (idempotently) the tools the tests need; with --bench also the peers
 # the benchmark compares rehost with.
 #
-#   scripts/install-tools.sh            promtool, /usr/bin/time, sqlite3, s3cmd, aws, garage
-#   scripts/install-tools.sh --bench    + restic, rclone, docker-compose
+#   scripts/install-tools.sh            promtool, /usr/bin/time, sqlite3, s3cmd, docker-compose, aws, garage
+#   scripts/install-tools.sh --bench    + restic, rclone
 #
 # Nothing is downloaded when every binary is already present. Works as root
 # with no stdin (CI=true); elsewhere uses sudo for apt-get when needed.
@@ -28,11 +28,13 @@ declare -A apt_for=(
     [/usr/bin/time]=time
     [sqlite3]=sqlite3
     [s3cmd]=s3cmd
+    # Compose v1 (Debian's, with its Python package): the oracle the compose
+    # loader's tests compare with. A Compose v2 binary elsewhere does not count.
+    [/usr/bin/docker-compose]=docker-compose
 )
 if [ "$bench" = 1 ]; then
     apt_for[restic]=restic
     apt_for[rclone]=rclone
-    apt_for[docker-compose]=docker-compose
 fi
 
 have() {

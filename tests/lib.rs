@@ -186,3 +186,94 @@ pub fn promtool_check(file: &Path) -> Option<String> {
     );
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// An s3cmd with an explicit configuration for this Garage.
+pub struct S3cmd {
+    config: PathBuf,
+}
+
+impl S3cmd {
+    pub fn new(g: &Garage, dir: &Path) -> Option<Self> {
+        if Command::new("s3cmd").arg("--version").output().is_err() {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true but s3cmd is missing; scripts/install-tools.sh installs it");
+            }
+            eprintln!("skipping: s3cmd is not installed");
+            return None;
+        }
+        let host = g
+            .endpoint
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .trim_end_matches('/');
+        let access = std::env::var("REHOST_TEST_S3_ACCESS_KEY_ID").unwrap();
+        let config = dir.join("s3cmd.cfg");
+        std::fs::write(
+            &config,
+            format!(
+                "[default]\naccess_key = {access}\nsecret_key = {}\nhost_base = {host}\n\
+                 host_bucket = {host}\nuse_https = False\nsignature_v2 = False\n\
+                 bucket_location = garage\n",
+                g.secret
+            ),
+        )
+        .unwrap();
+        Some(S3cmd { config })
+    }
+
+    pub fn run(&self, args: &[&str]) {
+        let mut cmd = Command::new("s3cmd");
+        cmd.arg("-c")
+            .arg(&self.config)
+            .arg("--no-progress")
+            .args(args);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_") {
+                cmd.env_remove(k);
+            }
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "s3cmd {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The Docker Engine for stack tests.
+pub mod docker {
+    use std::path::Path;
+    use std::process::Command;
+
+    /// Whether the Engine answers; under `CI=true` a missing Engine is a
+    /// failure, locally a skip with the reason printed.
+    pub fn available() -> bool {
+        let ok = Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !ok {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true but the Docker Engine is not reachable (`docker info` fails)");
+            }
+            eprintln!("skipping: the Docker Engine is not reachable (`docker info` fails)");
+        }
+        ok
+    }
+
+    /// Builds (or finds) the FROM-scratch test images of
+    /// `scripts/test-images.sh`.
+    pub fn test_images() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-images.sh");
+        let out = Command::new("bash").arg(&script).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -25,6 +25,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     let mut code = EXIT_JOB_FAILED;
     for cause in err.chain() {
         if cause.downcast_ref::<config::ConfigError>().is_some()
+            || cause
+                .downcast_ref::<stack::compose::ComposeError>()
+                .is_some()
             || cause.downcast_ref::<cli::UsageError>().is_some()
         {
             return EXIT_CONFIG;

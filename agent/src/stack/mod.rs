@@ -10,5 +10,6 @@
     reason = "the compose loader and the engine land separately"
 )]
 
+pub mod compose;
 pub mod engine;
 pub mod model;
