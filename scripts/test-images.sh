@@ -14,7 +14,8 @@
 #   scripts/test-images.sh            build what is missing or out of date, print the names
 #   scripts/test-images.sh --list     print the names only
 #
-# Idempotent: each image carries the label rehost.test.input-hash (sha256 of the
+# Idempotent and safe to run concurrently (a lock in the cache directory):
+# each image carries the label rehost.test.input-hash (sha256 of the
 # .deb files, the libraries copied, the generated files and this script); an
 # image whose label matches is not rebuilt. Packages are fetched with
 # `apt-get download` into $REHOST_CACHE/test-images (default ~/.cache/rehost).
@@ -42,6 +43,10 @@ command -v apt-get >/dev/null 2>&1 || die "apt-get not found: the images are mad
 command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb not found"
 
 mkdir -p "$CACHE/debs"
+# One run at a time (tests in parallel, other checkouts on this machine):
+# the cache and the image names are shared.
+exec 9>"$CACHE/.lock"
+flock -w 900 9 || die "another test-images.sh has held $CACHE/.lock for 15 minutes"
 self_hash="$(sha256sum "$0" | cut -d' ' -f1)"
 
 # deb PACKAGE: path of its .deb in the cache, downloaded when missing.

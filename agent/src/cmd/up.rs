@@ -6,16 +6,23 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cli::Ctx;
+use crate::cli::{Ctx, UsageError};
+use crate::stack::compose;
 use crate::stack::engine::{self, UpOptions};
-use crate::stack::model::Project;
 
-pub async fn run(ctx: &Ctx, project: &Project, wait_timeout: Duration) -> anyhow::Result<()> {
+pub async fn run(ctx: &Ctx, wait_timeout: Duration) -> anyhow::Result<()> {
     let clock = Instant::now();
+    let stack = ctx.config.stack.as_ref().ok_or_else(|| {
+        UsageError(format!(
+            "{}: no `stack:` section, so there is no stack to bring up",
+            ctx.config.path.display()
+        ))
+    })?;
+    let project = compose::load(stack, &|name| std::env::var(name).ok())?;
     let docker = engine::connect().await?;
     let report = engine::up(
         &docker,
-        project,
+        &project,
         &UpOptions {
             dry_run: ctx.dry_run,
             wait_timeout,
