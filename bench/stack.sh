@@ -81,7 +81,7 @@ DC=(docker-compose --ansi never -p bench-compose -f "$WORK/compose/stack/docker-
 down_rehost() {
     "${RH[@]}" down >/dev/null
     local imgs
-    imgs="$(docker image ls -q --filter label=com.docker.compose.project=bench-rehost | sort -u)"
+    imgs="$(docker image ls -q --filter "reference=bench-rehost-*" | sort -u)"
     [ -z "$imgs" ] || docker image rm -f $imgs >/dev/null
 }
 down_compose() {

@@ -61,11 +61,17 @@ struct Cleanup(String);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let filter = format!("label=com.docker.compose.project={}", self.0);
+        // Built images are named after the project.
+        let by_name = format!("reference={}-*", self.0);
         let ids = |args: &[&str]| -> Vec<String> {
             std::process::Command::new("docker")
                 .args(args)
                 .arg("--filter")
-                .arg(&filter)
+                .arg(if args[0] == "image" {
+                    &by_name
+                } else {
+                    &filter
+                })
                 .output()
                 .map(|o| {
                     String::from_utf8_lossy(&o.stdout)
@@ -520,32 +526,9 @@ async fn unchanged_context_is_not_rebuilt_and_changed_one_is() {
     );
     assert_eq!(r.changes(), 1, "{:#?}", r.lines);
 
-    // Built images are the project's: remove them with the test.
-    let images = docker
-        .list_images(Some(bollard::query_parameters::ListImagesOptions {
-            filters: Some(HashMap::from([(
-                "label".to_string(),
-                vec![format!("com.docker.compose.project={name}")],
-            )])),
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
     engine::down(&docker, &name, DownOptions::default())
         .await
         .unwrap();
-    for i in images {
-        let _ = docker
-            .remove_image(
-                &i.id,
-                Some(bollard::query_parameters::RemoveImageOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-                None,
-            )
-            .await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,7 +142,16 @@ impl Drop for Stack {
             (vec!["image", "ls", "-q"], vec!["image", "rm", "-f"]),
         ] {
             let mut args = list.clone();
-            args.extend(["--filter", &filter]);
+            // Built images are named after the project.
+            let by_name = format!("reference={}-*", self.project);
+            args.extend([
+                "--filter",
+                if list[0] == "image" {
+                    &by_name
+                } else {
+                    &filter
+                },
+            ]);
             let found: Vec<String> = docker(&args).split_whitespace().map(String::from).collect();
             if !found.is_empty() {
                 let _ = Command::new("docker").args(&rm).args(&found).output();

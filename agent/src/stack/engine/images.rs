@@ -2,7 +2,10 @@
 //! `<project>-<service>:<first 16 hex of the context hash>`: when that tag
 //! exists the context is unchanged and nothing is built. Otherwise the
 //! context is streamed as a tar to the Engine's build API (classic builder,
-//! which every Engine speaks), its output logged line by line; a failed
+//! which every Engine speaks), its output logged line by line (no labels are
+//! added: the classic builder makes each one a step of its own, a second of
+//! a cold build apiece on some storage drivers; the tag names the project and
+//! service); a failed
 //! build's error carries the output of the step that failed. `image:`, when
 //! given too, is tagged onto the result. A service with only `image:` uses the
 //! local image, pulled when missing.
@@ -17,7 +20,6 @@ use tokio::sync::mpsc;
 
 use super::connect::describe;
 use super::context::{self, Chunk};
-use super::labels;
 use crate::stack::model::{Project, Service};
 
 /// The image a service's containers run.
@@ -63,7 +65,7 @@ pub(crate) async fn ensure(
                 Some(id) => (Some(id), false),
                 None if dry_run => (None, true),
                 None => {
-                    build_image(docker, project, service, ctx, &tag).await?;
+                    build_image(docker, service, ctx, &tag).await?;
                     let id = inspect_id(docker, &tag)
                         .await?
                         .with_context(|| format!("built image {tag} is missing after the build"))?;
@@ -169,7 +171,6 @@ async fn pull(docker: &Docker, name: &str) -> anyhow::Result<()> {
 
 async fn build_image(
     docker: &Docker,
-    project: &Project,
     service: &Service,
     ctx: context::Context,
     tag: &str,
@@ -194,10 +195,6 @@ async fn build_image(
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect::<HashMap<_, _>>()
         }),
-        labels: Some(HashMap::from([
-            (labels::PROJECT.to_string(), project.name.clone()),
-            (labels::SERVICE.to_string(), service.name.clone()),
-        ])),
         ..Default::default()
     };
     let mut stream = docker.build_image(options, None, Some(bollard::body_try_stream(body)));

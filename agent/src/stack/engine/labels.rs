@@ -11,8 +11,6 @@ pub(crate) const WORKING_DIR: &str = "com.docker.compose.project.working_dir";
 pub(crate) const CONFIG_FILES: &str = "com.docker.compose.project.config_files";
 pub(crate) const NETWORK: &str = "com.docker.compose.network";
 pub(crate) const VOLUME: &str = "com.docker.compose.volume";
-/// The content hash of a built image's context (see `context`).
-pub(crate) const CONTEXT_HASH: &str = "io.rehost.context-hash";
 
 /// The Engine's list filter for everything labelled with `project`.
 pub(crate) fn project_filter(project: &str) -> std::collections::HashMap<String, Vec<String>> {
