@@ -112,9 +112,15 @@ build() {
         return 0
     fi
     log "building $image"
+    local old
+    old="$(docker image inspect --format '{{ .Id }}' "$image" 2>/dev/null || true)"
     # The classic builder: the Engine may be older than BuildKit's API and no buildx plugin is needed.
     DOCKER_BUILDKIT=0 docker build -q --label "$LABEL=$want" -t "$image" "$ctx" >/dev/null 2>"$CACHE/build.log" \
         || { cat "$CACHE/build.log" >&2; die "docker build $image failed"; }
+    # The image it replaces, unless a container or another tag still uses it.
+    if [ -n "$old" ] && [ "$old" != "$(image_id "$image")" ]; then
+        docker image rm "$old" >/dev/null 2>&1 || true
+    fi
 }
 
 image_id() { docker image inspect --format '{{ .Id }}' "$1"; }
