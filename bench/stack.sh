@@ -155,7 +155,7 @@ for ((round = 1; round <= BENCH_ROUNDS; round++)); do
     done
 done
 
-versions="rehost: $("$REHOST_BIN" --version | head -n 1); docker-compose: $(docker-compose version --short 2>/dev/null); Docker Engine: $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
+versions="rehost: $("$REHOST_BIN" --version | head -n 1) ($REHOST_BIN); docker-compose: $(docker-compose version --short 2>/dev/null); Docker Engine: $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
 python3 - "$TSV" "$BENCH_RESULTS" "$BENCH_ROUNDS" "$versions" "$RUNID" <<'EOF'
 import csv, statistics, sys
 tsv, out, rounds, versions, runid = sys.argv[1:6]
