@@ -11,4 +11,5 @@
 )]
 
 pub mod compose;
+pub mod engine;
 pub mod model;
