@@ -2,7 +2,7 @@
 # Install (idempotently) the tools the tests need; with --bench also the peers
 # the benchmark compares rehost with.
 #
-#   scripts/install-tools.sh            promtool, /usr/bin/time, sqlite3, s3cmd, aws, garage
+#   scripts/install-tools.sh            promtool, prometheus, /usr/bin/time, sqlite3, s3cmd, aws, garage
 #   scripts/install-tools.sh --bench    + restic, rclone
 #
 # Nothing is downloaded when every binary is already present. Works as root
@@ -25,6 +25,7 @@ die() { echo "install-tools: error: $*" >&2; exit 1; }
 # binary -> Debian package that provides it
 declare -A apt_for=(
     [promtool]=prometheus
+    [prometheus]=prometheus
     [/usr/bin/time]=time
     [sqlite3]=sqlite3
     [s3cmd]=s3cmd
@@ -104,7 +105,7 @@ fi
 "$here/garage.sh" install >/dev/null
 
 if [ "$bench" = 1 ]; then
-    log "ok: promtool sqlite3 time aws garage restic rclone s3cmd"
+    log "ok: promtool prometheus sqlite3 time aws garage restic rclone s3cmd"
 else
-    log "ok: promtool sqlite3 time aws garage"
+    log "ok: promtool prometheus sqlite3 time aws garage"
 fi
