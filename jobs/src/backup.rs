@@ -179,7 +179,12 @@ pub async fn backup(
 pub(crate) async fn put_manifest(store: &dyn ObjectStore, manifest: &Manifest) -> Result<u64> {
     let json = manifest.to_json();
     let len = json.len() as u64;
-    let key = layout::object_key(&manifest.host, &manifest.state, &manifest.id, layout::MANIFEST);
+    let key = layout::object_key(
+        &manifest.host,
+        &manifest.state,
+        &manifest.id,
+        layout::MANIFEST,
+    );
     store.put(&key, body_from_bytes(Bytes::from(json))).await?;
     Ok(len)
 }
@@ -250,7 +255,10 @@ fn produce(tree: &Tree, tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) -
         let gz = ParallelGzWriter::new(workers(), sink)?;
         let opts = TarOptions {
             prefix: tree.prefix.as_deref(),
-            filter: tree.filter.as_deref().map(|f| f as archive::EntryFilter<'_>),
+            filter: tree
+                .filter
+                .as_deref()
+                .map(|f| f as archive::EntryFilter<'_>),
         };
         let (gz, stats) = archive::write_tar_with(path, gz, &opts)?;
         let totals = gz.finish()?;

@@ -164,9 +164,15 @@ mod tests {
     fn block_keys_round_trip() {
         let key = block_key("h", "prom", "01HZX3Q7W8J9K0M1N2P3R4S5T6");
         assert_eq!(key, "h/prom/blocks/01HZX3Q7W8J9K0M1N2P3R4S5T6.tar.gz");
-        assert_eq!(block_of_key("h/prom/", &key), Some("01HZX3Q7W8J9K0M1N2P3R4S5T6"));
+        assert_eq!(
+            block_of_key("h/prom/", &key),
+            Some("01HZX3Q7W8J9K0M1N2P3R4S5T6")
+        );
         assert_eq!(block_of_key("h/prom/", "h/prom/blocks/x.tar.gz"), None);
-        assert_eq!(block_of_key("h/prom/", "h/prom/20261123T101500Z-aaaa/data.tar.gz"), None);
+        assert_eq!(
+            block_of_key("h/prom/", "h/prom/20261123T101500Z-aaaa/data.tar.gz"),
+            None
+        );
         assert!(!is_ulid("81HZX3Q7W8J9K0M1N2P3R4S5T6"), "overflows 128 bits");
         // The blocks folder never groups as a backup.
         assert!(group("h/prom/", &[obj(&key)]).is_empty());

@@ -138,7 +138,10 @@ impl Manifest {
         let mut total = self.tar_bytes;
         for b in &self.blocks {
             if !layout::is_ulid(&b.ulid) {
-                return Err(format!("block {:?} is not a ULID", b.ulid.escape_debug().to_string()));
+                return Err(format!(
+                    "block {:?} is not a ULID",
+                    b.ulid.escape_debug().to_string()
+                ));
             }
             if !seen.insert(b.ulid.as_str()) {
                 return Err(format!("block {} is listed twice", b.ulid));
@@ -161,6 +164,13 @@ impl Manifest {
         self.blocks
             .iter()
             .fold(self.tar_bytes, |t, b| t.saturating_add(b.tar_bytes))
+    }
+
+    /// Files of the data object and of every block.
+    pub fn total_files(&self) -> u64 {
+        self.blocks
+            .iter()
+            .fold(self.files, |t, b| t.saturating_add(b.files))
     }
 
     /// Bytes a restore downloads.
@@ -245,19 +255,38 @@ pub(crate) mod tests {
 
     #[test]
     fn hostile_block_lists_are_refused() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Manifest)>)> = vec![
-            ("not a ULID", Box::new(|m| m.blocks[0].ulid = "../../etc".into())),
-            ("not a ULID", Box::new(|m| m.blocks[0].ulid = "01hzx3q7w8j9k0m1n2p3r4s5t6".into())),
-            ("not a ULID", Box::new(|m| m.blocks[0].ulid = "01HZX3Q7W8J9K0M1N2P3R4S5TU".into())),
-            ("listed twice", Box::new(|m| m.blocks.push(m.blocks[0].clone()))),
-            ("not a sha256", Box::new(|m| m.blocks[0].sha256 = "zz".into())),
+        type Mutation = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            (
+                "not a ULID",
+                Box::new(|m| m.blocks[0].ulid = "../../etc".into()),
+            ),
+            (
+                "not a ULID",
+                Box::new(|m| m.blocks[0].ulid = "01hzx3q7w8j9k0m1n2p3r4s5t6".into()),
+            ),
+            (
+                "not a ULID",
+                Box::new(|m| m.blocks[0].ulid = "01HZX3Q7W8J9K0M1N2P3R4S5TU".into()),
+            ),
+            (
+                "listed twice",
+                Box::new(|m| m.blocks.push(m.blocks[0].clone())),
+            ),
+            (
+                "not a sha256",
+                Box::new(|m| m.blocks[0].sha256 = "zz".into()),
+            ),
             ("no directory", Box::new(|m| m.blocks[0].dirs = 0)),
             ("overflow", Box::new(|m| m.blocks[0].tar_bytes = u64::MAX)),
             ("cannot list blocks", Box::new(|m| m.format = FORMAT)),
-            ("only a directory", Box::new(|m| {
-                m.source.kind = SourceKind::File;
-                m.files = 1;
-            })),
+            (
+                "only a directory",
+                Box::new(|m| {
+                    m.source.kind = SourceKind::File;
+                    m.files = 1;
+                }),
+            ),
         ];
         for (want, mutate) in cases {
             let mut m = with_blocks();

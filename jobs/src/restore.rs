@@ -198,12 +198,17 @@ async fn restore_block(
         .collect::<io::Result<_>>()
         .map_err(|e| Error::io(format!("read {}", tmp.display()), e))?;
     let dir = tmp.join(&block.ulid);
-    let is_dir = fs::symlink_metadata(&dir).map(|m| m.is_dir()).unwrap_or(false);
+    let is_dir = fs::symlink_metadata(&dir)
+        .map(|m| m.is_dir())
+        .unwrap_or(false);
     if names.len() != 1 || !is_dir {
         return Err(Error::Mismatch {
             state: manifest.state.clone(),
             id: manifest.id.clone(),
-            detail: format!("block {} does not hold exactly the directory {}/", block.ulid, block.ulid),
+            detail: format!(
+                "block {} does not hold exactly the directory {}/",
+                block.ulid, block.ulid
+            ),
         });
     }
     let to = staging.join(&block.ulid);

@@ -42,7 +42,9 @@ pub async fn verify(
             preserve_owner: false,
             final_root: Some(manifest.source.path.clone().into()),
         };
-        files += unpack_block(store, &manifest, block, None, opts).await?.files;
+        files += unpack_block(store, &manifest, block, None, opts)
+            .await?
+            .files;
     }
     let bytes = manifest.total_size();
     if record {

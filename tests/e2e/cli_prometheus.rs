@@ -96,7 +96,10 @@ impl Prometheus {
             if matches!(p.get("/-/ready"), Some((200, _))) {
                 break;
             }
-            assert!(Instant::now() < deadline, "prometheus not ready within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "prometheus not ready within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         p
@@ -164,10 +167,14 @@ fn encode(s: &str) -> String {
 /// into `data` with promtool, and returns the ULIDs of the blocks it made.
 fn backfill(dir: &Path, data: &Path, from: u64, to: u64) -> BTreeSet<String> {
     let before = blocks_in(data);
-    let mut text = String::from("# HELP rehost_test_value A test series.\n# TYPE rehost_test_value gauge\n");
+    let mut text =
+        String::from("# HELP rehost_test_value A test series.\n# TYPE rehost_test_value gauge\n");
     for t in (from..to).step_by(60) {
         for series in ["a", "b", "c"] {
-            text += &format!("rehost_test_value{{series=\"{series}\"}} {} {t}\n", t % 9973);
+            text += &format!(
+                "rehost_test_value{{series=\"{series}\"}} {} {t}\n",
+                t % 9973
+            );
         }
     }
     text += "# EOF\n";
@@ -246,7 +253,11 @@ impl Store {
         let key = format!("{}{id}/manifest.json", self.prefix);
         let bytes = self
             .rt
-            .block_on(rehost_jobs::store::get_small(self.store.as_ref(), &key, 1 << 20))
+            .block_on(rehost_jobs::store::get_small(
+                self.store.as_ref(),
+                &key,
+                1 << 20,
+            ))
             .unwrap();
         serde_json::from_slice(&bytes).unwrap()
     }
@@ -261,7 +272,7 @@ fn block_set(manifest: &serde_json::Value) -> BTreeSet<String> {
         .collect()
 }
 
-const STATE: &str = "  prom:\n    path: ROOT/prometheus\n    kind: prometheus\n    api: http://127.0.0.1:PORT\n    owner: \"65534:65534\"\n";
+const STATE: &str = "  prom:\n    path: ROOT/prometheus\n    kind: prometheus\n    api: http://127.0.0.1:PORT\n    owner: \"65534:65534\"\n    keep: { last: 1 }\n";
 
 fn configure(g: &Garage, env: &TestEnv, port: u16) {
     let state = STATE
@@ -288,8 +299,7 @@ fn backup_is_incremental_per_block_and_restores_a_working_prometheus() {
     let started = now();
     // A few self-scrapes, so that the head holds samples too.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while p
-        .query_range("up", started, now(), 1)["result"]
+    while p.query_range("up", started, now(), 1)["result"]
         .as_array()
         .is_none_or(|r| r.is_empty())
     {
@@ -308,7 +318,10 @@ fn backup_is_incremental_per_block_and_restores_a_working_prometheus() {
     first.expect(0);
     let first_id = backup_id(&first.stdout());
     assert!(
-        first.stdout().contains(&format!("{} new, 0 blocks already stored", old.len() + 1)),
+        first.stdout().contains(&format!(
+            "{} blocks new, 0 blocks already stored",
+            old.len() + 1
+        )),
         "every backfilled block and the head are new: {}",
         first.stdout()
     );
@@ -327,7 +340,7 @@ fn backup_is_incremental_per_block_and_restores_a_working_prometheus() {
     // head are uploaded; the rest is referenced.
     p.stop();
     let new = backfill(&dir, &data, t - 20 * HOUR, t - 14 * HOUR);
-    let mut p = Prometheus::start(&dir, &data, true);
+    let p = Prometheus::start(&dir, &data, true);
     configure(&g, &env, p.port);
     let before = store.sizes();
     let second = env.rehost(&["backup"]);
@@ -337,7 +350,11 @@ fn backup_is_incremental_per_block_and_restores_a_working_prometheus() {
     let m2 = store.manifest(&second_id);
     let blocks2 = block_set(&m2);
     let uploaded_blocks: BTreeSet<String> = blocks2.difference(&blocks1).cloned().collect();
-    assert_eq!(uploaded_blocks.len(), new.len() + 1, "new blocks and the head");
+    assert_eq!(
+        uploaded_blocks.len(),
+        new.len() + 1,
+        "new blocks and the head"
+    );
     assert!(uploaded_blocks.is_superset(&new));
     assert!(blocks2.is_superset(&old), "old blocks are referenced");
     let created: u64 = after
@@ -347,7 +364,11 @@ fn backup_is_incremental_per_block_and_restores_a_working_prometheus() {
         .sum();
     let new_block_bytes: u64 = after
         .iter()
-        .filter(|(k, _)| uploaded_blocks.iter().any(|u| k.ends_with(&format!("blocks/{u}.tar.gz"))))
+        .filter(|(k, _)| {
+            uploaded_blocks
+                .iter()
+                .any(|u| k.ends_with(&format!("blocks/{u}.tar.gz")))
+        })
         .map(|(_, s)| s)
         .sum();
     let per_backup: u64 = after
@@ -357,16 +378,41 @@ fn backup_is_incremental_per_block_and_restores_a_working_prometheus() {
         .sum();
     let metrics = env.metrics().join("rehost-backup-prom.prom");
     let reported = metric(&metrics, "rehost_job_last_bytes", "backup", "prom").unwrap() as u64;
-    assert_eq!(reported, created, "uploaded bytes are exactly the new objects");
+    assert_eq!(
+        reported, created,
+        "uploaded bytes are exactly the new objects"
+    );
     assert_eq!(created, new_block_bytes + per_backup);
     let old_block_bytes: u64 = after
         .iter()
-        .filter(|(k, _)| old.iter().any(|u| k.ends_with(&format!("blocks/{u}.tar.gz"))))
+        .filter(|(k, _)| {
+            old.iter()
+                .any(|u| k.ends_with(&format!("blocks/{u}.tar.gz")))
+        })
         .map(|(_, s)| s)
         .sum();
     assert!(old_block_bytes > 0);
     promtool_check(&metrics);
     p.stop();
+
+    // Retention: the first backup goes, and with it the one block only it
+    // referenced (its head); every block the kept backup lists stays.
+    let pruned = env.rehost(&["prune"]);
+    pruned.expect(0);
+    assert!(
+        pruned
+            .stdout()
+            .contains("deleted 1 block no kept backup references"),
+        "{}",
+        pruned.stdout()
+    );
+    let left: BTreeSet<String> = store
+        .sizes()
+        .keys()
+        .filter_map(|k| k.strip_prefix("e2e-host/prom/blocks/"))
+        .map(|k| k.trim_end_matches(".tar.gz").to_string())
+        .collect();
+    assert_eq!(left, blocks2);
 
     // Lose the machine's data, restore the newest backup, start anew.
     fs::remove_dir_all(&data).unwrap();
@@ -374,7 +420,10 @@ fn backup_is_incremental_per_block_and_restores_a_working_prometheus() {
     let meta = fs::metadata(&data).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "owner: applied");
     for u in blocks2.iter() {
-        assert!(data.join(u).join("meta.json").is_file(), "block {u} restored");
+        assert!(
+            data.join(u).join("meta.json").is_file(),
+            "block {u} restored"
+        );
         let m = fs::metadata(data.join(u).join("index")).unwrap();
         assert_eq!(m.uid(), 65534);
     }

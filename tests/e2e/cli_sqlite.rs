@@ -65,8 +65,7 @@ fn check(path: &Path) -> (i64, i64) {
             path.display()
         );
     }
-    let db =
-        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let integrity: String = db
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
@@ -74,7 +73,9 @@ fn check(path: &Path) -> (i64, i64) {
     let rows: i64 = db
         .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
         .unwrap();
-    let n: i64 = db.query_row("SELECT n FROM counter", [], |r| r.get(0)).unwrap();
+    let n: i64 = db
+        .query_row("SELECT n FROM counter", [], |r| r.get(0))
+        .unwrap();
     (rows, n)
 }
 
@@ -124,7 +125,11 @@ fn databases_written_during_twenty_backups_restore_consistent() {
             .unwrap_or_else(|| panic!("the writers changed nothing? {out}"))
             .to_string();
         ids.push(id);
-        assert!(listing(&tmp).is_empty(), "copies left in $TMPDIR: {:?}", listing(&tmp));
+        assert!(
+            listing(&tmp).is_empty(),
+            "copies left in $TMPDIR: {:?}",
+            listing(&tmp)
+        );
     }
     stop.store(true, Ordering::Relaxed);
     let commits: Vec<u64> = writers.into_iter().map(|w| w.join().unwrap()).collect();
@@ -155,7 +160,10 @@ fn databases_written_during_twenty_backups_restore_consistent() {
             .expect(0);
         check(&root.join("grafana.db")).0
     };
-    assert!(last[0].0 > first, "no write happened between the first and last backup");
+    assert!(
+        last[0].0 > first,
+        "no write happened between the first and last backup"
+    );
 }
 
 #[test]
@@ -172,7 +180,9 @@ fn a_file_matching_the_glob_that_is_not_a_database_fails_the_backup() {
     assert!(run.stderr().contains("notes.db"), "{}", run.stderr());
     env.rehost(&["backups", "list", "app"]).expect(0);
     assert!(
-        !env.rehost(&["backups", "list", "app"]).stdout().contains("2026"),
+        !env.rehost(&["backups", "list", "app"])
+            .stdout()
+            .contains("2026"),
         "a failed backup left a complete backup"
     );
 }

@@ -44,7 +44,9 @@ fn endpoint(api: &str) -> Result<Endpoint> {
     if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
         return Err(bad("expected http://host[:port][/route-prefix]"));
     }
-    let authority = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    let authority = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
     {
         authority.to_string()
     } else {
@@ -84,7 +86,11 @@ pub async fn snapshot(api: &str) -> Result<String> {
     )
     .await
     .map_err(|_| fail(format!("no connection within {CONNECT_TIMEOUT:?}")))?
-    .map_err(|e| fail(format!("cannot connect ({e}); is Prometheus running there?")))?;
+    .map_err(|e| {
+        fail(format!(
+            "cannot connect ({e}); is Prometheus running there?"
+        ))
+    })?;
     let exchange = async {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -122,7 +128,10 @@ pub async fn snapshot(api: &str) -> Result<String> {
 fn interpret(status: StatusCode, body: &[u8]) -> Result<String, String> {
     let reply: Option<Reply> = serde_json::from_slice(body).ok();
     let error = reply.as_ref().and_then(|r| r.error.clone());
-    if error.as_deref().is_some_and(|e| e.contains("admin APIs disabled")) {
+    if error
+        .as_deref()
+        .is_some_and(|e| e.contains("admin APIs disabled"))
+    {
         return Err(
             "the admin API is disabled: start Prometheus with --web.enable-admin-api \
              (rehost needs it for POST /api/v1/admin/tsdb/snapshot)"
@@ -182,8 +191,17 @@ mod tests {
                 prefix: "/prom".into()
             }
         );
-        assert_eq!(endpoint("http://[::1]:9090").unwrap().authority, "[::1]:9090");
-        for bad in ["https://x:9090", "x:9090", "http://", "http://a@b:1", "http://x/?q"] {
+        assert_eq!(
+            endpoint("http://[::1]:9090").unwrap().authority,
+            "[::1]:9090"
+        );
+        for bad in [
+            "https://x:9090",
+            "x:9090",
+            "http://",
+            "http://a@b:1",
+            "http://x/?q",
+        ] {
             assert!(endpoint(bad).is_err(), "{bad}");
         }
     }
@@ -195,15 +213,19 @@ mod tests {
             interpret(StatusCode::OK, ok).unwrap(),
             "20261123T101500Z-5c7a1f0d3e2b4a69"
         );
-        let disabled = br#"{"status":"error","errorType":"unavailable","error":"admin APIs disabled"}"#;
+        let disabled =
+            br#"{"status":"error","errorType":"unavailable","error":"admin APIs disabled"}"#;
         let err = interpret(StatusCode::SERVICE_UNAVAILABLE, disabled).unwrap_err();
         assert!(err.contains("--web.enable-admin-api"), "{err}");
         let evil = br#"{"status":"success","data":{"name":"../../etc"}}"#;
         assert!(interpret(StatusCode::OK, evil).is_err());
         let err = interpret(StatusCode::NOT_FOUND, b"404 page not found").unwrap_err();
         assert!(err.contains("route-prefix"), "{err}");
-        let err = interpret(StatusCode::INTERNAL_SERVER_ERROR, br#"{"status":"error","error":"disk full"}"#)
-            .unwrap_err();
+        let err = interpret(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            br#"{"status":"error","error":"disk full"}"#,
+        )
+        .unwrap_err();
         assert!(err.contains("disk full"), "{err}");
     }
 }
