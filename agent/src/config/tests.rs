@@ -196,9 +196,11 @@ fn shipped_example_parses() {
     assert_eq!(config.state["acme"].mode, Some(0o600));
     assert_eq!(config.state["acme"].owner.as_deref(), Some("0:0"));
     assert!(config.state["acme"].required);
-    assert_eq!(config.state["grafana-files"].kind, StateKind::Files);
+    assert_eq!(config.state["prometheus"].kind, StateKind::Prometheus);
+    assert_eq!(config.state["grafana"].kind, StateKind::Sqlite);
+    assert_eq!(config.state["grafana"].databases, ["*.db"]);
     assert_eq!(
-        config.state["grafana-files"].keep,
+        config.state["grafana"].keep,
         Some(KeepPolicy {
             last: 3,
             daily: 7,
