@@ -48,6 +48,9 @@ fn writer(path: PathBuf, stop: Arc<AtomicBool>) -> thread::JoinHandle<u64> {
             tx.execute("UPDATE counter SET n = n + 1", []).unwrap();
             tx.commit().unwrap();
             commits += 1;
+            // Hundreds of commits a second, like a busy application: enough to
+            // land inside every copy, not so many that the database balloons.
+            thread::sleep(Duration::from_millis(2));
         }
         commits
     })
