@@ -57,10 +57,6 @@ die() { echo "prom-bench: error: $*" >&2; exit 1; }
 for t in prometheus promtool aws python3 /usr/bin/time curl; do
     command -v "$t" >/dev/null 2>&1 || die "missing $t (scripts/install-tools.sh)"
 done
-if [ ! -x "$REHOST_BIN" ] || [ -n "$(find agent/src jobs/src -newer "$REHOST_BIN" -name '*.rs' -print -quit)" ]; then
-    log "building target/release/rehost"
-    cargo build --release -p rehost
-fi
 
 # --- data ------------------------------------------------------------------
 blocks_mb() { du -sm --exclude=wal --exclude=chunks_head --exclude=snapshots "$1" | cut -f1; }
@@ -98,6 +94,11 @@ DATA_MB=$(blocks_mb "$DATA")
 DATA_BLOCKS=$(find "$DATA" -mindepth 1 -maxdepth 1 -type d -name '0*' | wc -l)
 EXTRA_MB=$(du -sm "$EXTRA/$EXTRA_ULID" | cut -f1)
 log "data: $DATA_BLOCKS blocks, $DATA_MB MiB (+1 block of $EXTRA_MB MiB), generated in $(cat "$WORK/gen-seconds") s"
+
+if [ ! -x "$REHOST_BIN" ] || [ -n "$(find agent/src jobs/src -newer "$REHOST_BIN" -name '*.rs' -print -quit)" ]; then
+    log "building target/release/rehost"
+    cargo build --release -p rehost
+fi
 
 # --- store -----------------------------------------------------------------
 scripts/garage.sh start "$GARAGE_DIR" >/dev/null
