@@ -3,15 +3,17 @@
 #   make test         tools + Garage + fmt + clippy + build + nextest (what .ci/run runs)
 #   make demo         local demo against a Garage in target/garage-demo
 #   make demo-clean   stop the demo Garage, remove target/garage-demo and target/demo
-#   make bench        backup/restore benchmark vs restic and tar|gzip|aws (bench/RESULTS.md), then bench-stack
+#   make bench        backup/restore benchmark vs restic and tar|gzip|aws (bench/RESULTS.md),
+#                     then bench-stack and bench-prometheus
 #   make bench-stack  rehost up vs docker-compose up -d, cold and warm (bench/RESULTS-stack.md)
+#   make bench-prometheus  kind: prometheus backups vs tar czf | aws s3 cp (bench/RESULTS-prometheus.md)
 #   make garage-start / garage-stop / garage-status   a dev Garage in target/garage
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: build test demo demo-clean bench bench-stack tools garage-start garage-stop garage-status
+.PHONY: build test demo demo-clean bench bench-stack bench-prometheus tools garage-start garage-stop garage-status
 
 build:
 	$(CARGO) build --release -p rehost
@@ -32,9 +34,13 @@ demo-clean:
 bench:
 	bench/run.sh
 	$(MAKE) bench-stack
+	$(MAKE) bench-prometheus
 
 bench-stack:
 	bench/stack.sh
+
+bench-prometheus:
+	bench/prometheus.sh
 
 garage-start:
 	scripts/garage.sh start target/garage

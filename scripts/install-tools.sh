@@ -2,7 +2,7 @@
 # Install (idempotently) the tools the tests need; with --bench also the peers
 # the benchmark compares rehost with.
 #
-#   scripts/install-tools.sh            promtool, /usr/bin/time, sqlite3, s3cmd, docker-compose, aws, garage,
+#   scripts/install-tools.sh            promtool, prometheus, /usr/bin/time, sqlite3, s3cmd, docker-compose, aws, garage,
 #                                       and the checkers of the deployment files: amtool,
 #                                       cloud-init (schema), systemd-analyze, envsubst,
 #                                       node_exporter and curl (monitoring test)
@@ -28,6 +28,7 @@ die() { echo "install-tools: error: $*" >&2; exit 1; }
 # binary -> Debian package that provides it
 declare -A apt_for=(
     [promtool]=prometheus
+    [prometheus]=prometheus
     [/usr/bin/time]=time
     [sqlite3]=sqlite3
     [s3cmd]=s3cmd
@@ -122,7 +123,7 @@ fi
 "$here/garage.sh" install >/dev/null
 
 if [ "$bench" = 1 ]; then
-    log "ok: promtool amtool cloud-init systemd-analyze sqlite3 time aws garage restic rclone s3cmd"
+    log "ok: promtool prometheus amtool cloud-init systemd-analyze sqlite3 time aws garage restic rclone s3cmd"
 else
-    log "ok: promtool amtool cloud-init systemd-analyze sqlite3 time aws garage"
+    log "ok: promtool prometheus amtool cloud-init systemd-analyze sqlite3 time aws garage"
 fi

@@ -105,12 +105,20 @@ impl TestEnv {
     /// Runs `rehost -c <config> ARGS` with a clean environment: stray AWS_*
     /// variables of the machine must not influence the tests.
     pub fn rehost(&self, args: &[&str]) -> Run {
+        self.rehost_env(args, &[])
+    }
+
+    /// [`TestEnv::rehost`] with extra environment variables.
+    pub fn rehost_env(&self, args: &[&str], env: &[(&str, &Path)]) -> Run {
         let mut cmd = Command::new(rehost_bin());
         cmd.arg("-c").arg(&self.config).args(args);
         for (k, _) in std::env::vars() {
             if k.starts_with("AWS_") || k == "REHOST_CONFIG" || k == "RUST_LOG" {
                 cmd.env_remove(k);
             }
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         Run(cmd.output().unwrap())
     }
@@ -145,6 +153,15 @@ impl Run {
         );
         self
     }
+}
+
+/// The value of `metric{job="JOB",target="TARGET"}` in a metrics file.
+pub fn metric(file: &Path, metric: &str, job: &str, target: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let prefix = format!("{metric}{{job=\"{job}\",target=\"{target}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn unique() -> String {

@@ -9,11 +9,11 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use indexmap::IndexMap;
 use rehost_jobs::catalog::Selector;
-use rehost_jobs::state::{resolve_owner, StateSpec};
+use rehost_jobs::state::{resolve_owner, StateKind as JobsKind, StateSpec};
 use rehost_jobs::store::{self, ObjectStore};
 
 use crate::cmd;
-use crate::config::{self, Config, StateEntry};
+use crate::config::{self, Config, StateEntry, StateKind, DEFAULT_PROMETHEUS_API};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -219,11 +219,24 @@ impl Ctx {
             Some(o) => Some(resolve_owner(o).with_context(|| format!("state `{}`", entry.name))?),
             None => None,
         };
+        let kind = match entry.kind {
+            StateKind::Files => JobsKind::Files,
+            StateKind::Prometheus => JobsKind::Prometheus {
+                api: entry
+                    .api
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_PROMETHEUS_API.to_string()),
+            },
+            StateKind::Sqlite => JobsKind::Sqlite {
+                databases: entry.databases.clone(),
+            },
+        };
         Ok(StateSpec {
             name: entry.name.clone(),
             path: entry.path.clone(),
             mode: entry.mode,
             owner,
+            kind,
         })
     }
 }

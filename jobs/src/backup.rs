@@ -2,22 +2,28 @@
 //! manifest, last. No temporary file of the archive exists anywhere, and memory
 //! is bounded by the pipeline's queues whatever the source size. An unchanged
 //! source (same fingerprint as the newest complete backup) uploads nothing.
+//!
+//! `kind: sqlite` takes the same path with consistent copies of the databases
+//! standing in for the live files ([`crate::sqlite`]); `kind: prometheus` has
+//! its own, block by block ([`crate::prometheus`]).
 
+use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
-use crate::archive::{self, ParallelGzWriter, SourceKind, SourceScan};
+use crate::archive::{self, Entry, ParallelGzWriter, SourceKind, SourceScan, TarOptions};
 use crate::bridge;
 use crate::catalog::{self, Selector};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::lock::StateLock;
 use crate::manifest::{Manifest, ObjectEntry, SourceInfo, FORMAT};
-use crate::state::StateSpec;
+use crate::state::{StateKind, StateSpec};
 use crate::store::{body_from_bytes, ObjectStore, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +35,10 @@ pub enum BackupOutcome {
         bytes: u64,
         /// Bytes uploaded (compressed archive + manifest).
         uploaded: u64,
+        /// `kind: prometheus`: blocks uploaded by this backup, and blocks it
+        /// references that earlier backups uploaded.
+        new_blocks: u64,
+        reused_blocks: u64,
     },
     /// The source has not changed since this backup; nothing was uploaded.
     Unchanged { id: String },
@@ -58,6 +68,9 @@ pub async fn backup(
     spec: &StateSpec,
     dry_run: bool,
 ) -> Result<BackupOutcome> {
+    if let StateKind::Prometheus { api } = &spec.kind {
+        return crate::prometheus::backup(store, host, spec, api, dry_run).await;
+    }
     let _lock = if dry_run {
         None
     } else {
@@ -81,28 +94,42 @@ pub async fn backup(
         });
     }
 
+    let filter: Option<Filter> = match &spec.kind {
+        StateKind::Sqlite { databases } => {
+            let patterns: Vec<String> = if databases.is_empty() {
+                crate::sqlite::DEFAULT_DATABASES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            } else {
+                databases.clone()
+            };
+            let path = spec.path.clone();
+            let copies = tokio::task::spawn_blocking(move || {
+                crate::sqlite::copy_databases(&path, &patterns)
+            })
+            .await
+            .map_err(|e| Error::Refused(format!("database copy task failed: {e}")))??;
+            if copies.count() == 0 {
+                tracing::warn!(state = %spec.name, path = %spec.path.display(), "no SQLite database matched; backing up the files only");
+            }
+            // The copies (and their temporary directory) live as long as the filter.
+            Some(Box::new(move |rel: &Path, meta: &Metadata| {
+                copies.entry(rel, meta)
+            }))
+        }
+        _ => None,
+    };
+
     let id = layout::new_backup_id(Utc::now());
     let created = Utc::now();
     let data_key = layout::object_key(host, &spec.name, &id, layout::DATA);
-    let (tx, body) = bridge::put_channel();
-    let path = spec.path.clone();
-    let producer = tokio::task::spawn_blocking(move || produce(&path, tx));
-    let (put, produced) = tokio::join!(store.put(&data_key, body), producer);
-    let produced = produced.map_err(|e| Error::Refused(format!("archive task failed: {e}")))?;
-    // Whichever side failed first explains the other: an upload abandoned
-    // because the archive failed reports the archive's error, and vice versa.
-    let produced = match (produced, put) {
-        (Ok(p), Ok(stored)) if stored == p.compressed => p,
-        (Ok(p), Ok(stored)) => {
-            return Err(Error::Mismatch {
-                state: spec.name.clone(),
-                id,
-                detail: format!("the store kept {stored} bytes of the {} sent", p.compressed),
-            })
-        }
-        (Err(e), Err(StoreError::BodyFailed { .. })) | (Err(e), Ok(_)) => return Err(e),
-        (_, Err(e)) => return Err(e.into()),
+    let tree = Tree {
+        root: spec.path.clone(),
+        prefix: None,
+        filter,
     };
+    let produced = upload_tree(store, &data_key, tree, &spec.name, &id).await?;
 
     let (kind, root_meta) = archive::source_kind(&spec.path)
         .map_err(|e| Error::io(format!("read source {}", spec.path.display()), e))?;
@@ -129,6 +156,7 @@ pub async fn backup(
             size: produced.compressed,
             sha256: produced.sha256,
         }],
+        blocks: Vec::new(),
     };
     if kind == SourceKind::File && manifest.files != 1 {
         return Err(Error::Refused(format!(
@@ -136,33 +164,82 @@ pub async fn backup(
             spec.path.display()
         )));
     }
-    let json = manifest.to_json();
-    let manifest_len = json.len() as u64;
-    let manifest_key = layout::object_key(host, &spec.name, &id, layout::MANIFEST);
-    store
-        .put(&manifest_key, body_from_bytes(Bytes::from(json)))
-        .await?;
+    let manifest_len = put_manifest(store, &manifest).await?;
     Ok(BackupOutcome::Uploaded {
         id,
         files: produced.stats.files,
         bytes: produced.stats.bytes,
         uploaded: produced.compressed + manifest_len,
+        new_blocks: 0,
+        reused_blocks: 0,
     })
 }
 
-struct Produced {
-    stats: archive::WriteStats,
-    tar_bytes: u64,
-    compressed: u64,
-    sha256: String,
+/// Uploads the manifest, the last object of a backup; returns its size.
+pub(crate) async fn put_manifest(store: &dyn ObjectStore, manifest: &Manifest) -> Result<u64> {
+    let json = manifest.to_json();
+    let len = json.len() as u64;
+    let key = layout::object_key(
+        &manifest.host,
+        &manifest.state,
+        &manifest.id,
+        layout::MANIFEST,
+    );
+    store.put(&key, body_from_bytes(Bytes::from(json))).await?;
+    Ok(len)
+}
+
+/// Decides per entry what goes into an archive; runs on the archiving thread.
+pub(crate) type Filter = Box<dyn Fn(&Path, &Metadata) -> Entry + Send>;
+
+/// What one archive object holds.
+pub(crate) struct Tree {
+    pub root: PathBuf,
+    /// See [`TarOptions::prefix`].
+    pub prefix: Option<PathBuf>,
+    pub filter: Option<Filter>,
+}
+
+/// Archives `tree` into the object `key` while it is uploaded.
+pub(crate) async fn upload_tree(
+    store: &dyn ObjectStore,
+    key: &str,
+    tree: Tree,
+    state: &str,
+    id: &str,
+) -> Result<Produced> {
+    let (tx, body) = bridge::put_channel();
+    let producer = tokio::task::spawn_blocking(move || produce(&tree, tx));
+    let (put, produced) = tokio::join!(store.put(key, body), producer);
+    let produced = produced.map_err(|e| Error::Refused(format!("archive task failed: {e}")))?;
+    // Whichever side failed first explains the other: an upload abandoned
+    // because the archive failed reports the archive's error, and vice versa.
+    match (produced, put) {
+        (Ok(p), Ok(stored)) if stored == p.compressed => Ok(p),
+        (Ok(p), Ok(stored)) => Err(Error::Mismatch {
+            state: state.to_string(),
+            id: id.to_string(),
+            detail: format!(
+                "the store kept {stored} bytes of the {} sent to {key}",
+                p.compressed
+            ),
+        }),
+        (Err(e), Err(StoreError::BodyFailed { .. })) | (Err(e), Ok(_)) => Err(e),
+        (_, Err(e)) => Err(e.into()),
+    }
+}
+
+pub(crate) struct Produced {
+    pub stats: archive::WriteStats,
+    pub tar_bytes: u64,
+    pub compressed: u64,
+    pub sha256: String,
 }
 
 /// Runs on a blocking thread: archives the source into the upload channel,
 /// hashing the compressed bytes exactly as they are sent.
-fn produce(
-    path: &std::path::Path,
-    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
-) -> Result<Produced> {
+fn produce(tree: &Tree, tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) -> Result<Produced> {
+    let path = &tree.root;
     let hasher = Arc::new(Mutex::new(Sha256::new()));
     let sink_hasher = Arc::clone(&hasher);
     let sink_tx = tx.clone();
@@ -176,7 +253,14 @@ fn produce(
     });
     let result = (|| {
         let gz = ParallelGzWriter::new(workers(), sink)?;
-        let (gz, stats) = archive::write_tar(path, gz)?;
+        let opts = TarOptions {
+            prefix: tree.prefix.as_deref(),
+            filter: tree
+                .filter
+                .as_deref()
+                .map(|f| f as archive::EntryFilter<'_>),
+        };
+        let (gz, stats) = archive::write_tar_with(path, gz, &opts)?;
         let totals = gz.finish()?;
         Ok::<_, std::io::Error>((stats, totals))
     })();

@@ -28,6 +28,12 @@ pub enum Error {
         id: String,
         detail: String,
     },
+    /// A SQLite database could not be copied consistently.
+    #[error("SQLite database {path}: {detail}")]
+    Database { path: String, detail: String },
+    /// Prometheus' admin API did not give a snapshot.
+    #[error("Prometheus at {api}: {detail}")]
+    Prometheus { api: String, detail: String },
     /// The operation was refused before anything changed.
     #[error("{0}")]
     Refused(String),

@@ -4,6 +4,8 @@
 //! <host>/<state>/<backup-id>/data.tar.gz
 //! <host>/<state>/<backup-id>/manifest.json   written last: no manifest, no backup
 //! <host>/<state>/<backup-id>/verified.json   written by a successful `verify`
+//! <host>/<state>/blocks/<ULID>.tar.gz         a Prometheus block, shared by the
+//!                                             backups whose manifest lists it
 //! ```
 //!
 //! A backup id is `YYYYMMDDTHHMMSS.mmmZ-<8 hex>`, so ids sort by creation time
@@ -16,6 +18,9 @@ use crate::store::ObjectInfo;
 pub const DATA: &str = "data.tar.gz";
 pub const MANIFEST: &str = "manifest.json";
 pub const VERIFIED: &str = "verified.json";
+/// The folder of shared block objects; never a backup id.
+pub const BLOCKS: &str = "blocks";
+const BLOCK_SUFFIX: &str = ".tar.gz";
 const ID_TIME: &str = "%Y%m%dT%H%M%S%.3fZ";
 /// Ids without milliseconds are accepted too (hand-made or older ones).
 const ID_TIME_SECONDS: &str = "%Y%m%dT%H%M%SZ";
@@ -28,6 +33,31 @@ pub fn state_prefix(host: &str, state: &str) -> String {
 /// `<host>/<state>/<id>/<name>`
 pub fn object_key(host: &str, state: &str, id: &str, name: &str) -> String {
     format!("{host}/{state}/{id}/{name}")
+}
+
+/// `<host>/<state>/blocks/<ulid>.tar.gz`
+pub fn block_key(host: &str, state: &str, ulid: &str) -> String {
+    format!("{host}/{state}/{BLOCKS}/{ulid}{BLOCK_SUFFIX}")
+}
+
+/// The ULID of a block object's key under `state_prefix`, if it is one.
+pub fn block_of_key<'a>(state_prefix: &str, key: &'a str) -> Option<&'a str> {
+    let ulid = key
+        .strip_prefix(state_prefix)?
+        .strip_prefix(BLOCKS)?
+        .strip_prefix('/')?
+        .strip_suffix(BLOCK_SUFFIX)?;
+    is_ulid(ulid).then_some(ulid)
+}
+
+/// A ULID as Prometheus names its blocks: 26 characters of Crockford's
+/// base32, upper case (no I, L, O, U), the first at most `7`.
+pub fn is_ulid(s: &str) -> bool {
+    s.len() == 26
+        && s.as_bytes()[0] <= b'7'
+        && s
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'H' | b'J' | b'K' | b'M' | b'N' | b'P'..=b'T' | b'V'..=b'Z'))
 }
 
 pub fn new_backup_id(now: DateTime<Utc>) -> String {
@@ -128,6 +158,24 @@ mod tests {
         assert_eq!(parse_backup_id("garbage"), None);
         assert_eq!(parse_backup_id("20261123T101500Z-"), None);
         assert_eq!(parse_backup_id("20261123T101500Z-../x"), None);
+    }
+
+    #[test]
+    fn block_keys_round_trip() {
+        let key = block_key("h", "prom", "01HZX3Q7W8J9K0M1N2P3R4S5T6");
+        assert_eq!(key, "h/prom/blocks/01HZX3Q7W8J9K0M1N2P3R4S5T6.tar.gz");
+        assert_eq!(
+            block_of_key("h/prom/", &key),
+            Some("01HZX3Q7W8J9K0M1N2P3R4S5T6")
+        );
+        assert_eq!(block_of_key("h/prom/", "h/prom/blocks/x.tar.gz"), None);
+        assert_eq!(
+            block_of_key("h/prom/", "h/prom/20261123T101500Z-aaaa/data.tar.gz"),
+            None
+        );
+        assert!(!is_ulid("81HZX3Q7W8J9K0M1N2P3R4S5T6"), "overflows 128 bits");
+        // The blocks folder never groups as a backup.
+        assert!(group("h/prom/", &[obj(&key)]).is_empty());
     }
 
     #[test]

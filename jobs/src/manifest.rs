@@ -2,6 +2,10 @@
 //! complete. It declares every object's size and sha256, which restore and
 //! verify enforce while streaming, so a manifest is also treated as untrusted
 //! input: it must name itself correctly and stay within sane bounds.
+//!
+//! Format 1 describes one data object. Format 2 (Prometheus) adds `blocks`:
+//! shared, immutable objects under `<host>/<state>/blocks/` that several
+//! backups reference, each with its own size, sha256 and archive size.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,6 +14,10 @@ use crate::archive::SourceKind;
 use crate::layout;
 
 pub const FORMAT: u32 = 1;
+/// A manifest that references shared block objects.
+pub const FORMAT_BLOCKS: u32 = 2;
+/// Far more blocks than a TSDB has (a year of 2 h blocks is 4,380).
+pub const MAX_BLOCKS: usize = 100_000;
 /// Manifests are small; anything larger is not one of ours.
 pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
 
@@ -28,6 +36,24 @@ pub struct Manifest {
     /// Size of the uncompressed tar stream: the cap for decompression.
     pub tar_bytes: u64,
     pub objects: Vec<ObjectEntry>,
+    /// Format 2: the shared block objects this backup consists of, besides
+    /// its data object.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<BlockEntry>,
+}
+
+/// One Prometheus block, stored once as `<host>/<state>/blocks/<ulid>.tar.gz`:
+/// a gzip of a tar whose entries are `<ulid>/…`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockEntry {
+    pub ulid: String,
+    /// Of the stored object.
+    pub size: u64,
+    pub sha256: String,
+    /// Of the uncompressed tar: the decompression cap.
+    pub tar_bytes: u64,
+    pub files: u64,
+    pub dirs: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,9 +96,9 @@ impl Manifest {
             reason,
         };
         let m: Manifest = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
-        if m.format != FORMAT {
+        if m.format != FORMAT && m.format != FORMAT_BLOCKS {
             return Err(bad(format!(
-                "format {} is not supported by this rehost (it reads format {FORMAT})",
+                "format {} is not supported by this rehost (it reads formats {FORMAT} and {FORMAT_BLOCKS})",
                 m.format
             )));
         }
@@ -85,13 +111,74 @@ impl Manifest {
         let data = m
             .data()
             .ok_or_else(|| bad(format!("it lists no {}", layout::DATA)))?;
-        if data.sha256.len() != 64 || !data.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_sha256(&data.sha256) {
             return Err(bad("the data checksum is not a sha256".into()));
         }
         if m.source.kind == SourceKind::File && m.files != 1 {
             return Err(bad("a single-file backup must hold exactly one file".into()));
         }
+        m.check_blocks().map_err(bad)?;
         Ok(m)
+    }
+
+    fn check_blocks(&self) -> Result<(), String> {
+        if self.blocks.is_empty() {
+            return Ok(());
+        }
+        if self.format != FORMAT_BLOCKS {
+            return Err(format!("format {} cannot list blocks", self.format));
+        }
+        if self.source.kind != SourceKind::Dir {
+            return Err("only a directory backup can list blocks".into());
+        }
+        if self.blocks.len() > MAX_BLOCKS {
+            return Err(format!("it lists more than {MAX_BLOCKS} blocks"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut total = self.tar_bytes;
+        for b in &self.blocks {
+            if !layout::is_ulid(&b.ulid) {
+                return Err(format!(
+                    "block {:?} is not a ULID",
+                    b.ulid.escape_debug().to_string()
+                ));
+            }
+            if !seen.insert(b.ulid.as_str()) {
+                return Err(format!("block {} is listed twice", b.ulid));
+            }
+            if !is_sha256(&b.sha256) {
+                return Err(format!("the checksum of block {} is not a sha256", b.ulid));
+            }
+            if b.dirs == 0 {
+                return Err(format!("block {} declares no directory", b.ulid));
+            }
+            total = total
+                .checked_add(b.tar_bytes)
+                .ok_or_else(|| "the declared sizes overflow".to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Bytes the restored tree takes, data object and blocks together.
+    pub fn total_tar_bytes(&self) -> u64 {
+        self.blocks
+            .iter()
+            .fold(self.tar_bytes, |t, b| t.saturating_add(b.tar_bytes))
+    }
+
+    /// Files of the data object and of every block.
+    pub fn total_files(&self) -> u64 {
+        self.blocks
+            .iter()
+            .fold(self.files, |t, b| t.saturating_add(b.files))
+    }
+
+    /// Bytes a restore downloads.
+    pub fn total_size(&self) -> u64 {
+        let data = self.data().map(|d| d.size).unwrap_or(0);
+        self.blocks
+            .iter()
+            .fold(data, |t, b| t.saturating_add(b.size))
     }
 
     /// The data object's entry.
@@ -100,8 +187,12 @@ impl Manifest {
     }
 }
 
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> Manifest {
@@ -128,6 +219,82 @@ mod tests {
                 size: 100,
                 sha256: "a".repeat(64),
             }],
+            blocks: vec![],
+        }
+    }
+
+    fn with_blocks() -> Manifest {
+        let mut m = sample();
+        m.format = FORMAT_BLOCKS;
+        m.source.kind = SourceKind::Dir;
+        m.files = 0;
+        m.blocks = vec![BlockEntry {
+            ulid: "01HZX3Q7W8J9K0M1N2P3R4S5T6".into(),
+            size: 1000,
+            sha256: "b".repeat(64),
+            tar_bytes: 4096,
+            files: 4,
+            dirs: 2,
+        }];
+        m
+    }
+
+    #[test]
+    fn format_2_lists_blocks_and_format_1_still_parses() {
+        let m = with_blocks();
+        let json = m.to_json();
+        assert_eq!(Manifest::parse(&json, "web-1", "acme", &m.id).unwrap(), m);
+        assert_eq!(m.total_tar_bytes(), 2048 + 4096);
+        assert_eq!(m.total_size(), 100 + 1000);
+        // A format-1 manifest has no `blocks` key at all.
+        let v1 = sample();
+        let text = String::from_utf8(v1.to_json()).unwrap();
+        assert!(!text.contains("blocks"), "{text}");
+        assert!(Manifest::parse(text.as_bytes(), "web-1", "acme", &v1.id).is_ok());
+    }
+
+    #[test]
+    fn hostile_block_lists_are_refused() {
+        type Mutation = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            (
+                "not a ULID",
+                Box::new(|m| m.blocks[0].ulid = "../../etc".into()),
+            ),
+            (
+                "not a ULID",
+                Box::new(|m| m.blocks[0].ulid = "01hzx3q7w8j9k0m1n2p3r4s5t6".into()),
+            ),
+            (
+                "not a ULID",
+                Box::new(|m| m.blocks[0].ulid = "01HZX3Q7W8J9K0M1N2P3R4S5TU".into()),
+            ),
+            (
+                "listed twice",
+                Box::new(|m| m.blocks.push(m.blocks[0].clone())),
+            ),
+            (
+                "not a sha256",
+                Box::new(|m| m.blocks[0].sha256 = "zz".into()),
+            ),
+            ("no directory", Box::new(|m| m.blocks[0].dirs = 0)),
+            ("overflow", Box::new(|m| m.blocks[0].tar_bytes = u64::MAX)),
+            ("cannot list blocks", Box::new(|m| m.format = FORMAT)),
+            (
+                "only a directory",
+                Box::new(|m| {
+                    m.source.kind = SourceKind::File;
+                    m.files = 1;
+                }),
+            ),
+        ];
+        for (want, mutate) in cases {
+            let mut m = with_blocks();
+            mutate(&mut m);
+            let err = Manifest::parse(&m.to_json(), "web-1", "acme", &m.id)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{want}: {err}");
         }
     }
 

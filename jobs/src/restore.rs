@@ -19,10 +19,10 @@ use crate::catalog::{self, Selector};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::lock::StateLock;
-use crate::manifest::Manifest;
+use crate::manifest::{BlockEntry, Manifest};
 use crate::state::{Owner, StateSpec};
 use crate::store::ObjectStore;
-use crate::unpack::unpack;
+use crate::unpack::{unpack, unpack_block};
 
 /// `restore:` of a state entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub async fn restore(
     let Some(manifest) = catalog::find(store, host, &spec.name, &req.selector).await? else {
         return Ok(RestoreOutcome::NoBackup);
     };
-    let bytes = manifest.data().map(|d| d.size).unwrap_or(0);
+    let bytes = manifest.total_size();
     if req.dry_run {
         return Ok(RestoreOutcome::WouldRestore {
             id: manifest.id.clone(),
@@ -104,7 +104,7 @@ pub async fn restore(
         .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
     let _lock = StateLock::acquire(target, &spec.name, true)?;
     remove_leftovers(&parent, &spec.name)?;
-    check_space(&parent, manifest.tar_bytes)?;
+    check_space(&parent, manifest.total_tar_bytes())?;
 
     let staging = parent.join(format!(
         ".rehost-staging-{}-{}",
@@ -142,7 +142,12 @@ async fn restore_into(
             SourceKind::File => None,
         },
     };
-    let stats = unpack(store, manifest, Some(staging.to_path_buf()), opts).await?;
+    let mut files = unpack(store, manifest, Some(staging.to_path_buf()), opts)
+        .await?
+        .files;
+    for block in &manifest.blocks {
+        files += restore_block(store, manifest, block, staging, target).await?;
+    }
     let st = staging.to_path_buf();
     let spec2 = spec.clone();
     let kind = manifest.source.kind;
@@ -167,6 +172,49 @@ async fn restore_into(
     })
     .await
     .map_err(|e| Error::Refused(format!("restore task failed: {e}")))??;
+    Ok(files)
+}
+
+/// Extracts one shared block into a fresh directory of its own (so that
+/// nothing the data object or another block created can redirect it), checks
+/// that it holds exactly `<ulid>/`, and moves that into the staging directory.
+async fn restore_block(
+    store: &dyn ObjectStore,
+    manifest: &Manifest,
+    block: &BlockEntry,
+    staging: &Path,
+    target: &Path,
+) -> Result<u64> {
+    let tmp = staging.join(format!(".rehost-block-{}", block.ulid));
+    fs::create_dir(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+    let opts = ExtractOptions {
+        preserve_owner: nix::unistd::geteuid().is_root(),
+        final_root: Some(target.to_path_buf()),
+    };
+    let stats = unpack_block(store, manifest, block, Some(tmp.clone()), opts).await?;
+    let names: Vec<_> = fs::read_dir(&tmp)
+        .map_err(|e| Error::io(format!("read {}", tmp.display()), e))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()
+        .map_err(|e| Error::io(format!("read {}", tmp.display()), e))?;
+    let dir = tmp.join(&block.ulid);
+    let is_dir = fs::symlink_metadata(&dir)
+        .map(|m| m.is_dir())
+        .unwrap_or(false);
+    if names.len() != 1 || !is_dir {
+        return Err(Error::Mismatch {
+            state: manifest.state.clone(),
+            id: manifest.id.clone(),
+            detail: format!(
+                "block {} does not hold exactly the directory {}/",
+                block.ulid, block.ulid
+            ),
+        });
+    }
+    let to = staging.join(&block.ulid);
+    fsutil::rename_noreplace(&dir, &to)
+        .map_err(|e| Error::io(format!("move block into {}", to.display()), e))?;
+    fs::remove_dir(&tmp).map_err(|e| Error::io(format!("remove {}", tmp.display()), e))?;
     Ok(stats.files)
 }
 

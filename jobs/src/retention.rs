@@ -6,15 +6,24 @@
 //! Always kept, whatever the policy: the newest complete backup, the newest
 //! verified backup, and incomplete backups younger than [`INCOMPLETE_GRACE`]
 //! (probably an upload in progress).
+//!
+//! Shared Prometheus block objects (`<state>/blocks/`) are deleted only when no
+//! kept backup's manifest lists them, and not at all while a backup may be in
+//! progress (an incomplete backup younger than [`INCOMPLETE_GRACE`]: a backup
+//! uploads its data object before it decides which stored blocks to reuse) or
+//! while a kept manifest cannot be read. On the host itself, prune and backup
+//! of a Prometheus entry also exclude each other through the state's lock.
 
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 
-use crate::catalog;
 use crate::error::Result;
 use crate::layout::{self, BackupRef};
+use crate::prometheus;
 use crate::store::ObjectStore;
+
+const IN_PROGRESS: &str = "in progress";
 
 /// Incomplete backups older than this are leftovers of failed runs.
 pub const INCOMPLETE_GRACE: Duration = Duration::hours(24);
@@ -86,7 +95,7 @@ pub fn plan(backups: &[BackupRef], policy: &KeepPolicy, now: DateTime<Utc>) -> P
     }
     for b in backups.iter().filter(|b| !b.complete) {
         if now - b.time < INCOMPLETE_GRACE {
-            keep(&b.id, "in progress");
+            keep(&b.id, IN_PROGRESS);
         }
     }
     let delete = backups
@@ -105,6 +114,10 @@ pub struct PruneReport {
     pub plan: Plan,
     /// Bytes freed (or that would be freed with `dry_run`).
     pub freed: u64,
+    /// Shared block objects deleted (or that would be), by ULID.
+    pub blocks_deleted: Vec<String>,
+    /// Why unreferenced blocks were left in place this time, if they were.
+    pub blocks_kept: Option<String>,
 }
 
 /// Applies `policy` to the backups of `state`.
@@ -116,7 +129,9 @@ pub async fn prune(
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<PruneReport> {
-    let backups = catalog::list(store, host, state).await?;
+    let prefix = layout::state_prefix(host, state);
+    let listing = store.list(&prefix).await?;
+    let backups = layout::group(&prefix, &listing);
     let plan = plan(&backups, policy, now);
     let mut freed = 0;
     for id in &plan.delete {
@@ -137,7 +152,56 @@ pub async fn prune(
         }
         tracing::info!(state, backup = %id, "deleted backup");
     }
-    Ok(PruneReport { plan, freed })
+
+    let stored = prometheus::stored_blocks(&prefix, &listing);
+    let mut blocks_deleted = Vec::new();
+    let mut blocks_kept = None;
+    if !stored.is_empty() {
+        let in_progress = plan.keep.iter().any(|(_, why)| why.contains(&IN_PROGRESS));
+        let kept: Vec<BackupRef> = backups
+            .iter()
+            .filter(|b| b.complete && !plan.delete.contains(&b.id))
+            .cloned()
+            .collect();
+        let referenced = if in_progress {
+            None
+        } else {
+            let manifests = prometheus::complete_manifests(store, host, state, &kept).await?;
+            prometheus::referenced(&manifests)
+        };
+        match referenced {
+            None => {
+                let why = if in_progress {
+                    "a backup may be in progress"
+                } else {
+                    "a kept backup's manifest is unreadable"
+                };
+                tracing::info!(state, "unreferenced blocks are kept: {why}");
+                blocks_kept = Some(why.to_string());
+            }
+            Some(referenced) => {
+                let mut unreferenced: Vec<(&str, u64)> = stored
+                    .into_iter()
+                    .filter(|(ulid, _)| !referenced.contains(*ulid))
+                    .collect();
+                unreferenced.sort();
+                for (ulid, size) in unreferenced {
+                    if !dry_run {
+                        store.delete(&layout::block_key(host, state, ulid)).await?;
+                        tracing::info!(state, block = %ulid, "deleted unreferenced block");
+                    }
+                    freed += size;
+                    blocks_deleted.push(ulid.to_string());
+                }
+            }
+        }
+    }
+    Ok(PruneReport {
+        plan,
+        freed,
+        blocks_deleted,
+        blocks_kept,
+    })
 }
 
 #[cfg(test)]

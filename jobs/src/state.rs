@@ -13,6 +13,21 @@ pub struct StateSpec {
     pub mode: Option<u32>,
     /// Owner enforced on everything restored.
     pub owner: Option<Owner>,
+    pub kind: StateKind,
+}
+
+/// How a state entry is read consistently while its application runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum StateKind {
+    /// Files archived as they are.
+    #[default]
+    Files,
+    /// A Prometheus TSDB: a snapshot through the admin API at `api`
+    /// (`http://host:port[/route-prefix]`), stored block by block.
+    Prometheus { api: String },
+    /// A directory (or one file) holding SQLite databases: files whose path
+    /// matches one of `databases` are copied with SQLite's online backup API.
+    Sqlite { databases: Vec<String> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

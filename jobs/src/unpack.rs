@@ -12,10 +12,22 @@ use crate::archive::{self, CappedReader, ExtractOptions, ExtractStats, HashingRe
 use crate::bridge::StreamReader;
 use crate::error::{Error, Result};
 use crate::layout;
-use crate::manifest::Manifest;
+use crate::manifest::{BlockEntry, Manifest};
 use crate::store::ObjectStore;
 
-/// `None` validates only; `Some(dir)` extracts into the existing empty `dir`.
+/// What one archive object must hold, from its manifest.
+struct Expected {
+    key: String,
+    size: u64,
+    sha256: String,
+    tar_bytes: u64,
+    files: u64,
+    dirs: u64,
+    symlinks: u64,
+}
+
+/// The backup's data object. `None` validates only; `Some(dir)` extracts into
+/// the existing empty `dir`.
 pub(crate) async fn unpack(
     store: &dyn ObjectStore,
     manifest: &Manifest,
@@ -24,15 +36,53 @@ pub(crate) async fn unpack(
 ) -> Result<ExtractStats> {
     let data = manifest
         .data()
-        .ok_or_else(|| Error::Refused(format!("backup {} lists no data object", manifest.id)))?
-        .clone();
-    let key = layout::object_key(&manifest.host, &manifest.state, &manifest.id, &data.name);
-    let stream = store.get(&key).await?;
+        .ok_or_else(|| Error::Refused(format!("backup {} lists no data object", manifest.id)))?;
+    let expected = Expected {
+        key: layout::object_key(&manifest.host, &manifest.state, &manifest.id, &data.name),
+        size: data.size,
+        sha256: data.sha256.clone(),
+        tar_bytes: manifest.tar_bytes,
+        files: manifest.files,
+        dirs: manifest.dirs,
+        symlinks: manifest.symlinks,
+    };
+    unpack_object(store, manifest, expected, into, opts).await
+}
+
+/// One shared block object of a format-2 backup, same checks as the data
+/// object; `Some(dir)` extracts `<ulid>/…` into the existing empty `dir`.
+pub(crate) async fn unpack_block(
+    store: &dyn ObjectStore,
+    manifest: &Manifest,
+    block: &BlockEntry,
+    into: Option<PathBuf>,
+    opts: ExtractOptions,
+) -> Result<ExtractStats> {
+    let expected = Expected {
+        key: layout::block_key(&manifest.host, &manifest.state, &block.ulid),
+        size: block.size,
+        sha256: block.sha256.clone(),
+        tar_bytes: block.tar_bytes,
+        files: block.files,
+        dirs: block.dirs,
+        symlinks: 0,
+    };
+    unpack_object(store, manifest, expected, into, opts).await
+}
+
+async fn unpack_object(
+    store: &dyn ObjectStore,
+    manifest: &Manifest,
+    data: Expected,
+    into: Option<PathBuf>,
+    opts: ExtractOptions,
+) -> Result<ExtractStats> {
+    let stream = store.get(&data.key).await?;
     let reader = StreamReader::spawn(stream);
-    let m = manifest.clone();
+    let (state, id) = (manifest.state.clone(), manifest.id.clone());
     tokio::task::spawn_blocking(move || {
         let hashing = HashingReader::new(reader, data.size);
-        let capped = CappedReader::new(MultiGzDecoder::new(hashing), m.tar_bytes);
+        let capped = CappedReader::new(MultiGzDecoder::new(hashing), data.tar_bytes);
         let sink = match &into {
             Some(dir) => Sink::Dir(dir),
             None => Sink::Check,
@@ -47,9 +97,9 @@ pub(crate) async fn unpack(
             .finish()
             .map_err(archive::ArchiveError::Read)?;
         let mismatch = |detail: String| Error::Mismatch {
-            state: m.state.clone(),
-            id: m.id.clone(),
-            detail,
+            state: state.clone(),
+            id: id.clone(),
+            detail: format!("{}: {detail}", data.key),
         };
         if size != data.size {
             return Err(mismatch(format!("{size} bytes stored, {} declared", data.size)));
@@ -60,16 +110,16 @@ pub(crate) async fn unpack(
                 data.sha256
             )));
         }
-        if tar_bytes != m.tar_bytes {
+        if tar_bytes != data.tar_bytes {
             return Err(mismatch(format!(
                 "the archive holds {tar_bytes} bytes, the manifest says {}",
-                m.tar_bytes
+                data.tar_bytes
             )));
         }
-        if stats.files != m.files || stats.dirs != m.dirs || stats.symlinks != m.symlinks {
+        if stats.files != data.files || stats.dirs != data.dirs || stats.symlinks != data.symlinks {
             return Err(mismatch(format!(
                 "the archive holds {} files, {} directories, {} symlinks; the manifest says {}, {}, {}",
-                stats.files, stats.dirs, stats.symlinks, m.files, m.dirs, m.symlinks
+                stats.files, stats.dirs, stats.symlinks, data.files, data.dirs, data.symlinks
             )));
         }
         Ok(stats)

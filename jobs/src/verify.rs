@@ -1,6 +1,6 @@
 //! `verify`: downloads a backup and checks everything restore would check
-//! (sizes, sha256, gzip integrity, every archive entry) without writing a
-//! file. Success is recorded in the store as `verified.json`, which retention
+//! (sizes, sha256, gzip integrity, every archive entry; every block of a
+//! Prometheus backup too) without writing a file. Success is recorded in the store as `verified.json`, which retention
 //! uses to never delete the newest verified backup.
 
 use bytes::Bytes;
@@ -11,7 +11,7 @@ use crate::catalog::{self, Selector};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::store::{body_from_bytes, ObjectStore};
-use crate::unpack::unpack;
+use crate::unpack::{unpack, unpack_block};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -36,8 +36,17 @@ pub async fn verify(
         preserve_owner: false,
         final_root: Some(manifest.source.path.clone().into()),
     };
-    let stats = unpack(store, &manifest, None, opts).await?;
-    let bytes = manifest.data().map(|d| d.size).unwrap_or(0);
+    let mut files = unpack(store, &manifest, None, opts).await?.files;
+    for block in &manifest.blocks {
+        let opts = ExtractOptions {
+            preserve_owner: false,
+            final_root: Some(manifest.source.path.clone().into()),
+        };
+        files += unpack_block(store, &manifest, block, None, opts)
+            .await?
+            .files;
+    }
+    let bytes = manifest.total_size();
     if record {
         let marker = serde_json::json!({
             "verified": Utc::now().to_rfc3339(),
@@ -51,7 +60,7 @@ pub async fn verify(
     }
     Ok(Some(VerifyReport {
         id: manifest.id,
-        files: stats.files,
+        files,
         bytes,
     }))
 }

@@ -256,6 +256,7 @@ async fn publish(
             size: data.len() as u64,
             sha256: hex::encode(Sha256::digest(&data)),
         }],
+        blocks: vec![],
     };
     declare(&mut m);
     let data_key = layout::object_key(HOST, state, &id, layout::DATA);

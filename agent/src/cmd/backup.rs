@@ -33,12 +33,25 @@ pub async fn backup_one(ctx: &Ctx, entry: &StateEntry) -> anyhow::Result<Done> {
             files,
             bytes: size,
             uploaded,
-        } => format!(
-            "uploaded backup {id} ({}, {} archived, {} uploaded)",
-            count(*files, "file"),
-            bytes(*size),
-            bytes(*uploaded)
-        ),
+            new_blocks,
+            reused_blocks,
+        } => {
+            let blocks = if *new_blocks + *reused_blocks > 0 {
+                format!(
+                    ", {} new, {} already stored",
+                    count(*new_blocks, "block"),
+                    count(*reused_blocks, "block")
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "uploaded backup {id} ({}, {} archived, {} uploaded{blocks})",
+                count(*files, "file"),
+                bytes(*size),
+                bytes(*uploaded)
+            )
+        }
         BackupOutcome::Unchanged { id } => {
             format!("unchanged since backup {id}; nothing uploaded")
         }

@@ -26,15 +26,20 @@ pub async fn list(ctx: &Ctx, name: Option<String>) -> anyhow::Result<()> {
             let m = catalog::load_manifest(ctx.store.as_ref(), host, state, &b.id)
                 .await
                 .with_context(|| format!("read manifest of backup {} of `{state}`", b.id))?;
-            let data = m.data();
+            // A block backup is more than its data object: its checksum is
+            // the one over all its objects (the manifest's fingerprint).
+            let sha256 = if m.blocks.is_empty() {
+                m.data().map(|d| d.sha256.clone()).unwrap_or_default()
+            } else {
+                m.source.fingerprint.clone()
+            };
             rows.push(vec![
                 state.clone(),
                 b.id.clone(),
                 m.created.format("%Y-%m-%d %H:%M:%S").to_string(),
-                bytes(data.map(|d| d.size).unwrap_or(0)),
-                m.files.to_string(),
-                data.map(|d| d.sha256[..12.min(d.sha256.len())].to_string())
-                    .unwrap_or_default(),
+                bytes(m.total_size()),
+                m.total_files().to_string(),
+                sha256[..12.min(sha256.len())].to_string(),
                 if b.verified { "yes" } else { "no" }.to_string(),
             ]);
         }

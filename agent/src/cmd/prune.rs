@@ -7,7 +7,9 @@ use rehost_jobs::retention::prune;
 
 use super::{run_jobs, Done};
 use crate::cli::Ctx;
-use crate::output::bytes;
+use crate::config::StateKind;
+use crate::output::{bytes, count};
+use rehost_jobs::lock::StateLock;
 
 pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
     let states: Vec<_> = ctx
@@ -22,6 +24,13 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
         })
         .collect();
     run_jobs(ctx, "prune", states, |(e, _)| e.name.clone(), |(entry, policy)| async move {
+        // Shared blocks: a backup of this entry must not reuse a block while
+        // this prune deletes it.
+        let _lock = if entry.kind == StateKind::Prometheus && !ctx.dry_run {
+            Some(StateLock::acquire(&entry.path, &entry.name, false).context("lock the entry")?)
+        } else {
+            None
+        };
         let report = prune(
             ctx.store.as_ref(),
             &ctx.config.host,
@@ -35,6 +44,16 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
         let verb = if ctx.dry_run { "would delete" } else { "deleted" };
         for id in &report.plan.delete {
             println!("{}: {verb} backup {id}", entry.name);
+        }
+        if !report.blocks_deleted.is_empty() {
+            println!(
+                "{}: {verb} {} no kept backup references",
+                entry.name,
+                count(report.blocks_deleted.len() as u64, "block")
+            );
+        }
+        if let Some(why) = &report.blocks_kept {
+            println!("{}: unreferenced blocks kept: {why}", entry.name);
         }
         for (id, why) in &report.plan.keep {
             tracing::debug!(state = %entry.name, backup = %id, reasons = %why.join(", "), "kept");

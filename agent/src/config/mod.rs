@@ -93,19 +93,26 @@ pub struct StateEntry {
     /// Cron schedule of backups (5 fields, or 6 with seconds first).
     pub backup: Option<String>,
     pub keep: Option<rehost_jobs::retention::KeepPolicy>,
-    /// Admin API base URL, only for [`StateKind::Prometheus`].
+    /// Admin API base URL (`http://` only), for [`StateKind::Prometheus`]:
+    /// always set for that kind (default [`DEFAULT_PROMETHEUS_API`]).
     pub api: Option<String>,
+    /// Globs of the database files, only for [`StateKind::Sqlite`]; empty
+    /// means [`rehost_jobs::sqlite::DEFAULT_DATABASES`].
+    pub databases: Vec<String>,
     /// `timeout`, `jitter`, `retries`, `run_at_start` of the scheduled backup.
     pub job: JobOverrides,
 }
+
+/// `api:` of a `kind: prometheus` entry that names none.
+pub const DEFAULT_PROMETHEUS_API: &str = "http://127.0.0.1:9090";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StateKind {
     /// A file or directory tree, archived as is.
     Files,
-    /// A Prometheus TSDB, snapshotted through the admin API (not supported yet).
+    /// A Prometheus TSDB, snapshotted through the admin API, stored per block.
     Prometheus,
-    /// SQLite databases, copied with the online backup API (not supported yet).
+    /// SQLite databases, copied with the online backup API, and other files.
     Sqlite,
 }
 

@@ -80,6 +80,8 @@ pub(crate) struct RawState {
     pub(crate) keep: Option<RawKeep>,
     #[serde(default, deserialize_with = "lenient::string")]
     pub(crate) api: Option<String>,
+    #[serde(default)]
+    pub(crate) databases: Option<Vec<String>>,
     #[serde(default, deserialize_with = "lenient::string")]
     pub(crate) timeout: Option<String>,
     #[serde(default, deserialize_with = "lenient::string")]

@@ -37,8 +37,7 @@ fn err(text: &str) -> ConfigError {
 /// The minimal valid config; tests append to it.
 const BASE: &str = "host: web-1\nstorage:\n  url: file:///var/lib/rehost/store\n";
 
-/// SPEC.md's example, with the `prometheus` and `sqlite` entries turned into
-/// `files` (those kinds are refused for now).
+/// SPEC.md's example.
 const SPEC_EXAMPLE: &str = r#"
 host: web-1                      # this host's prefix in the bucket
 run_as: rehost                   # the unprivileged user that `boot` hands the daemon to
@@ -62,11 +61,12 @@ state:
     keep: { last: 10, daily: 14 }
   prometheus:
     path: /srv/prometheus
-    kind: files
+    kind: prometheus             # consistent snapshot via the admin API
+    api: http://127.0.0.1:9090
     backup: "0 */6 * * *"
   grafana:
     path: /srv/grafana
-    kind: files
+    kind: sqlite                 # online backup of *.db files
     backup: "30 3 * * *"
 pull:
   site:
@@ -133,10 +133,15 @@ fn spec_example_parses_with_every_value() {
                 ..KeepPolicy::default()
             }),
             api: None,
+            databases: vec![],
             job: JobOverrides::default(),
         }
     );
     let prometheus = &config.state["prometheus"];
+    assert_eq!(prometheus.kind, StateKind::Prometheus);
+    assert_eq!(prometheus.api.as_deref(), Some("http://127.0.0.1:9090"));
+    assert_eq!(config.state["grafana"].kind, StateKind::Sqlite);
+    assert!(config.state["grafana"].databases.is_empty());
     assert_eq!(prometheus.backup.as_deref(), Some("0 */6 * * *"));
     assert_eq!(prometheus.restore, RestorePolicy::IfMissing);
     assert!(!prometheus.required);
@@ -191,9 +196,11 @@ fn shipped_example_parses() {
     assert_eq!(config.state["acme"].mode, Some(0o600));
     assert_eq!(config.state["acme"].owner.as_deref(), Some("0:0"));
     assert!(config.state["acme"].required);
-    assert_eq!(config.state["grafana-files"].kind, StateKind::Files);
+    assert_eq!(config.state["prometheus"].kind, StateKind::Prometheus);
+    assert_eq!(config.state["grafana"].kind, StateKind::Sqlite);
+    assert_eq!(config.state["grafana"].databases, ["*.db"]);
     assert_eq!(
-        config.state["grafana-files"].keep,
+        config.state["grafana"].keep,
         Some(KeepPolicy {
             last: 3,
             daily: 7,
@@ -491,18 +498,32 @@ fn errors_name_line_column_and_key() {
             message: "`..` is not allowed",
         },
         Case {
-            text: "state:\n  acme:\n    path: /srv/acme\n    kind: prometheus\n    api: http://127.0.0.1:9090\n",
-            line: Some(7),
+            text: "state:\n  prom:\n    path: /srv/prom\n    kind: prometheus\n    api: https://127.0.0.1:9090\n",
+            line: Some(8),
             column: Some(5),
-            key: Some("state.acme.kind"),
-            message: "kind `prometheus` is not supported by this version of rehost yet (only `files`)",
+            key: Some("state.prom.api"),
+            message: "expected an http:// URL: rehost reaches the admin API without TLS, normally on loopback",
         },
         Case {
-            text: "state:\n  db:\n    kind: sqlite\n    path: /srv/db\n",
-            line: Some(6),
+            text: "state:\n  db:\n    path: /srv/db\n    databases: [\"*.db\"]\n",
+            line: Some(7),
             column: Some(5),
-            key: Some("state.db.kind"),
-            message: "kind `sqlite` is not supported by this version of rehost yet (only `files`)",
+            key: Some("state.db.databases"),
+            message: "`databases` only applies to `kind: sqlite`",
+        },
+        Case {
+            text: "state:\n  db:\n    kind: sqlite\n    path: /srv/db\n    databases: [\"../x.db\"]\n",
+            line: Some(8),
+            column: Some(5),
+            key: Some("state.db.databases"),
+            message: "expected a glob relative to `path` without `..` or empty segments, such as \"*.db\", got \"../x.db\"",
+        },
+        Case {
+            text: "state:\n  db:\n    kind: sqlite\n    path: /srv/db\n    databases: []\n",
+            line: Some(8),
+            column: Some(5),
+            key: Some("state.db.databases"),
+            message: "expected at least one glob, such as \"*.db\"",
         },
         Case {
             text: "state:\n  acme:\n    path: /srv/acme\n    kind: tarball\n",

@@ -26,7 +26,7 @@ use super::values::{
 };
 use super::{
     Config, JobDefaults, JobOverrides, MetricsConfig, PullEntry, PullSource, RestorePolicy,
-    S3Source, StackConfig, StateEntry, StateKind,
+    S3Source, StackConfig, StateEntry, StateKind, DEFAULT_PROMETHEUS_API,
 };
 
 const DEFAULT_REGION: &str = "us-east-1";
@@ -238,18 +238,6 @@ fn state_entry(name: &str, raw: RawState) -> Result<StateEntry, Problem> {
             ))
         }
     };
-    // Temporary: remove this check when the prometheus and sqlite backups land.
-    if let Some(word) = match kind {
-        StateKind::Files => None,
-        StateKind::Prometheus => Some("prometheus"),
-        StateKind::Sqlite => Some("sqlite"),
-    } {
-        return Err(Problem::new(
-            key("kind"),
-            format!("kind `{word}` is not supported by this version of rehost yet (only `files`)"),
-        ));
-    }
-
     let mode = raw
         .mode
         .map(|m| file_mode(&m))
@@ -282,6 +270,7 @@ fn state_entry(name: &str, raw: RawState) -> Result<StateEntry, Problem> {
         .transpose()
         .map_err(|m| Problem::new(key("keep"), m))?;
     let api = match raw.api {
+        None if kind == StateKind::Prometheus => Some(DEFAULT_PROMETHEUS_API.to_string()),
         None => None,
         Some(_) if kind != StateKind::Prometheus => {
             return Err(Problem::new(
@@ -289,7 +278,26 @@ fn state_entry(name: &str, raw: RawState) -> Result<StateEntry, Problem> {
                 "`api` only applies to `kind: prometheus`",
             ))
         }
-        Some(api) => Some(http_url(&api).map_err(|m| Problem::new(key("api"), m))?),
+        Some(api) => {
+            let url = http_url(&api).map_err(|m| Problem::new(key("api"), m))?;
+            if !url.starts_with("http://") {
+                return Err(Problem::new(
+                    key("api"),
+                    "expected an http:// URL: rehost reaches the admin API without TLS, normally on loopback",
+                ));
+            }
+            Some(url)
+        }
+    };
+    let databases = match raw.databases {
+        None => Vec::new(),
+        Some(_) if kind != StateKind::Sqlite => {
+            return Err(Problem::new(
+                key("databases"),
+                "`databases` only applies to `kind: sqlite`",
+            ))
+        }
+        Some(globs) => database_globs(globs).map_err(|m| Problem::new(key("databases"), m))?,
     };
     let job = job_overrides(
         &["state", name],
@@ -310,8 +318,28 @@ fn state_entry(name: &str, raw: RawState) -> Result<StateEntry, Problem> {
         backup,
         keep,
         api,
+        databases,
         job,
     })
+}
+
+/// Globs relative to the entry's directory: `*.db`, `data/*.sqlite`.
+fn database_globs(globs: Vec<String>) -> Result<Vec<String>, String> {
+    if globs.is_empty() {
+        return Err("expected at least one glob, such as \"*.db\"".to_string());
+    }
+    for g in &globs {
+        if g.is_empty()
+            || g.starts_with('/')
+            || g.contains('\0')
+            || g.split('/').any(|seg| seg.is_empty() || seg == "..")
+        {
+            return Err(format!(
+                "expected a glob relative to `path` without `..` or empty segments, such as \"*.db\", got {g:?}"
+            ));
+        }
+    }
+    Ok(globs)
 }
 
 fn pull_entry(name: &str, raw: RawPull) -> Result<PullEntry, Problem> {

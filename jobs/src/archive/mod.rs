@@ -14,7 +14,7 @@ pub use extract::{extract, safe_relative, ExtractOptions, ExtractStats, Sink};
 pub use gzip::{compress_member, GzipTotals, MemberSink, ParallelGzWriter, CHUNK};
 pub use io::{CappedReader, HashingReader};
 pub use walk::{scan, source_kind, walk, SourceKind, SourceScan, WalkEntry};
-pub use write::{write_tar, WriteStats};
+pub use write::{write_tar, write_tar_with, Entry, EntryFilter, TarOptions, WriteStats};
 
 use std::path::Path;
 

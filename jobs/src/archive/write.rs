@@ -28,9 +28,74 @@ pub struct WriteStats {
 
 /// Archives `root` into `out` and returns `out` (with the tar end marker written).
 pub fn write_tar<W: Write>(root: &Path, out: W) -> io::Result<(W, WriteStats)> {
+    write_tar_with(root, out, &TarOptions::default())
+}
+
+/// What [`write_tar_with`] does with one entry of the walk.
+pub enum Entry {
+    Keep,
+    /// Leave the entry (and, for a directory, everything below it) out.
+    Skip,
+    /// Archive this file's content under the entry's name, with the entry's
+    /// mode, owner and mtime: a consistent copy stands in for a live file.
+    Replace(PathBuf),
+}
+
+/// Decides, from its relative path and metadata, what happens to an entry.
+pub type EntryFilter<'a> = &'a dyn Fn(&Path, &std::fs::Metadata) -> Entry;
+
+#[derive(Default)]
+pub struct TarOptions<'a> {
+    /// Names every entry below this directory, which becomes an entry itself
+    /// (with the root's metadata), so that `tar xf` recreates it.
+    pub prefix: Option<&'a Path>,
+    pub filter: Option<EntryFilter<'a>>,
+}
+
+/// [`write_tar`] with a name prefix and a per-entry filter.
+pub fn write_tar_with<W: Write>(
+    root: &Path,
+    out: W,
+    opts: &TarOptions<'_>,
+) -> io::Result<(W, WriteStats)> {
     let mut builder = Builder::new(out);
     let mut stats = WriteStats::default();
-    walk(root, &mut |e| append(&mut builder, &e, &mut stats))?;
+    if let Some(prefix) = opts.prefix {
+        let meta = std::fs::symlink_metadata(root)?;
+        let mut h = header_for(&meta, EntryType::Directory);
+        builder.append_data(&mut h, prefix, io::empty())?;
+        stats.dirs += 1;
+    }
+    let mut skipped: Vec<PathBuf> = Vec::new();
+    walk(root, &mut |e| {
+        if skipped.iter().any(|s| e.rel.starts_with(s)) {
+            return Ok(());
+        }
+        let entry = match opts.filter {
+            Some(f) => f(e.rel, e.meta),
+            None => Entry::Keep,
+        };
+        let replacement = match entry {
+            Entry::Keep => None,
+            Entry::Replace(with) => Some(with),
+            Entry::Skip => {
+                if e.meta.is_dir() {
+                    skipped.push(e.rel.to_path_buf());
+                }
+                return Ok(());
+            }
+        };
+        let name = match opts.prefix {
+            Some(p) => p.join(e.rel),
+            None => e.rel.to_path_buf(),
+        };
+        let named = WalkEntry {
+            rel: &name,
+            abs: e.abs,
+            meta: e.meta,
+        };
+        append(&mut builder, &named, replacement.as_deref(), &mut stats)
+    })?;
     let out = builder.into_inner()?;
     Ok((out, stats))
 }
@@ -49,6 +114,7 @@ fn header_for(meta: &std::fs::Metadata, kind: EntryType) -> Header {
 fn append<W: Write>(
     b: &mut Builder<W>,
     e: &WalkEntry<'_>,
+    replacement: Option<&Path>,
     stats: &mut WriteStats,
 ) -> io::Result<()> {
     let ft = e.meta.file_type();
@@ -65,13 +131,20 @@ fn append<W: Write>(
         b.append_link(&mut h, e.rel, &target).map_err(with_path)?;
         stats.symlinks += 1;
     } else if ft.is_file() {
-        let file = match File::open(e.abs) {
-            Ok(f) => f,
-            // Removed since the walk saw it: not part of this backup.
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(err) => return Err(with_path(err)),
+        let (file, size) = match replacement {
+            // A stand-in is ours and complete: its own size is the entry's.
+            Some(copy) => {
+                let f = File::open(copy).map_err(with_path)?;
+                let size = f.metadata().map_err(with_path)?.len();
+                (f, size)
+            }
+            None => match File::open(e.abs) {
+                Ok(f) => (f, e.meta.len()),
+                // Removed since the walk saw it: not part of this backup.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(err) => return Err(with_path(err)),
+            },
         };
-        let size = e.meta.len();
         let mut h = header_for(e.meta, EntryType::Regular);
         h.set_size(size);
         let mut reader = ExactSize {

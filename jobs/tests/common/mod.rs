@@ -165,5 +165,6 @@ pub fn spec(name: &str, path: PathBuf) -> rehost_jobs::state::StateSpec {
         path,
         mode: None,
         owner: None,
+        kind: Default::default(),
     }
 }

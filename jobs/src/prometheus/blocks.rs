@@ -1,0 +1,98 @@
+//! Pure decisions about shared block objects: which blocks of a snapshot a
+//! backup must upload, and which stored blocks no kept backup references.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::manifest::{BlockEntry, Manifest};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockAction {
+    /// Stored and described by a complete manifest: reference it.
+    Reuse(BlockEntry),
+    /// Not stored, stored with another size than recorded, or stored by a
+    /// backup that never completed (no manifest vouches for its content).
+    Upload,
+}
+
+/// For each block of the snapshot (`ulids`), whether to upload it. `known`
+/// holds the blocks listed by complete manifests, `stored` the block objects
+/// in the store with their sizes.
+pub fn plan(
+    ulids: &[String],
+    known: &HashMap<String, BlockEntry>,
+    stored: &HashMap<&str, u64>,
+) -> Vec<(String, BlockAction)> {
+    ulids
+        .iter()
+        .map(|ulid| {
+            let action = match (known.get(ulid), stored.get(ulid.as_str())) {
+                (Some(entry), Some(&size)) if size == entry.size => {
+                    BlockAction::Reuse(entry.clone())
+                }
+                _ => BlockAction::Upload,
+            };
+            (ulid.clone(), action)
+        })
+        .collect()
+}
+
+/// The blocks the kept backups reference; `None` when one kept manifest could
+/// not be read, because then no block is safe to delete.
+pub fn referenced(kept: &[Option<Manifest>]) -> Option<HashSet<String>> {
+    let mut out = HashSet::new();
+    for m in kept {
+        out.extend(m.as_ref()?.blocks.iter().map(|b| b.ulid.clone()));
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ulid: &str, size: u64) -> BlockEntry {
+        BlockEntry {
+            ulid: ulid.into(),
+            size,
+            sha256: "c".repeat(64),
+            tar_bytes: 10 * size,
+            files: 4,
+            dirs: 2,
+        }
+    }
+
+    const A: &str = "01HZX3Q7W8J9K0M1N2P3R4S5TA";
+    const B: &str = "01HZX3Q7W8J9K0M1N2P3R4S5TB";
+    const C: &str = "01HZX3Q7W8J9K0M1N2P3R4S5TC";
+    const D: &str = "01HZX3Q7W8J9K0M1N2P3R4S5TD";
+
+    #[test]
+    fn only_blocks_vouched_for_and_stored_whole_are_reused() {
+        let known: HashMap<String, BlockEntry> = [(A, 100), (B, 200), (C, 300)]
+            .into_iter()
+            .map(|(u, s)| (u.to_string(), entry(u, s)))
+            .collect();
+        // A: stored as recorded. B: the object is gone. C: stored with another
+        // size. D: stored, but by a backup that never wrote its manifest.
+        let stored: HashMap<&str, u64> = [(A, 100), (C, 999), (D, 50)].into_iter().collect();
+        let ulids: Vec<String> = [A, B, C, D].iter().map(|s| s.to_string()).collect();
+        let p = plan(&ulids, &known, &stored);
+        assert_eq!(p[0], (A.to_string(), BlockAction::Reuse(entry(A, 100))));
+        for (ulid, action) in &p[1..] {
+            assert_eq!(action, &BlockAction::Upload, "{ulid}");
+        }
+    }
+
+    #[test]
+    fn referenced_blocks_are_the_union_and_unknown_means_none() {
+        let mut m1 = crate::manifest::tests::sample();
+        m1.blocks = vec![entry(A, 1), entry(B, 1)];
+        let mut m2 = m1.clone();
+        m2.blocks = vec![entry(B, 1), entry(C, 1)];
+        let r = referenced(&[Some(m1.clone()), Some(m2)]).unwrap();
+        let want: HashSet<String> = [A, B, C].iter().map(|s| s.to_string()).collect();
+        assert_eq!(r, want);
+        assert_eq!(referenced(&[Some(m1), None]), None);
+        assert_eq!(referenced(&[]), Some(HashSet::new()));
+    }
+}
