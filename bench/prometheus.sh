@@ -199,9 +199,10 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 # --- report ------------------------------------------------------------------
-python3 - "$RAW" "$RESULTS" "$DATA_BLOCKS" "$DATA_MB" "$EXTRA_MB" "$(cat "$WORK/gen-seconds")" "$ROUNDS" "$TARGET_MB" <<'PY'
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+python3 - "$RAW" "$RESULTS" "$DATA_BLOCKS" "$DATA_MB" "$EXTRA_MB" "$(cat "$WORK/gen-seconds")" "$ROUNDS" "$TARGET_MB" "$REHOST_BIN" "$LOAD" <<'PY'
 import statistics, sys, collections, datetime, os
-raw, out, blocks, mb, extra_mb, gen_s, rounds, target = sys.argv[1:]
+raw, out, blocks, mb, extra_mb, gen_s, rounds, target, rehost_bin, load = sys.argv[1:]
 rows = collections.defaultdict(list)
 for line in open(raw):
     name, r, wall, rss, b = line.rstrip("\n").split("\t")
@@ -220,6 +221,10 @@ lines = [
     f"(backfilled with promtool from random-walk gauges, generated in {gen_s} s"
     + (f"; the {target} MiB asked for did not fit in the generation time limit" if int(mb) < int(target) * 0.95 else "")
     + f"). The incremental backup adds one block of {extra_mb} MiB.",
+    "",
+    f"rehost binary: `{os.path.relpath(rehost_bin)}`"
+    + (" (a debug build: only zlib-rs, flate2 and sha2 are optimized)" if "/debug/" in rehost_bin else "")
+    + f". Load average at the end of the run: {load}.",
     "",
     "| | full: time | full: uploaded | incremental: time | incremental: uploaded | peak RSS |",
     "|---|---:|---:|---:|---:|---:|",
