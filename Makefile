@@ -28,7 +28,9 @@ demo:
 	scripts/demo.sh
 
 demo-clean:
-	scripts/garage.sh stop target/garage-demo
+	if [ -x target/release/rehost ] && [ -f target/demo/rehost.yaml ]; then \
+		target/release/rehost -q -c target/demo/rehost.yaml down --volumes || true; fi
+	scripts/garage.sh stop target/garage-demo || true
 	rm -rf target/garage-demo target/demo
 
 bench:

@@ -124,6 +124,26 @@ pub enum Command {
     /// period is the longest interval between two consecutive occurrences of
     /// its cron schedule). Exit 2 without a `metrics:` section.
     Status,
+    /// The boot sequence of a fresh VM: restore state, bring the stack up, run the jobs.
+    ///
+    /// Takes the boot lock (a second boot exits at once), waits for the
+    /// Docker Engine (with a `stack:`), restores every state entry per its
+    /// `restore:` policy concurrently (a missing backup is normal on a first
+    /// boot; an unreachable store stops the boot when an entry is
+    /// `required`; any other restore failure stops it before the stack
+    /// starts), runs `up`, writes `rehost-boot.prom`, then — unless
+    /// --no-run — replaces itself with `rehost run` as the `run_as` user.
+    Boot {
+        /// Stop once the stack is up; do not start the jobs daemon.
+        #[arg(long)]
+        no_run: bool,
+        /// How long to wait for the Docker Engine to answer.
+        #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
+        docker_timeout: std::time::Duration,
+        /// Longest wait, in all, for healthchecks and depends_on conditions.
+        #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = humantime::parse_duration)]
+        wait_timeout: std::time::Duration,
+    },
     /// Reconcile the Docker Engine with the stack's compose file (`stack:`).
     ///
     /// Builds the images whose build context changed, creates what is
@@ -309,6 +329,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Check => cmd::check::run(&ctx).await,
         Command::Run { allow_root, grace } => cmd::run::run(ctx, allow_root, grace).await,
         Command::Status => cmd::status::run(&ctx).await,
+        Command::Boot {
+            no_run,
+            docker_timeout,
+            wait_timeout,
+        } => {
+            let opts = cmd::boot::BootOptions {
+                no_run,
+                docker_timeout,
+                wait_timeout,
+            };
+            cmd::boot::run(&ctx, &args.global, &opts).await
+        }
         Command::Up { wait_timeout } => cmd::up::run(&ctx, wait_timeout).await,
         Command::Down { volumes } => cmd::down::run(&ctx, volumes).await,
     }

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rehost_tests::{garage, promtool_check, rehost_bin, Garage, TestEnv};
+use rehost_tests::{garage, promtool_check, rehost_bin, Garage, Run, TestEnv};
 
 const USER: &str = "rehost-test";
 
@@ -447,4 +447,104 @@ fn status_exit_codes_follow_the_staleness_rule() {
         "{}",
         none.stderr()
     );
+}
+
+/// `rehost boot` (no stack): restores, then replaces itself with `rehost run`
+/// as `run_as` — the same process, now unprivileged, scheduling the jobs.
+#[test]
+fn boot_hands_the_daemon_to_run_as() {
+    let Some(g) = garage() else { return };
+    let Some(()) = need_root("boot's hand-over to an unprivileged user") else {
+        return;
+    };
+    let state = format!("{SCHEDULED}run_as: {USER}\n");
+    let (env, _g, user) = user_env(&g, &state, None);
+    let mut daemon = Daemon::start(command(&env, None, &["boot", "--docker-timeout", "5s"]));
+    assert!(
+        daemon.wait_log(Duration::from_secs(20), |l| l.contains("daemon started")),
+        "{}",
+        daemon.log()
+    );
+    let pid = daemon.child.as_ref().unwrap().id();
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    let uids: Vec<u32> = uid_line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(
+        uids,
+        vec![user.0; 4],
+        "real/effective/saved/fs uid of the daemon"
+    );
+    let metrics = env.metrics();
+    assert!(
+        wait(Duration::from_secs(15), || metric(
+            &metrics,
+            "backup-site",
+            "rehost_job_last_status"
+        ) == Some(1.0)),
+        "the handed-over daemon did not run its run_at_start job\n{}",
+        daemon.log()
+    );
+    let boot = fs::read_to_string(metrics.join("rehost-boot.prom")).unwrap();
+    assert!(boot.contains("rehost_boot_last_status 1\n"), "{boot}");
+    promtool_check(&metrics.join("rehost-boot.prom"));
+    let (code, _) = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(code, 0, "{}", daemon.log());
+}
+
+#[test]
+fn boot_refuses_before_restoring_without_a_usable_run_as() {
+    let Some(g) = garage() else { return };
+    let (env, _g, _user) = user_env(&g, SCHEDULED, None);
+    let run = Run(command(&env, None, &["boot"]).output().unwrap());
+    run.expect(2);
+    assert!(
+        run.stderr().contains("`run_as` is not set"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!env.metrics().join("rehost-boot.prom").exists());
+    let state = format!("{SCHEDULED}run_as: no-such-user-here\n");
+    env.write_config(
+        &g,
+        &g.endpoint,
+        &state.replace("ROOT", &env.dir.path().display().to_string()),
+    );
+    let run = Run(command(&env, None, &["boot"]).output().unwrap());
+    run.expect(2);
+    assert!(
+        run.stderr().contains("no user `no-such-user-here`"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn a_second_boot_exits_while_the_first_holds_the_lock() {
+    let Some(g) = garage() else { return };
+    let (env, _g, _user) = user_env(&g, SCHEDULED, None);
+    // The first boot is stood in for by flock(1) holding the lock file.
+    let lock = env.dir.path().join(".rehost-boot.lock");
+    // --no-fork: flock execs sleep itself, so killing it releases the lock.
+    let mut holder = Command::new("flock")
+        .arg("--no-fork")
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait(Duration::from_secs(5), || lock.exists()));
+    std::thread::sleep(Duration::from_millis(200));
+    let run = Run(command(&env, None, &["boot", "--no-run"]).output().unwrap());
+    let _ = holder.kill();
+    let _ = holder.wait();
+    run.expect(1);
+    assert!(run.stderr().contains("boot lock"), "{}", run.stderr());
+    assert!(run.stderr().contains("is held"), "{}", run.stderr());
+    // Nothing was restored by the refused boot.
+    assert!(!env.metrics().join("rehost-restore-acme.prom").exists());
 }

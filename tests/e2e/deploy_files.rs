@@ -500,3 +500,47 @@ fn dockerfiles_build() {
         assert!(!out.status.success(), "{broken:?} built:\n{}", text(&out));
     }
 }
+
+/// The example configuration and its compose file pass `rehost check`: the
+/// compose file stays inside rehost's subset, the kinds validate, and the
+/// `${VAR}`s the README lists are the ones it needs.
+#[test]
+fn example_stack_passes_rehost_check() {
+    let Some(g) = rehost_tests::garage() else {
+        return;
+    };
+    let creds = fs::read_to_string(&g.credentials).unwrap();
+    let key_id = creds
+        .lines()
+        .find_map(|l| {
+            l.split_once('=')
+                .filter(|(k, _)| k.trim() == "aws_access_key_id")
+        })
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap();
+    let mut cmd = Command::new(rehost_tests::rehost_bin());
+    cmd.arg("-c")
+        .arg(images().join("stack/rehost.yaml"))
+        .arg("check")
+        .env("REHOST_HOST", "deploy-check")
+        .env(
+            "REHOST_STORAGE_URL",
+            format!("s3://{}/deploy-check", g.bucket),
+        )
+        .env("REHOST_S3_ENDPOINT", &g.endpoint)
+        .env("REHOST_S3_REGION", "garage")
+        .env("REHOST_CONTENT_URL", format!("s3://{}/site/", g.bucket));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") || k.starts_with("REHOST_CONFIG") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("AWS_ACCESS_KEY_ID", key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &g.secret);
+    let out = ok(&mut cmd);
+    assert!(
+        out.contains("docker-compose.yml: ok (project site, 9 services"),
+        "{out}"
+    );
+    assert!(!out.contains(&g.secret), "the secret was printed: {out}");
+}

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod backups;
+pub mod boot;
 pub mod check;
 pub mod down;
 pub mod prune;

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use crate::cli::{Ctx, UsageError};
 use crate::stack::compose;
 use crate::stack::engine::{self, UpOptions};
+use crate::stack::model::Project;
 
 pub async fn run(ctx: &Ctx, wait_timeout: Duration) -> anyhow::Result<()> {
-    let clock = Instant::now();
     let stack = ctx.config.stack.as_ref().ok_or_else(|| {
         UsageError(format!(
             "{}: no `stack:` section, so there is no stack to bring up",
@@ -20,9 +20,21 @@ pub async fn run(ctx: &Ctx, wait_timeout: Duration) -> anyhow::Result<()> {
     })?;
     let project = compose::load(stack, &|name| std::env::var(name).ok())?;
     let docker = engine::connect().await?;
+    up(ctx, &docker, &project, wait_timeout).await
+}
+
+/// Reconciles `project` and prints what changed: `rehost up`, and step 5 of
+/// `rehost boot`.
+pub async fn up(
+    ctx: &Ctx,
+    docker: &bollard::Docker,
+    project: &Project,
+    wait_timeout: Duration,
+) -> anyhow::Result<()> {
+    let clock = Instant::now();
     let report = engine::up(
-        &docker,
-        &project,
+        docker,
+        project,
         &UpOptions {
             dry_run: ctx.dry_run,
             wait_timeout,

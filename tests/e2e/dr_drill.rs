@@ -1,0 +1,345 @@
+//! The disaster-recovery drill (issue 6), against real Garage, the real Docker
+//! Engine and a real Prometheus in a container:
+//!
+//! 1. empty bucket, fresh directories: `rehost boot --no-run` brings the stack
+//!    up; content is pulled and served; first backups are written;
+//! 2. Prometheus scrapes for a while; backups again; acme.json's bytes and a
+//!    query result are recorded;
+//! 3. everything is destroyed: containers, networks, every local directory;
+//! 4. `rehost boot --no-run` again: acme.json is byte-identical with mode
+//!    0600, Prometheus answers the old query with the old samples, the site
+//!    serves the same content, metrics files are back;
+//! 5. with storage unreachable and a `required` entry, boot fails before
+//!    starting anything.
+//!
+//! The drill prints its timings (restore, up, total) for the README.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rehost_tests::{docker, garage, rehost_bin, S3cmd, TestEnv};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on loopback; `None` while nothing answers.
+fn http_get(port: u16, path: &str) -> Option<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let status = std::str::from_utf8(&buf[..head_end])
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((status, buf[head_end + 4..].to_vec()))
+}
+
+/// Waits (bounded) until `f` returns `Some`.
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A PromQL instant query's single value, as text (exact comparison).
+fn query(port: u16, promql: &str, at: f64) -> Option<String> {
+    let q: String = promql
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let (status, body) = http_get(port, &format!("/api/v1/query?query={q}&time={at:.3}"))?;
+    if status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let result = v["data"]["result"].as_array()?;
+    let first = result.first()?;
+    first["value"][1].as_str().map(str::to_string)
+}
+
+fn project_containers(project: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=com.docker.compose.project={project}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Removes the project's containers and networks whatever happened.
+struct Cleanup {
+    env_config: std::path::PathBuf,
+    project: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new(rehost_bin())
+            .arg("-c")
+            .arg(&self.env_config)
+            .args(["down", "--volumes"])
+            .output();
+        for id in project_containers(&self.project) {
+            let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+        }
+    }
+}
+
+fn compose_file(dir: &Path) -> String {
+    // busybox httpd answers 404 on `/` until content is pulled: healthy means
+    // "serving", not "has content".
+    format!(
+        r#"services:
+  web:
+    image: rehost-test/busybox:latest
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    volumes:
+      - {www}:/www:ro
+    ports:
+      - "127.0.0.1:${{WEB_PORT}}:80"
+    healthcheck:
+      test: ["CMD-SHELL", "wget -S -O /dev/null http://127.0.0.1/ 2>&1 | grep -q 'HTTP/1.[01] [24]0[04]'"]
+      interval: 1s
+      timeout: 2s
+      retries: 30
+  prometheus:
+    image: rehost-test/prometheus:latest
+    command:
+      - --config.file=/etc/prometheus/prometheus.yml
+      - --storage.tsdb.path=/prometheus
+      - --web.listen-address=:9090
+      - --web.enable-admin-api
+    volumes:
+      - {prom}:/prometheus
+      - {promcfg}:/etc/prometheus/prometheus.yml:ro
+    ports:
+      - "127.0.0.1:${{PROM_PORT}}:9090"
+    depends_on:
+      web:
+        condition: service_healthy
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:9090/-/ready"]
+      interval: 1s
+      timeout: 2s
+      retries: 60
+"#,
+        www = dir.join("root/www").display(),
+        prom = dir.join("root/prometheus").display(),
+        promcfg = dir.join("stack/prometheus.yml").display(),
+    )
+}
+
+#[test]
+fn disaster_recovery_drill() {
+    let Some(g) = garage() else { return };
+    if !docker::available() {
+        return;
+    }
+    docker::test_images();
+    let drill = Instant::now();
+
+    let prom_port = free_port();
+    let web_port = free_port();
+    let env = TestEnv::new(&g, "");
+    let dir = env.dir.path().to_path_buf();
+    let project = format!("drill{}", std::process::id());
+    let _cleanup = Cleanup {
+        env_config: env.config.clone(),
+        project: project.clone(),
+    };
+    std::fs::create_dir_all(dir.join("stack")).unwrap();
+    std::fs::write(dir.join("stack/docker-compose.yml"), compose_file(&dir)).unwrap();
+    std::fs::write(
+        dir.join("stack/prometheus.yml"),
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:9090']\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("stack/stack.env"),
+        format!("WEB_PORT={web_port}\nPROM_PORT={prom_port}\n"),
+    )
+    .unwrap();
+
+    // Content in the bucket, as a CI job would upload it.
+    let s3 = S3cmd::new(&g, &dir).expect("s3cmd (CI installs it)");
+    let site = dir.join("site-src");
+    std::fs::create_dir_all(site.join("css")).unwrap();
+    std::fs::write(
+        site.join("index.html"),
+        format!("<h1>drill {project}</h1>\n"),
+    )
+    .unwrap();
+    std::fs::write(site.join("css/site.css"), "body { color: teal }\n").unwrap();
+    let content_url = format!("s3://{}/{}/content/", g.bucket, env.prefix);
+    s3.run(&["sync", &format!("{}/", site.display()), &content_url]);
+
+    let state = format!(
+        r#"  acme:
+    path: {root}/acme/acme.json
+    mode: "0600"
+    restore: if-missing
+    required: true
+  prometheus:
+    path: {root}/prometheus
+    kind: prometheus
+    api: http://127.0.0.1:{prom_port}
+    restore: if-missing
+pull:
+  site:
+    source: s3://{bucket}/{prefix}/content/
+    dest: {root}/www
+    delete_removed: true
+stack:
+  compose: {dir}/stack/docker-compose.yml
+  project: {project}
+  env_file: {dir}/stack/stack.env"#,
+        root = dir.join("root").display(),
+        bucket = g.bucket,
+        prefix = env.prefix,
+        dir = dir.display(),
+    );
+    env.write_config(&g, &g.endpoint, &state);
+    // Provisioning leaves an acme.json (Traefik fills it on first start).
+    std::fs::create_dir_all(dir.join("root/acme")).unwrap();
+    let acme = dir.join("root/acme/acme.json");
+    std::fs::write(&acme, format!("{{\"le\":{{\"Account\":\"{project}\"}}}}\n")).unwrap();
+    std::fs::set_permissions(&acme, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::create_dir_all(dir.join("root/prometheus")).unwrap();
+    std::fs::create_dir_all(dir.join("root/www")).unwrap();
+
+    // 1. First boot ever: nothing to restore, the stack comes up.
+    let first = env.rehost(&["boot", "--no-run"]);
+    first.expect(0);
+    println!("first boot:\n{}", first.stdout());
+    assert!(
+        first.stdout().contains("no backup in storage yet"),
+        "{}",
+        first.all()
+    );
+    wait_for("the web server", Duration::from_secs(30), || {
+        http_get(web_port, "/")
+    });
+    env.rehost(&["pull"]).expect(0);
+    let page = wait_for("the pulled page", Duration::from_secs(30), || {
+        http_get(web_port, "/index.html").filter(|(s, _)| *s == 200)
+    });
+    assert_eq!(page.1, std::fs::read(site.join("index.html")).unwrap());
+    env.rehost(&["backup"]).expect(0);
+
+    // 2. Samples accumulate; back up again and record what must come back.
+    wait_for("Prometheus to answer", Duration::from_secs(60), || {
+        query(prom_port, "up", now())
+    });
+    std::thread::sleep(Duration::from_secs(8));
+    env.rehost(&["backup"]).expect(0);
+    let at = now();
+    let promql = r#"count_over_time(up{job="prometheus"}[10m])"#;
+    let samples = wait_for("a query result", Duration::from_secs(30), || {
+        query(prom_port, promql, at)
+    });
+    assert!(
+        samples.parse::<f64>().unwrap() >= 3.0,
+        "only {samples} samples scraped"
+    );
+    let acme_bytes = std::fs::read(&acme).unwrap();
+    println!(
+        "recorded: acme.json {} bytes, {samples} samples at {at}",
+        acme_bytes.len()
+    );
+
+    // 3. Destroy the host: containers, networks, every local directory.
+    env.rehost(&["down"]).expect(0);
+    assert!(project_containers(&project).is_empty());
+    std::fs::remove_dir_all(dir.join("root")).unwrap();
+    std::fs::remove_dir_all(env.metrics()).unwrap();
+
+    // 4. Boot the "new VM".
+    let second = env.rehost(&["boot", "--no-run"]);
+    second.expect(0);
+    println!("second boot:\n{}", second.stdout());
+    assert_eq!(std::fs::read(&acme).unwrap(), acme_bytes, "acme.json bytes");
+    let mode = std::fs::metadata(&acme).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "acme.json mode {mode:o}");
+    let restored = wait_for(
+        "Prometheus on restored data",
+        Duration::from_secs(60),
+        || query(prom_port, promql, at),
+    );
+    assert_eq!(restored, samples, "samples of {promql} at {at}");
+    env.rehost(&["pull"]).expect(0);
+    let page = wait_for("the page after recovery", Duration::from_secs(30), || {
+        http_get(web_port, "/index.html").filter(|(s, _)| *s == 200)
+    });
+    assert_eq!(page.1, std::fs::read(site.join("index.html")).unwrap());
+    assert!(env.metrics().join("rehost-boot.prom").exists());
+    assert!(env.metrics().join("rehost-restore-acme.prom").exists());
+    rehost_tests::promtool_check(&env.metrics().join("rehost-boot.prom"));
+
+    // 5. Storage unreachable with a required entry: nothing starts.
+    env.rehost(&["down"]).expect(0);
+    std::fs::remove_dir_all(dir.join("root")).unwrap();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    env.write_config(&g, &dead, &state);
+    let refused = env.rehost(&["boot", "--no-run"]);
+    refused.expect(3);
+    assert!(refused.all().contains("required"), "{}", refused.all());
+    assert!(
+        project_containers(&project).is_empty(),
+        "boot started containers although storage was unreachable"
+    );
+
+    println!(
+        "DR drill timings: {} | {} | whole drill {:.1}s",
+        timing_line(&first.stdout()),
+        timing_line(&second.stdout()),
+        drill.elapsed().as_secs_f64()
+    );
+}
+
+fn timing_line(out: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with("boot: done"))
+        .unwrap_or("boot: (no timing line)")
+        .to_string()
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
