@@ -343,3 +343,86 @@ fn now() -> f64 {
         .unwrap()
         .as_secs_f64()
 }
+
+fn started_at(project: &str) -> String {
+    let ids = project_containers(project);
+    assert_eq!(ids.len(), 1, "containers of {project}: {ids:?}");
+    let out = Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{.State.Running}} {{.State.StartedAt}}",
+            &ids[0],
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `stop:` on a state entry: the service is stopped for the backup and
+/// started again afterwards, also when the backup fails; an unknown service
+/// stops nothing.
+#[test]
+fn services_are_stopped_for_a_backup_and_started_again() {
+    let Some(g) = garage() else { return };
+    if !docker::available() {
+        return;
+    }
+    docker::test_images();
+    let env = TestEnv::new(&g, "");
+    let dir = env.dir.path().to_path_buf();
+    let project = format!("stop{}", std::process::id());
+    let _cleanup = Cleanup {
+        env_config: env.config.clone(),
+        project: project.clone(),
+    };
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/app.db"), "rows\n").unwrap();
+    std::fs::write(
+        dir.join("compose.yml"),
+        format!(
+            "services:\n  app:\n    image: rehost-test/busybox:latest\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n    volumes:\n      - {}:/data\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let state = |stop: &str| {
+        format!(
+            "  data:\n    path: {}/data\n    stop: [{stop}]\nstack:\n  compose: {}/compose.yml\n  project: {project}",
+            dir.display(),
+            dir.display()
+        )
+    };
+    env.write_config(&g, &g.endpoint, &state("app"));
+    env.rehost(&["up"]).expect(0);
+    let before = started_at(&project);
+    assert!(before.starts_with("true "), "{before}");
+
+    let run = env.rehost(&["backup"]);
+    run.expect(0);
+    let after = started_at(&project);
+    assert!(after.starts_with("true "), "not running again: {after}");
+    assert_ne!(
+        after, before,
+        "the container was not stopped for the backup"
+    );
+
+    // Storage down: the backup fails, the service runs again anyway.
+    std::fs::write(dir.join("data/app.db"), "more rows\n").unwrap();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    env.write_config(&g, &dead, &state("app"));
+    env.rehost(&["backup"]).expect(3);
+    let again = started_at(&project);
+    assert!(
+        again.starts_with("true "),
+        "not running after a failed backup: {again}"
+    );
+    assert_ne!(again, after);
+
+    // An unknown service: nothing is stopped, the backup does not run.
+    env.write_config(&g, &g.endpoint, &state("app, nope"));
+    let run = env.rehost(&["backup"]);
+    run.expect(1);
+    assert!(run.stderr().contains("service `nope`"), "{}", run.stderr());
+    assert_eq!(started_at(&project), again, "a container was restarted");
+}

@@ -8,6 +8,7 @@ use super::{run_jobs, Done};
 use crate::cli::Ctx;
 use crate::config::StateEntry;
 use crate::output::{bytes, count};
+use crate::stack::engine;
 
 pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
     let states = ctx.states(names)?;
@@ -24,9 +25,27 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
 /// Backs `entry` up once (honouring `--dry-run`); the caller logs and records.
 pub async fn backup_one(ctx: &Ctx, entry: &StateEntry) -> anyhow::Result<Done> {
     let spec = ctx.spec(entry)?;
+    let stopped = match (&ctx.config.stack, entry.stop.is_empty() || ctx.dry_run) {
+        (Some(stack), false) => Some(stop_for_backup(&stack.project, &entry.stop).await?),
+        _ => None,
+    };
     let outcome = backup(ctx.store.as_ref(), &ctx.config.host, &spec, ctx.dry_run)
         .await
-        .with_context(|| format!("back up {}", entry.path.display()))?;
+        .with_context(|| format!("back up {}", entry.path.display()));
+    if let Some((docker, ids)) = stopped {
+        // Started again whatever the backup did; a failure to start is an
+        // error of this run even when the backup itself succeeded.
+        let started = engine::start_services(&docker, &ids)
+            .await
+            .with_context(|| format!("start {} again after the backup", entry.stop.join(", ")));
+        if let Err(e) = started {
+            return Err(match outcome {
+                Ok(_) => e,
+                Err(b) => b.context(format!("{e:#}")),
+            });
+        }
+    }
+    let outcome = outcome?;
     let message = match &outcome {
         BackupOutcome::Uploaded {
             id,
@@ -66,4 +85,19 @@ pub async fn backup_one(ctx: &Ctx, entry: &StateEntry) -> anyhow::Result<Done> {
         message,
         bytes: outcome.uploaded_bytes(),
     })
+}
+
+/// `stop:` — for applications with no online backup: their containers are
+/// stopped (all replicas) so that the files are at rest while archived.
+async fn stop_for_backup(
+    project: &str,
+    services: &[String],
+) -> anyhow::Result<(bollard::Docker, Vec<String>)> {
+    let docker = engine::connect()
+        .await
+        .context("`stop:` needs the Docker Engine (the daemon's user must be allowed to use it)")?;
+    let ids = engine::stop_services(&docker, project, services)
+        .await
+        .with_context(|| format!("stop {} for the backup", services.join(", ")))?;
+    Ok((docker, ids))
 }

@@ -99,6 +99,9 @@ pub struct StateEntry {
     /// Globs of the database files, only for [`StateKind::Sqlite`]; empty
     /// means [`rehost_jobs::sqlite::DEFAULT_DATABASES`].
     pub databases: Vec<String>,
+    /// Compose services (of `stack.project`) stopped for the backup and
+    /// started again afterwards, even when it fails.
+    pub stop: Vec<String>,
     /// `timeout`, `jitter`, `retries`, `run_at_start` of the scheduled backup.
     pub job: JobOverrides,
 }

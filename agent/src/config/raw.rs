@@ -82,6 +82,8 @@ pub(crate) struct RawState {
     pub(crate) api: Option<String>,
     #[serde(default)]
     pub(crate) databases: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) stop: Option<Vec<String>>,
     #[serde(default, deserialize_with = "lenient::string")]
     pub(crate) timeout: Option<String>,
     #[serde(default, deserialize_with = "lenient::string")]

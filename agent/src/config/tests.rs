@@ -134,6 +134,7 @@ fn spec_example_parses_with_every_value() {
             }),
             api: None,
             databases: vec![],
+            stop: vec![],
             job: JobOverrides::default(),
         }
     );
@@ -503,6 +504,20 @@ fn errors_name_line_column_and_key() {
             column: Some(5),
             key: Some("state.prom.api"),
             message: "expected an http:// URL: rehost reaches the admin API without TLS, normally on loopback",
+        },
+        Case {
+            text: "state:\n  db:\n    path: /srv/db\n    stop: [grafana]\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.db.stop"),
+            message: "`stop` needs a `stack:` section: the services are those of its compose project",
+        },
+        Case {
+            text: "stack:\n  compose: /opt/s/compose.yml\nstate:\n  db:\n    path: /srv/db\n    stop: [grafana, grafana]\n",
+            line: Some(9),
+            column: Some(5),
+            key: Some("state.db.stop"),
+            message: "service `grafana` is listed twice",
         },
         Case {
             text: "state:\n  db:\n    path: /srv/db\n    databases: [\"*.db\"]\n",

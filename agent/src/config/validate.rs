@@ -54,6 +54,12 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> Result<Config, Problem> {
     let mut state = IndexMap::new();
     for (name, entry) in raw.state.unwrap_or_default() {
         let entry = state_entry(&name, entry)?;
+        if !entry.stop.is_empty() && stack.is_none() {
+            return Err(Problem::new(
+                at(&["state", &name, "stop"]),
+                "`stop` needs a `stack:` section: the services are those of its compose project",
+            ));
+        }
         state.insert(name, entry);
     }
     let mut pull = IndexMap::new();
@@ -299,6 +305,21 @@ fn state_entry(name: &str, raw: RawState) -> Result<StateEntry, Problem> {
         }
         Some(globs) => database_globs(globs).map_err(|m| Problem::new(key("databases"), m))?,
     };
+    let stop = raw.stop.unwrap_or_default();
+    for (i, service) in stop.iter().enumerate() {
+        if service.is_empty() || service.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Problem::new(
+                key("stop"),
+                format!("expected compose service names, got {service:?}"),
+            ));
+        }
+        if stop[..i].contains(service) {
+            return Err(Problem::new(
+                key("stop"),
+                format!("service `{service}` is listed twice"),
+            ));
+        }
+    }
     let job = job_overrides(
         &["state", name],
         raw.timeout,
@@ -319,6 +340,7 @@ fn state_entry(name: &str, raw: RawState) -> Result<StateEntry, Problem> {
         keep,
         api,
         databases,
+        stop,
         job,
     })
 }
