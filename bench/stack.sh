@@ -100,6 +100,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+LOAD0="$(cut -d' ' -f1-3 /proc/loadavg)"
 TSV="$WORK/results-$RUNID.tsv"
 printf 'tool\top\tround\twall_s\texit\n' >"$TSV"
 FAILED=0
@@ -155,10 +156,11 @@ for ((round = 1; round <= BENCH_ROUNDS; round++)); do
     done
 done
 
+load="$(cut -d' ' -f1-3 /proc/loadavg)"
 versions="rehost: $("$REHOST_BIN" --version | head -n 1) ($REHOST_BIN); docker-compose: $(docker-compose version --short 2>/dev/null); Docker Engine: $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
-python3 - "$TSV" "$BENCH_RESULTS" "$BENCH_ROUNDS" "$versions" "$RUNID" <<'EOF'
+python3 - "$TSV" "$BENCH_RESULTS" "$BENCH_ROUNDS" "$versions" "$RUNID" "$LOAD0" "$load" <<'EOF'
 import csv, statistics, sys
-tsv, out, rounds, versions, runid = sys.argv[1:6]
+tsv, out, rounds, versions, runid, load0, load1 = sys.argv[1:8]
 rows = list(csv.DictReader(open(tsv), delimiter="\t"))
 def med(tool, op):
     v = [float(r["wall_s"]) for r in rows if r["tool"] == tool and r["op"] == op and r["exit"] == "0"]
@@ -167,7 +169,8 @@ lines = [
     "# Stack benchmark: `rehost up` vs `docker-compose up -d`",
     "",
     f"Run {runid}, {rounds} interleaved rounds, medians (all runs in parentheses), wall seconds.",
-    f"{versions}. Machine: {open('/proc/cpuinfo').read().count('processor')} cores.",
+    f"{versions}. Machine: {open('/proc/cpuinfo').read().count('processor')} cores,",
+    f"load average {load0} at the start and {load1} at the end (the machine is shared).",
     "",
     "Stack: `tests/fixtures/stack` (web built from its context, healthcheck every 1 s;",
     "Prometheus waits for web to be healthy; node exporter waits for Prometheus to be healthy).",

@@ -697,3 +697,107 @@ async fn stop_and_start_services_for_a_backup() {
     engine::start_services(&docker, &ids).await.unwrap();
     assert!(running(format!("{name}-db-1")).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_successfully_external_networks_and_host_network() {
+    let Some(docker) = docker().await else { return };
+    let name = project_name("oneshot");
+    let _cleanup = Cleanup(name.clone());
+    // A network made by "another project": joined, never created or removed.
+    let shared = format!("{name}-shared");
+    docker
+        .create_network(bollard::models::NetworkCreateRequest {
+            name: shared.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    struct DropNet(String);
+    impl Drop for DropNet {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("docker")
+                .args(["network", "rm", &self.0])
+                .output();
+        }
+    }
+    let _net = DropNet(shared.clone());
+
+    let mut project = stack(&name);
+    project.services.clear();
+    project.networks.insert(
+        "shared".into(),
+        Network {
+            name: shared.clone(),
+            external: true,
+            driver: "bridge".into(),
+            internal: false,
+            subnets: vec![],
+            labels: BTreeMap::new(),
+        },
+    );
+    let mut init = base_service("init", "rehost-test/busybox:latest");
+    init.command = Some(["sh", "-c", "exit 0"].map(String::from).to_vec());
+    let mut app = base_service("app", "rehost-test/busybox:latest");
+    app.command = Some(sleeper());
+    app.networks
+        .insert("shared".into(), ServiceNetwork::default());
+    app.depends_on.insert(
+        "init".into(),
+        Dependency {
+            condition: Condition::CompletedSuccessfully,
+            restart: false,
+            required: true,
+        },
+    );
+    let mut host = base_service("hostnet", "rehost-test/busybox:latest");
+    host.command = Some(sleeper());
+    host.networks.clear();
+    host.network_mode = Some(NetworkMode::Host);
+    project.services.insert("init".into(), init);
+    project.services.insert("app".into(), app);
+    project.services.insert("hostnet".into(), host);
+
+    engine::up(&docker, &project, &opts()).await.unwrap();
+    let app_info = docker
+        .inspect_container(&format!("{name}-app-1"), None)
+        .await
+        .unwrap();
+    assert!(app_info.state.unwrap().running.unwrap());
+    let nets = app_info.network_settings.unwrap().networks.unwrap();
+    assert!(nets.contains_key(&shared), "{:?}", nets.keys());
+    let host_info = docker
+        .inspect_container(&format!("{name}-hostnet-1"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        host_info.host_config.unwrap().network_mode.as_deref(),
+        Some("host")
+    );
+
+    // down leaves the external network alone.
+    engine::down(&docker, &name, DownOptions::default())
+        .await
+        .unwrap();
+    assert!(docker.inspect_network(&shared, None).await.is_ok());
+
+    // A one-shot that fails stops what depends on it, with its exit code.
+    project.services["init"].command = Some(["sh", "-c", "exit 3"].map(String::from).to_vec());
+    let err = engine::up(&docker, &project, &opts()).await.unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("service `init` did not complete successfully: exited with code 3"),
+        "{msg}"
+    );
+    assert!(docker
+        .inspect_container(&format!("{name}-app-1"), None)
+        .await
+        .is_err());
+
+    // An external network that does not exist is named.
+    project.networks["shared"].name = format!("{name}-missing");
+    let err = engine::up(&docker, &project, &opts()).await.unwrap_err();
+    assert!(
+        format!("{err:#}").contains(&format!("no network named {name}-missing")),
+        "{err:#}"
+    );
+}
