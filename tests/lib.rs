@@ -23,6 +23,14 @@ pub fn rehost_bin() -> PathBuf {
     bin
 }
 
+/// A loopback TCP port that was free a moment ago (for servers a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
 /// Garage settings from `scripts/garage.sh start`; `None` (skip, with a
 /// printed reason) outside CI, a panic under `CI=true`.
 pub fn garage() -> Option<Garage> {

@@ -107,24 +107,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn base_service(name: &str, image: &str) -> Service {
-    Service {
-        name: name.into(),
-        image: Some(image.into()),
-        build: None,
-        command: None,
-        entrypoint: None,
-        environment: BTreeMap::new(),
-        labels: BTreeMap::new(),
-        ports: vec![],
-        volumes: vec![],
-        networks: IndexMap::from([("default".to_string(), ServiceNetwork::default())]),
-        network_mode: None,
-        restart: Restart::No,
-        user: None,
-        healthcheck: None,
-        replicas: 1,
-        depends_on: IndexMap::new(),
-    }
+    Service::new(name, image)
 }
 
 /// `sh -c CMD` that exits on SIGTERM (a PID 1 without a handler ignores it,

@@ -10,12 +10,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rehost_tests::deploy::{images, need, run, text, yaml};
+use rehost_tests::free_port;
 use rehost_tests::rehost_bin;
 
 /// Kills and reaps a server started by the test, even when it fails.
@@ -35,14 +35,6 @@ fn start(name: &'static str, cmd: &mut Command, log: &Path) -> Server {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
     Server(child)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// GET `url` (with `query` URL-encoded) through curl; `None` until the server answers.

@@ -17,21 +17,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rehost_tests::{docker, garage, rehost_bin, S3cmd, TestEnv};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use rehost_tests::{docker, free_port, garage, rehost_bin, S3cmd, TestEnv};
 
 /// `GET path` on loopback; `None` while nothing answers.
 fn http_get(port: u16, path: &str) -> Option<(u16, Vec<u8>)> {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rehost_tests::{rehost_bin, Run};
+use rehost_tests::{free_port, rehost_bin, Run};
 
 /// `true` when Docker is there (the test images are built when missing);
 /// otherwise skip, or fail under `CI=true`.
@@ -175,15 +175,6 @@ fn copy_dir(from: &Path, to: &Path) {
             fs::copy(e.path(), &target).unwrap();
         }
     }
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A plain HTTP/1.0 GET on 127.0.0.1: the body of a 200, or the error.

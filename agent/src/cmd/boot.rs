@@ -18,13 +18,12 @@ use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
+use rehost_jobs::catalog::Selector;
 use rehost_jobs::lock::StateLock;
 use rehost_jobs::metrics;
-use rehost_jobs::restore::{restore, RestoreOutcome, RestoreRequest};
 
 use crate::cli::{Ctx, GlobalArgs, LogFormat, UsageError};
 use crate::config::StateEntry;
-use crate::output::bytes;
 use crate::stack::{compose, engine};
 
 pub struct BootOptions {
@@ -243,37 +242,9 @@ async fn restore_all(ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 async fn restore_one(ctx: &Ctx, entry: &StateEntry) -> anyhow::Result<u64> {
-    let spec = ctx.spec(entry)?;
-    let req = RestoreRequest {
-        policy: entry.restore,
-        force: false,
-        selector: rehost_jobs::catalog::Selector::Latest,
-        dry_run: ctx.dry_run,
-    };
-    let outcome = restore(ctx.store.as_ref(), &ctx.config.host, &spec, &req)
-        .await
-        .with_context(|| format!("restore {}", entry.path.display()))?;
-    let (line, moved) = match outcome {
-        RestoreOutcome::Restored {
-            id,
-            files,
-            bytes: size,
-        } => (
-            format!(
-                "restored backup {id} into {} ({files} files, {})",
-                entry.path.display(),
-                bytes(size)
-            ),
-            size,
-        ),
-        RestoreOutcome::NoBackup => ("no backup in storage yet (first boot?)".to_string(), 0),
-        RestoreOutcome::Skipped(why) => (format!("kept what is there: {why}"), 0),
-        RestoreOutcome::WouldRestore { id, .. } => {
-            (format!("would restore backup {id} (dry run)"), 0)
-        }
-    };
-    println!("{}: {line}", entry.name);
-    Ok(moved)
+    let done = super::restore::restore_one(ctx, entry, false, Selector::Latest).await?;
+    println!("{}: {}", entry.name, done.message);
+    Ok(done.bytes)
 }
 
 struct DaemonUser {

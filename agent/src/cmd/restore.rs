@@ -6,6 +6,7 @@ use rehost_jobs::restore::{restore, RestoreOutcome, RestoreRequest};
 
 use super::{run_jobs, Done};
 use crate::cli::Ctx;
+use crate::config::StateEntry;
 use crate::output::{bytes, count};
 
 pub async fn run(
@@ -20,63 +21,67 @@ pub async fn run(
         "restore",
         states,
         |e| e.name.clone(),
-        |entry| {
-            let selector = selector.clone();
-            async move {
-                let spec = ctx.spec(entry)?;
-                let req = RestoreRequest {
-                    policy: entry.restore,
-                    force,
-                    selector,
-                    dry_run: ctx.dry_run,
-                };
-                let outcome = restore(ctx.store.as_ref(), &ctx.config.host, &spec, &req)
-                    .await
-                    .with_context(|| format!("restore {}", entry.path.display()))?;
-                let (message, moved) = match outcome {
-                    RestoreOutcome::Restored {
-                        id,
-                        files,
-                        bytes: size,
-                    } => (
-                        format!(
-                            "restored backup {id} into {} ({}, {} downloaded)",
-                            entry.path.display(),
-                            count(files, "file"),
-                            bytes(size)
-                        ),
-                        size,
-                    ),
-                    RestoreOutcome::NoBackup => {
-                        ("no backup in storage yet; nothing restored".to_string(), 0)
-                    }
-                    RestoreOutcome::Skipped(why) => (format!("skipped: {why}"), 0),
-                    RestoreOutcome::WouldRestore {
-                        id,
-                        files,
-                        bytes: size,
-                        replaces,
-                    } => (
-                        format!(
-                            "would restore backup {id} ({}, {}) into {}{} (dry run)",
-                            count(files, "file"),
-                            bytes(size),
-                            entry.path.display(),
-                            if replaces {
-                                ", replacing what is there"
-                            } else {
-                                ""
-                            }
-                        ),
-                        0,
-                    ),
-                };
-                Ok(Done {
-                    message,
-                    bytes: moved,
-                })
-            }
-        },
+        |entry| restore_one(ctx, entry, force, selector.clone()),
     )
     .await
+}
+
+/// Restores `entry` once (honouring `--dry-run`); the caller logs and
+/// records. Shared by `restore` and `boot`.
+pub async fn restore_one(
+    ctx: &Ctx,
+    entry: &StateEntry,
+    force: bool,
+    selector: Selector,
+) -> anyhow::Result<Done> {
+    let spec = ctx.spec(entry)?;
+    let req = RestoreRequest {
+        policy: entry.restore,
+        force,
+        selector,
+        dry_run: ctx.dry_run,
+    };
+    let outcome = restore(ctx.store.as_ref(), &ctx.config.host, &spec, &req)
+        .await
+        .with_context(|| format!("restore {}", entry.path.display()))?;
+    let (message, moved) = match outcome {
+        RestoreOutcome::Restored {
+            id,
+            files,
+            bytes: size,
+        } => (
+            format!(
+                "restored backup {id} into {} ({}, {} downloaded)",
+                entry.path.display(),
+                count(files, "file"),
+                bytes(size)
+            ),
+            size,
+        ),
+        RestoreOutcome::NoBackup => ("no backup in storage yet; nothing restored".to_string(), 0),
+        RestoreOutcome::Skipped(why) => (format!("skipped: {why}"), 0),
+        RestoreOutcome::WouldRestore {
+            id,
+            files,
+            bytes: size,
+            replaces,
+        } => (
+            format!(
+                "would restore backup {id} ({}, {}) into {}{} (dry run)",
+                count(files, "file"),
+                bytes(size),
+                entry.path.display(),
+                if replaces {
+                    ", replacing what is there"
+                } else {
+                    ""
+                }
+            ),
+            0,
+        ),
+    };
+    Ok(Done {
+        message,
+        bytes: moved,
+    })
 }

@@ -69,6 +69,31 @@ pub struct Service {
     pub depends_on: IndexMap<String, Dependency>,
 }
 
+impl Service {
+    /// A service running `image` with every other key at Compose's default:
+    /// one replica on the project's `default` network.
+    pub fn new(name: &str, image: &str) -> Service {
+        Service {
+            name: name.to_string(),
+            image: Some(image.to_string()),
+            build: None,
+            command: None,
+            entrypoint: None,
+            environment: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            ports: vec![],
+            volumes: vec![],
+            networks: IndexMap::from([("default".to_string(), ServiceNetwork::default())]),
+            network_mode: None,
+            restart: Restart::No,
+            user: None,
+            healthcheck: None,
+            replicas: 1,
+            depends_on: IndexMap::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Build {
     /// Absolute.

@@ -70,40 +70,27 @@ fn edges(service: &Service) -> impl Iterator<Item = &String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::model::{Condition, Dependency, Restart};
-    use std::collections::BTreeMap;
+    use crate::stack::model::{Condition, Dependency};
 
     fn service(name: &str, deps: &[&str], shares: Option<&str>) -> (String, Service) {
-        let service = Service {
-            name: name.to_string(),
-            image: Some("x".to_string()),
-            build: None,
-            command: None,
-            entrypoint: None,
-            environment: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            ports: vec![],
-            volumes: vec![],
-            networks: IndexMap::new(),
-            network_mode: shares.map(|s| NetworkMode::Service(s.to_string())),
-            restart: Restart::No,
-            user: None,
-            healthcheck: None,
-            replicas: 1,
-            depends_on: deps
-                .iter()
-                .map(|d| {
-                    (
-                        d.to_string(),
-                        Dependency {
-                            condition: Condition::Started,
-                            restart: false,
-                            required: true,
-                        },
-                    )
-                })
-                .collect(),
-        };
+        let mut service = Service::new(name, "x");
+        if let Some(s) = shares {
+            service.networks.clear();
+            service.network_mode = Some(NetworkMode::Service(s.to_string()));
+        }
+        service.depends_on = deps
+            .iter()
+            .map(|d| {
+                (
+                    d.to_string(),
+                    Dependency {
+                        condition: Condition::Started,
+                        restart: false,
+                        required: true,
+                    },
+                )
+            })
+            .collect();
         (name.to_string(), service)
     }
 

@@ -287,24 +287,7 @@ pub(crate) mod tests {
     use std::path::PathBuf;
 
     pub(crate) fn service(name: &str) -> Service {
-        Service {
-            name: name.into(),
-            image: Some("rehost-test/busybox:latest".into()),
-            build: None,
-            command: None,
-            entrypoint: None,
-            environment: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            ports: vec![],
-            volumes: vec![],
-            networks: IndexMap::from([("default".to_string(), ServiceNetwork::default())]),
-            network_mode: None,
-            restart: Restart::No,
-            user: None,
-            healthcheck: None,
-            replicas: 1,
-            depends_on: IndexMap::new(),
-        }
+        Service::new(name, "rehost-test/busybox:latest")
     }
 
     pub(crate) fn project(name: &str, services: Vec<Service>) -> Project {
