@@ -19,6 +19,7 @@
 
 mod error;
 mod locate;
+pub mod permissions;
 mod raw;
 mod validate;
 mod values;
