@@ -147,6 +147,7 @@ fn make_data(root: &Path, rng: &mut Rng) {
 /// Two pull sources with mostly the same keys and different contents, plus
 /// keys only in one of them.
 fn publish_sources(g: &Garage, dir: &Path, prefix: &str) -> Option<[BTreeMap<String, Vec<u8>>; 2]> {
+    fs::create_dir_all(dir).unwrap();
     let s3 = S3cmd::new(g, dir)?;
     let mut rng = Rng::new(99);
     let mut out = Vec::new();
