@@ -96,9 +96,17 @@ fn the_secret_key_appears_nowhere() {
         let f = ["--log-format", format, "-vv"];
         let with = |args: &[&'static str]| [&f[..], args].concat();
         run("backup", env.rehost(&with(&["backup"])), 0);
-        fs::write(env.path("acme/acme.json"), format!("{{\"le\":\"{format}\"}}")).unwrap();
+        fs::write(
+            env.path("acme/acme.json"),
+            format!("{{\"le\":\"{format}\"}}"),
+        )
+        .unwrap();
         run("backup again", env.rehost(&with(&["backup"])), 0);
-        run("dry-run backup", env.rehost(&with(&["--dry-run", "backup"])), 0);
+        run(
+            "dry-run backup",
+            env.rehost(&with(&["--dry-run", "backup"])),
+            0,
+        );
         run("backups list", env.rehost(&with(&["backups", "list"])), 0);
         run("verify", env.rehost(&with(&["verify"])), 0);
         run(
@@ -109,7 +117,11 @@ fn the_secret_key_appears_nowhere() {
         run("restore", env.rehost(&with(&["restore", "--force"])), 0);
         run("dry-run pull", env.rehost(&with(&["--dry-run", "pull"])), 0);
         run("pull", env.rehost(&with(&["pull"])), 0);
-        run("dry-run prune", env.rehost(&with(&["--dry-run", "prune"])), 0);
+        run(
+            "dry-run prune",
+            env.rehost(&with(&["--dry-run", "prune"])),
+            0,
+        );
         run("prune", env.rehost(&with(&["prune"])), 0);
         run("check", env.rehost(&with(&["check"])), 0);
         run("status", env.rehost(&with(&["status"])), 0);
@@ -154,7 +166,12 @@ fn the_secret_key_appears_nowhere() {
         ("AWS_SECRET_ACCESS_KEY", wrong.as_str()),
     ];
     for format in ["text", "json"] {
-        for args in [&["backup"][..], &["restore", "--force"], &["pull"], &["check"]] {
+        for args in [
+            &["backup"][..],
+            &["restore", "--force"],
+            &["pull"],
+            &["check"],
+        ] {
             let all = [&["-vv", "--log-format", format][..], args].concat();
             run(
                 &format!("wrong secret {args:?}"),
@@ -169,7 +186,10 @@ fn the_secret_key_appears_nowhere() {
     let bad_file = env.path("bad-credentials");
     fs::write(
         &bad_file,
-        format!("[default]\naws_access_key_id = {access}\naws_secret_access_key {}\n", g.secret),
+        format!(
+            "[default]\naws_access_key_id = {access}\naws_secret_access_key {}\n",
+            g.secret
+        ),
     )
     .unwrap();
     fs::set_permissions(&bad_file, fs::Permissions::from_mode(0o600)).unwrap();
@@ -209,7 +229,10 @@ fn the_secret_key_appears_nowhere() {
     assert!(runs
         .iter()
         .any(|(l, r)| l.starts_with("wrong secret") && r.stderr().contains("refused access")));
-    println!("{} runs checked, secret absent from all output and files", runs.len());
+    println!(
+        "{} runs checked, secret absent from all output and files",
+        runs.len()
+    );
 }
 
 #[test]
@@ -219,9 +242,10 @@ fn a_credentials_file_others_can_read_draws_a_warning() {
     let creds = env.path("credentials");
     fs::copy(&g.credentials, &creds).unwrap();
     fs::set_permissions(&creds, fs::Permissions::from_mode(0o644)).unwrap();
-    let text = fs::read_to_string(&env.config)
-        .unwrap()
-        .replace(&g.credentials.display().to_string(), &creds.display().to_string());
+    let text = fs::read_to_string(&env.config).unwrap().replace(
+        &g.credentials.display().to_string(),
+        &creds.display().to_string(),
+    );
     fs::write(&env.config, text).unwrap();
     let run = env.rehost(&["check"]);
     run.expect(0);
