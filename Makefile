@@ -3,14 +3,15 @@
 #   make test         tools + Garage + fmt + clippy + build + nextest (what .ci/run runs)
 #   make demo         local demo against a Garage in target/garage-demo
 #   make demo-clean   stop the demo Garage, remove target/garage-demo and target/demo
-#   make bench        backup/restore benchmark vs restic and tar|gzip|aws (bench/RESULTS.md)
+#   make bench        backup/restore benchmark vs restic and tar|gzip|aws (bench/RESULTS.md), then bench-stack
+#   make bench-stack  rehost up vs docker-compose up -d, cold and warm (bench/RESULTS-stack.md)
 #   make garage-start / garage-stop / garage-status   a dev Garage in target/garage
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: build test demo demo-clean bench tools garage-start garage-stop garage-status
+.PHONY: build test demo demo-clean bench bench-stack tools garage-start garage-stop garage-status
 
 build:
 	$(CARGO) build --release -p rehost
@@ -30,6 +31,10 @@ demo-clean:
 
 bench:
 	bench/run.sh
+	$(MAKE) bench-stack
+
+bench-stack:
+	bench/stack.sh
 
 garage-start:
 	scripts/garage.sh start target/garage

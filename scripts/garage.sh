@@ -57,6 +57,14 @@ ensure_garage() {
     find_garage && return 0
     command -v cargo >/dev/null 2>&1 || die "garage not found and cargo missing: cannot build it"
     mkdir -p "$REHOST_CACHE/garage"
+    # Two callers at once (parallel test setups) would both build for minutes:
+    # the second waits for the first and then finds its binary.
+    exec 8>"$REHOST_CACHE/garage/.install.lock"
+    if ! flock -n 8; then
+        log "another garage build is running; waiting for it (up to 60 min)"
+        flock -w 3600 8 || die "timed out waiting for another garage build"
+    fi
+    find_garage && { exec 8>&-; return 0; }
     local ilog="$REHOST_CACHE/garage/install.log"
     log "garage not found: building it with 'cargo install garage --locked --root $REHOST_CACHE/garage' (takes ~7 min; log: $ilog)"
     if ! timeout 3600 cargo install garage --locked --root "$REHOST_CACHE/garage" </dev/null >"$ilog" 2>&1; then
@@ -64,6 +72,7 @@ ensure_garage() {
         die "cargo install garage failed (full log: $ilog)"
     fi
     find_garage || die "garage still not found after cargo install"
+    exec 8>&-
 }
 
 cmd_install() {

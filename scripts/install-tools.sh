@@ -2,7 +2,10 @@
 # Install (idempotently) the tools the tests need; with --bench also the peers
 # the benchmark compares rehost with.
 #
-#   scripts/install-tools.sh            promtool, /usr/bin/time, sqlite3, s3cmd, aws, garage
+#   scripts/install-tools.sh            promtool, /usr/bin/time, sqlite3, s3cmd, docker-compose, aws, garage,
+#                                       and the checkers of the deployment files: amtool,
+#                                       cloud-init (schema), systemd-analyze, envsubst,
+#                                       node_exporter and curl (monitoring test)
 #   scripts/install-tools.sh --bench    + restic, rclone
 #
 # Nothing is downloaded when every binary is already present. Works as root
@@ -28,6 +31,15 @@ declare -A apt_for=(
     [/usr/bin/time]=time
     [sqlite3]=sqlite3
     [s3cmd]=s3cmd
+    # Compose v1 (Debian's, with its Python package): the oracle the compose
+    # loader's tests compare with. A Compose v2 binary elsewhere does not count.
+    [/usr/bin/docker-compose]=docker-compose
+    [amtool]=prometheus-alertmanager
+    [cloud-init]=cloud-init
+    [systemd-analyze]=systemd
+    [envsubst]=gettext-base
+    [prometheus-node-exporter]=prometheus-node-exporter
+    [curl]=curl
 )
 if [ "$bench" = 1 ]; then
     apt_for[restic]=restic
@@ -70,6 +82,12 @@ if [ "${#missing_pkgs[@]}" -gt 0 ]; then
     for bin in "${!apt_for[@]}"; do
         have "$bin" || die "$bin still missing after installing ${apt_for[$bin]}"
     done
+    # cloud-init is here for `cloud-init schema` only: never let it
+    # reconfigure this machine at its next boot.
+    if [[ " ${missing_pkgs[*]} " == *" cloud-init "* ]]; then
+        "${sudo[@]}" install -d /etc/cloud
+        "${sudo[@]}" touch /etc/cloud/cloud-init.disabled
+    fi
 fi
 
 # awscli (v1) from PyPI, only if `aws` is missing.
@@ -104,7 +122,7 @@ fi
 "$here/garage.sh" install >/dev/null
 
 if [ "$bench" = 1 ]; then
-    log "ok: promtool sqlite3 time aws garage restic rclone s3cmd"
+    log "ok: promtool amtool cloud-init systemd-analyze sqlite3 time aws garage restic rclone s3cmd"
 else
-    log "ok: promtool sqlite3 time aws garage"
+    log "ok: promtool amtool cloud-init systemd-analyze sqlite3 time aws garage"
 fi

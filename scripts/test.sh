@@ -40,6 +40,16 @@ if [ -n "${CI:-}" ]; then
     export CI
 fi
 
+step "test images (scripts/test-images.sh)"
+if docker info >/dev/null 2>&1; then
+    scripts/test-images.sh >/dev/null
+elif [ "${CI:-}" = true ]; then
+    echo "test.sh: CI=true but the Docker Engine is not reachable (the stack tests need it)" >&2
+    exit 1
+else
+    echo "test.sh: Docker not reachable: the stack tests will be skipped" >&2
+fi
+
 step "cargo fmt --check"
 "$CARGO" fmt --all -- --check
 

@@ -5,10 +5,12 @@
 // Test support: setup failures should panic loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod deploy;
 pub mod faultproxy;
 
 use std::collections::BTreeMap;
 use std::fs;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -191,15 +193,12 @@ pub fn promtool_check(file: &Path) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// An s3cmd with an explicit configuration for the test Garage, to put pull
-/// sources into the bucket.
+/// An s3cmd with an explicit configuration for this Garage.
 pub struct S3cmd {
     config: PathBuf,
 }
 
 impl S3cmd {
-    /// `None` (skip, with a printed reason) without s3cmd outside CI; a panic
-    /// under `CI=true` (`scripts/install-tools.sh` installs it).
     pub fn new(g: &Garage, dir: &Path) -> Option<Self> {
         if Command::new("s3cmd").arg("--version").output().is_err() {
             if std::env::var("CI").as_deref() == Ok("true") {
@@ -215,7 +214,7 @@ impl S3cmd {
             .trim_end_matches('/');
         let access = std::env::var("REHOST_TEST_S3_ACCESS_KEY_ID").unwrap();
         let config = dir.join("s3cmd.cfg");
-        fs::write(
+        std::fs::write(
             &config,
             format!(
                 "[default]\naccess_key = {access}\nsecret_key = {}\nhost_base = {host}\n\
@@ -228,7 +227,6 @@ impl S3cmd {
         Some(S3cmd { config })
     }
 
-    /// Runs s3cmd with `args`; panics with its output unless it succeeds.
     pub fn run(&self, args: &[&str]) {
         let mut cmd = Command::new("s3cmd");
         cmd.arg("-c")
@@ -245,6 +243,42 @@ impl S3cmd {
             out.status.success(),
             "s3cmd {args:?}: {}{}",
             String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The Docker Engine for stack tests.
+pub mod docker {
+    use std::path::Path;
+    use std::process::Command;
+
+    /// Whether the Engine answers; under `CI=true` a missing Engine is a
+    /// failure, locally a skip with the reason printed.
+    pub fn available() -> bool {
+        let ok = Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !ok {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true but the Docker Engine is not reachable (`docker info` fails)");
+            }
+            eprintln!("skipping: the Docker Engine is not reachable (`docker info` fails)");
+        }
+        ok
+    }
+
+    /// Builds (or finds) the FROM-scratch test images of
+    /// `scripts/test-images.sh`.
+    pub fn test_images() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-images.sh");
+        let out = Command::new("bash").arg(&script).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            script.display(),
             String::from_utf8_lossy(&out.stderr)
         );
     }

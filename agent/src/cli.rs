@@ -124,6 +124,28 @@ pub enum Command {
     /// period is the longest interval between two consecutive occurrences of
     /// its cron schedule). Exit 2 without a `metrics:` section.
     Status,
+    /// Reconcile the Docker Engine with the stack's compose file (`stack:`).
+    ///
+    /// Builds the images whose build context changed, creates what is
+    /// missing, recreates the services whose config or image changed (and
+    /// restarts the services that depend on them), removes containers of
+    /// services no longer in the file, starts in depends_on order and waits
+    /// for healthchecks. On an unchanged stack it changes nothing. With
+    /// --dry-run it prints the plan and changes nothing.
+    Up {
+        /// Longest wait, in all, for healthchecks and depends_on conditions.
+        #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
+        wait_timeout: std::time::Duration,
+    },
+    /// Stop and remove the stack's containers and networks (`stack.project`).
+    ///
+    /// Named volumes hold data and are kept unless --volumes is given.
+    /// External networks and volumes are never removed.
+    Down {
+        /// Also remove the project's named volumes and the containers' anonymous volumes.
+        #[arg(long)]
+        volumes: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -277,6 +299,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Check => cmd::check::run(&ctx).await,
         Command::Run { allow_root, grace } => cmd::run::run(ctx, allow_root, grace).await,
         Command::Status => cmd::status::run(&ctx).await,
+        Command::Up { wait_timeout } => cmd::up::run(&ctx, wait_timeout).await,
+        Command::Down { volumes } => cmd::down::run(&ctx, volumes).await,
     }
 }
 

@@ -48,7 +48,6 @@ pub enum InterpolateError {
 
 impl InterpolateError {
     /// Byte offset, in the interpolated input, of the `$` that caused the error.
-    #[allow(dead_code, reason = "for the compose parser, which lands separately")]
     pub fn offset(&self) -> usize {
         match self {
             InterpolateError::Unset { offset, .. }
@@ -68,7 +67,6 @@ fn colon_message(message: &str) -> String {
 
 impl Interpolation {
     /// Compose's behaviour: unset variables become empty strings.
-    #[allow(dead_code, reason = "for the compose parser, which lands separately")]
     pub const COMPOSE: Interpolation = Interpolation {
         unset_is_error: false,
     };
@@ -156,7 +154,6 @@ impl Interpolation {
 }
 
 /// Interpolates with Compose's rules (unset variables become empty strings).
-#[allow(dead_code, reason = "for the compose parser, which lands separately")]
 pub fn interpolate(
     input: &str,
     lookup: &dyn Fn(&str) -> Option<String>,

@@ -15,14 +15,19 @@ pub mod stack;
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_JOB_FAILED: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
+/// Storage or the Docker Engine unreachable, or refusing access.
 pub const EXIT_STORAGE: u8 = 3;
 
 /// Finds the most specific cause in the chain: configuration errors are usage
-/// errors (2), an unusable store is 3, anything else is a failed job (1).
+/// errors (2), an unusable store or Docker Engine is 3, anything else is a
+/// failed job (1).
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     let mut code = EXIT_JOB_FAILED;
     for cause in err.chain() {
         if cause.downcast_ref::<config::ConfigError>().is_some()
+            || cause
+                .downcast_ref::<stack::compose::ComposeError>()
+                .is_some()
             || cause.downcast_ref::<cli::UsageError>().is_some()
         {
             return EXIT_CONFIG;
@@ -36,6 +41,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             if e.is_unavailable() {
                 code = EXIT_STORAGE;
             }
+        }
+        if cause.downcast_ref::<stack::engine::Unreachable>().is_some() {
+            code = EXIT_STORAGE;
         }
         if let Some(cmd::Failures {
             storage_unavailable: true,

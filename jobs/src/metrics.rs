@@ -242,6 +242,82 @@ pub fn read_dir(dir: &Path) -> io::Result<Vec<(PathBuf, JobStatus)>> {
     Ok(out)
 }
 
+/// `rehost-boot.prom`: the boot sequence's own metrics. Not a job (it has no
+/// schedule, and `status` must not call it stale), so its metric names differ.
+pub const BOOT_FILE: &str = "rehost-boot.prom";
+pub const BOOT_LAST_SUCCESS: &str = "rehost_boot_last_success_timestamp_seconds";
+
+/// Records one boot: its outcome, total duration and the duration of each
+/// step that ran (`docker`, `restore`, `up`…). Like [`record`], a failure
+/// keeps the last success.
+pub fn record_boot(dir: &Path, run: &Run, steps: &[(&str, Duration)]) -> io::Result<()> {
+    let path = dir.join(BOOT_FILE);
+    let previous = match fs::read_to_string(&path) {
+        Ok(text) => text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(BOOT_LAST_SUCCESS)?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 0.0,
+        Err(e) => return Err(e),
+    };
+    let last_success = if run.ok {
+        unix(run.started + run.duration)
+    } else {
+        previous
+    };
+    let mut out = String::new();
+    let gauges = [
+        (
+            BOOT_LAST_SUCCESS,
+            "Unix time of the last successful `rehost boot` (0: never).",
+            last_success,
+        ),
+        (
+            "rehost_boot_last_attempt_timestamp_seconds",
+            "Unix time the last `rehost boot` started.",
+            unix(run.started),
+        ),
+        (
+            "rehost_boot_last_duration_seconds",
+            "Duration of the last `rehost boot` in seconds.",
+            run.duration.as_secs_f64(),
+        ),
+        (
+            "rehost_boot_last_status",
+            "1 if the last `rehost boot` succeeded, 0 if it failed.",
+            if run.ok { 1.0 } else { 0.0 },
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    if !steps.is_empty() {
+        let name = "rehost_boot_step_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Duration of each step of the last `rehost boot`."
+        );
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (step, d) in steps {
+            let _ = writeln!(
+                out,
+                "{name}{{step=\"{}\"}} {}",
+                escape(step),
+                d.as_secs_f64()
+            );
+        }
+    }
+    fs::create_dir_all(dir)?;
+    crate::fsutil::write_atomic(&path, out.as_bytes(), 0o644)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +329,34 @@ mod tests {
             ok,
             bytes,
         }
+    }
+
+    #[test]
+    fn boot_failure_keeps_last_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let steps = [
+            ("restore", Duration::from_millis(250)),
+            ("up", Duration::from_secs(2)),
+        ];
+        record_boot(dir.path(), &run(1000, true, 0), &steps).unwrap();
+        record_boot(dir.path(), &run(2000, false, 0), &steps[..1]).unwrap();
+        let text = fs::read_to_string(dir.path().join(BOOT_FILE)).unwrap();
+        assert!(
+            text.contains("rehost_boot_last_success_timestamp_seconds 1001.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rehost_boot_last_attempt_timestamp_seconds 2000\n"),
+            "{text}"
+        );
+        assert!(text.contains("rehost_boot_last_status 0\n"), "{text}");
+        assert!(
+            text.contains("rehost_boot_step_duration_seconds{step=\"restore\"} 0.25\n"),
+            "{text}"
+        );
+        assert!(!text.contains("step=\"up\""), "{text}");
+        // A boot file is not a job: status must not list it.
+        assert!(read_dir(dir.path()).unwrap().is_empty());
     }
 
     #[test]

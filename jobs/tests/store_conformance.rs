@@ -229,3 +229,49 @@ async fn wrong_credentials_are_denied_not_unreachable() {
     assert!(matches!(err, StoreError::Denied { .. }), "{err}");
     assert!(!err.to_string().contains("SECRETX"), "secret leaked: {err}");
 }
+
+/// A listing of several pages (S3 returns 1,000 keys per request), which the
+/// S3 store splits at `/` and lists concurrently: it must return every key
+/// exactly once, with objects directly under the prefix, a sub-prefix that
+/// itself spans pages, and a sibling prefix sharing the leading characters.
+#[tokio::test]
+async fn listings_spanning_pages_are_complete() {
+    for t in common::stores("conf-pages") {
+        let s = t.store.as_ref();
+        let mut keys: Vec<String> = Vec::new();
+        keys.extend((0..300).map(|i| format!("big/direct-{i:04}")));
+        for k in 0..5 {
+            keys.extend((0..200).map(|i| format!("big/d{k}/f{i:04}")));
+        }
+        keys.extend((0..1200).map(|i| format!("big/deep/x/f{i:04}")));
+        keys.push("bigger/one".to_string());
+        futures::stream::iter(keys.clone())
+            .map(|k| async move {
+                s.put(&k, body_from_bytes(Bytes::from(k.clone().into_bytes())))
+                    .await
+                    .unwrap()
+            })
+            .buffer_unordered(32)
+            .collect::<Vec<_>>()
+            .await;
+        keys.sort();
+
+        let listed: Vec<_> = s.list("big").await.unwrap();
+        let names: Vec<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(names.len(), keys.len(), "{}", t.name);
+        assert_eq!(names, keys, "{}", t.name);
+        assert!(
+            listed.iter().all(|o| o.size == o.key.len() as u64),
+            "{}",
+            t.name
+        );
+
+        let under: Vec<_> = s.list("big/").await.unwrap();
+        assert_eq!(under.len(), keys.len() - 1, "{}", t.name);
+        assert!(
+            under.iter().all(|o| o.key.starts_with("big/")),
+            "{}",
+            t.name
+        );
+    }
+}

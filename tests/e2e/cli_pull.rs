@@ -6,66 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rehost_tests::{garage, promtool_check, rehost_bin, Garage, TestEnv};
-
-/// An s3cmd with an explicit configuration for this Garage.
-struct S3cmd {
-    config: PathBuf,
-}
-
-impl S3cmd {
-    fn new(g: &Garage, dir: &Path) -> Option<Self> {
-        if Command::new("s3cmd").arg("--version").output().is_err() {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but s3cmd is missing; scripts/install-tools.sh installs it");
-            }
-            eprintln!("skipping: s3cmd is not installed");
-            return None;
-        }
-        let host = g
-            .endpoint
-            .trim_start_matches("http://")
-            .trim_start_matches("https://")
-            .trim_end_matches('/');
-        let access = std::env::var("REHOST_TEST_S3_ACCESS_KEY_ID").unwrap();
-        let config = dir.join("s3cmd.cfg");
-        fs::write(
-            &config,
-            format!(
-                "[default]\naccess_key = {access}\nsecret_key = {}\nhost_base = {host}\n\
-                 host_bucket = {host}\nuse_https = False\nsignature_v2 = False\n\
-                 bucket_location = garage\n",
-                g.secret
-            ),
-        )
-        .unwrap();
-        Some(S3cmd { config })
-    }
-
-    fn run(&self, args: &[&str]) {
-        let mut cmd = Command::new("s3cmd");
-        cmd.arg("-c")
-            .arg(&self.config)
-            .arg("--no-progress")
-            .args(args);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("AWS_") {
-                cmd.env_remove(k);
-            }
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "s3cmd {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
+use rehost_tests::{garage, promtool_check, rehost_bin, Garage, S3cmd, TestEnv};
 
 /// Every regular file under `root` with its content; also fails on symlinks.
 fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {

@@ -1,6 +1,7 @@
 //! `rehost check`: the configuration was already validated by loading it (the
 //! same code as every other command); this adds what needs I/O, read-only:
-//! storage access, and the paths the jobs will use.
+//! the compose file (loaded by the same code as `up`), storage access, and
+//! the paths the jobs will use.
 
 use std::path::Path;
 use std::time::Instant;
@@ -9,6 +10,7 @@ use anyhow::Context;
 use nix::unistd::{access, AccessFlags};
 
 use crate::cli::Ctx;
+use crate::stack::compose;
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let c = &ctx.config;
@@ -19,6 +21,19 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         c.state.len(),
         c.pull.len()
     );
+    // The compose file is configuration too: its errors are exit 2, found
+    // before storage is contacted.
+    if let Some(stack) = &c.stack {
+        let project = compose::load(stack, &|name| std::env::var(name).ok())?;
+        println!(
+            "stack {}: ok (project {}, {} services, {} networks, {} volumes)",
+            stack.compose.display(),
+            project.name,
+            project.services.len(),
+            project.networks.len(),
+            project.volumes.len()
+        );
+    }
     let clock = Instant::now();
     let listing = ctx
         .store
@@ -57,21 +72,6 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
                 "writable"
             } else {
                 "NOT writable by this user"
-            }
-        );
-    }
-    if let Some(stack) = &c.stack {
-        let ok = stack.compose.is_file();
-        if !ok {
-            problems += 1;
-        }
-        println!(
-            "stack {}: {}",
-            stack.compose.display(),
-            if ok {
-                "compose file present"
-            } else {
-                "compose file MISSING"
             }
         );
     }

@@ -5,11 +5,13 @@
 pub mod backup;
 pub mod backups;
 pub mod check;
+pub mod down;
 pub mod prune;
 pub mod pull;
 pub mod restore;
 pub mod run;
 pub mod status;
+pub mod up;
 pub mod verify;
 
 use std::future::Future;

@@ -159,19 +159,22 @@ impl Problem {
 /// not plain names so that the path stays unambiguous.
 pub(crate) fn dotted(path: &[String]) -> String {
     path.iter()
-        .map(|segment| {
-            let plain = !segment.is_empty()
-                && segment
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if plain {
-                segment.clone()
-            } else {
-                format!("{segment:?}")
-            }
-        })
+        .map(|segment| quote_segment(segment))
         .collect::<Vec<_>>()
         .join(".")
+}
+
+/// One segment of a dotted key path, double-quoted unless it is a plain name.
+pub(crate) fn quote_segment(segment: &str) -> String {
+    let plain = !segment.is_empty()
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plain {
+        segment.to_string()
+    } else {
+        format!("{segment:?}")
+    }
 }
 
 /// Rewords serde's messages into the "expected X, got Y" / "unknown key" style

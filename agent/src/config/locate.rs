@@ -5,10 +5,12 @@
 //! - Best effort, never wrong on purpose: a position is returned only for a key
 //!   actually found at the expected nesting; otherwise `None` (the caller still
 //!   prints the key path).
-//! - Understands what `rehost.yaml` uses: block mappings (nesting by
-//!   indentation), comments, blank lines, `---`, plain and quoted keys, and
-//!   one-line flow mappings such as `keep: { last: 10, daily: 14 }`. Sequences
-//!   and multi-line flow collections are not followed.
+//! - Understands what `rehost.yaml` and compose files use: block mappings
+//!   (nesting by indentation), block sequences (`- item`, also at the parent
+//!   key's indentation, and mappings inside items), comments, blank lines,
+//!   `---`, plain and quoted keys, and one-line flow collections such as
+//!   `keep: { last: 10, daily: 14 }` or `command: ["a", "b"]`. Multi-line flow
+//!   collections are not followed.
 //! - Lines and columns are 1-based; columns count characters, like libyaml's.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,31 +19,57 @@ pub(crate) struct Position {
     pub(crate) column: usize,
 }
 
+/// One step of a path: a mapping key, or an index into a sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Segment<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Locates a path of mapping keys only (what `rehost.yaml` has).
 pub(crate) fn locate(text: &str, path: &[String]) -> Option<Position> {
-    let lines: Vec<&str> = text.lines().collect();
+    let path: Vec<Segment<'_>> = path.iter().map(|s| Segment::Key(s)).collect();
+    locate_segments(text, &path)
+}
+
+/// Locates a path of keys and sequence indices: the key's position for a
+/// key, the item's content (after `- `) for an index.
+pub(crate) fn locate_segments(text: &str, path: &[Segment<'_>]) -> Option<Position> {
+    // Owned, because entering a block sequence item blanks its `-` so that a
+    // mapping inside the item reads like any other block mapping.
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let mut start = 0;
     let mut end = lines.len();
     let mut parent_indent: Option<usize> = None;
     // Where the value of the last found key starts, when it is on the key's
-    // own line (flow mappings).
+    // own line (flow collections).
     let mut inline: Option<(usize, usize)> = None;
     let mut found = None;
 
     for (depth, segment) in path.iter().enumerate() {
-        match find_block_key(&lines, start, end, parent_indent, segment) {
+        let hit = match *segment {
+            Segment::Key(key) => find_block_key(&lines, start, end, parent_indent, key),
+            Segment::Index(index) => find_block_item(&mut lines, start, end, parent_indent, index),
+        };
+        match hit {
             Some(hit) => {
                 found = Some(Position {
                     line: hit.line + 1,
-                    column: hit.indent + 1,
+                    column: lines[hit.line][..hit.column].chars().count() + 1,
                 });
-                start = hit.line + 1;
-                end = block_end(&lines, start, end, hit.indent);
+                // An item's own line holds its first key, if it is a mapping.
+                start = match segment {
+                    Segment::Key(_) => hit.line + 1,
+                    Segment::Index(_) => hit.line,
+                };
+                let is_key = matches!(segment, Segment::Key(_));
+                end = block_end(&lines, hit.line + 1, end, hit.indent, is_key);
                 parent_indent = Some(hit.indent);
                 inline = Some((hit.line, hit.value_offset));
             }
             None => {
                 let (line, offset) = inline?;
-                return locate_flow(lines[line], offset, &path[depth..]).map(|column| Position {
+                return locate_flow(&lines[line], offset, &path[depth..]).map(|column| Position {
                     line: line + 1,
                     column,
                 });
@@ -53,8 +81,13 @@ pub(crate) fn locate(text: &str, path: &[String]) -> Option<Position> {
 
 struct Hit {
     line: usize,
+    /// Indentation of the key, or of an item's `-`: what the lines of its
+    /// value are deeper than.
     indent: usize,
-    /// Byte offset just after the key's `:`.
+    /// Byte offset of what the position points at: the key, or the item's
+    /// content.
+    column: usize,
+    /// Byte offset just after the key's `:` (or the item's `-`).
     value_offset: usize,
 }
 
@@ -62,7 +95,7 @@ struct Hit {
 /// at the indentation of the first content line, which must be deeper than
 /// the parent's.
 fn find_block_key(
-    lines: &[&str],
+    lines: &[String],
     start: usize,
     end: usize,
     parent_indent: Option<usize>,
@@ -85,6 +118,7 @@ fn find_block_key(
                 return Some(Hit {
                     line: i,
                     indent,
+                    column: indent,
                     value_offset: indent + value_offset,
                 });
             }
@@ -93,11 +127,79 @@ fn find_block_key(
     None
 }
 
+/// Finds item `index` of the block sequence in lines `start..end` (which may
+/// sit at the parent key's own indentation, as YAML allows), and blanks its
+/// `-` so that a mapping inside it can be searched like any other.
+fn find_block_item(
+    lines: &mut [String],
+    start: usize,
+    end: usize,
+    parent_indent: Option<usize>,
+    index: usize,
+) -> Option<Hit> {
+    let mut dash_indent = None;
+    let mut seen = 0;
+    for i in start..end.min(lines.len()) {
+        let Some(indent) = content_indent(&lines[i]) else {
+            continue;
+        };
+        if parent_indent.is_some_and(|p| indent < p) {
+            return None;
+        }
+        let level = *dash_indent.get_or_insert(indent);
+        if indent < level {
+            return None;
+        }
+        if indent > level {
+            continue;
+        }
+        if !is_dash(&lines[i][indent..]) {
+            return None;
+        }
+        if seen == index {
+            let line = &mut lines[i];
+            line.replace_range(indent..indent + 1, " ");
+            let after = &line[indent + 1..];
+            let spaces = after.len() - after.trim_start_matches([' ', '\t']).len();
+            let rest = after[spaces..].trim_end();
+            let column = if rest.is_empty() || rest.starts_with('#') {
+                indent
+            } else {
+                indent + 1 + spaces
+            };
+            return Some(Hit {
+                line: i,
+                indent,
+                column,
+                value_offset: indent + 1,
+            });
+        }
+        seen += 1;
+    }
+    None
+}
+
+/// `- item` or a lone `-`.
+fn is_dash(rest: &str) -> bool {
+    rest == "-" || rest.starts_with("- ") || rest.starts_with("-\t")
+}
+
 /// The first line at or after `start` (before `end`) that leaves the block
-/// of a key indented by `indent`.
-fn block_end(lines: &[&str], start: usize, end: usize, indent: usize) -> usize {
-    (start..end)
-        .find(|&i| content_indent(lines[i]).is_some_and(|n| n <= indent))
+/// of a key indented by `indent`: a line as shallow, except a `-` item at
+/// exactly that indentation when the key's value may be such a sequence.
+fn block_end(
+    lines: &[String],
+    start: usize,
+    end: usize,
+    indent: usize,
+    items_at_indent: bool,
+) -> usize {
+    (start..end.min(lines.len()))
+        .find(|&i| {
+            content_indent(&lines[i]).is_some_and(|n| {
+                n < indent || (n == indent && !(items_at_indent && is_dash(&lines[i][n..])))
+            })
+        })
         .unwrap_or(end)
 }
 
@@ -181,48 +283,73 @@ fn quoted(s: &str) -> Option<(String, usize)> {
     None
 }
 
-/// Follows `path` through a one-line flow mapping that starts at byte `offset`
-/// of `line`; returns the 1-based column of the last key.
-fn locate_flow(line: &str, offset: usize, path: &[String]) -> Option<usize> {
+/// Follows `path` through one-line flow collections starting at byte
+/// `offset` of `line`; returns the 1-based column of the last key or item.
+fn locate_flow(line: &str, offset: usize, path: &[Segment<'_>]) -> Option<usize> {
     let (segment, rest_path) = path.split_first()?;
     let bytes = line.as_bytes();
     let mut i = skip_spaces(bytes, offset);
-    if bytes.get(i) != Some(&b'{') {
-        return None;
-    }
-    i += 1;
-    loop {
-        i = skip_spaces(bytes, i);
-        match bytes.get(i)? {
-            b'}' => return None,
-            b',' => {
-                i += 1;
-                continue;
-            }
-            _ => {}
-        }
-        let key_start = i;
-        let (key, after) = match bytes[i] {
-            b'"' | b'\'' => {
-                let (key, len) = quoted(&line[i..])?;
-                (key, i + len)
-            }
-            _ => {
-                let len = line[i..].find([':', ',', '}'])?;
-                (line[i..i + len].trim_end().to_string(), i + len)
-            }
-        };
-        i = skip_spaces(bytes, after);
-        if bytes.get(i) == Some(&b':') {
+    let column = |at: usize| line[..at].chars().count() + 1;
+    match (bytes.get(i), segment) {
+        (Some(b'{'), Segment::Key(segment)) => {
             i += 1;
-            if key == *segment {
-                if rest_path.is_empty() {
-                    return Some(line[..key_start].chars().count() + 1);
+            loop {
+                i = skip_spaces(bytes, i);
+                match bytes.get(i)? {
+                    b'}' | b']' => return None,
+                    b',' => {
+                        i += 1;
+                        continue;
+                    }
+                    _ => {}
                 }
-                return locate_flow(line, i, rest_path);
+                let key_start = i;
+                let (key, after) = match bytes[i] {
+                    b'"' | b'\'' => {
+                        let (key, len) = quoted(&line[i..])?;
+                        (key, i + len)
+                    }
+                    _ => {
+                        let len = line[i..].find([':', ',', '}'])?;
+                        (line[i..i + len].trim_end().to_string(), i + len)
+                    }
+                };
+                i = skip_spaces(bytes, after);
+                if bytes.get(i) == Some(&b':') {
+                    i += 1;
+                    if key == *segment {
+                        if rest_path.is_empty() {
+                            return Some(column(key_start));
+                        }
+                        return locate_flow(line, i, rest_path);
+                    }
+                }
+                i = skip_flow_value(bytes, i)?;
             }
         }
-        i = skip_flow_value(bytes, i)?;
+        (Some(b'['), Segment::Index(index)) => {
+            i += 1;
+            let mut seen = 0;
+            loop {
+                i = skip_spaces(bytes, i);
+                match bytes.get(i)? {
+                    b'}' | b']' => return None,
+                    _ => {}
+                }
+                if seen == *index {
+                    if rest_path.is_empty() {
+                        return Some(column(i));
+                    }
+                    return locate_flow(line, i, rest_path);
+                }
+                i = skip_flow_value(bytes, i)?;
+                if bytes.get(i) == Some(&b',') {
+                    i += 1;
+                }
+                seen += 1;
+            }
+        }
+        _ => None,
     }
 }
 
@@ -247,7 +374,7 @@ fn skip_flow_value(bytes: &[u8], mut i: usize) -> Option<usize> {
             }
             b'{' | b'[' => depth += 1,
             b'}' | b']' if depth > 0 => depth -= 1,
-            b',' | b'}' if depth == 0 => return Some(i),
+            b',' | b'}' | b']' if depth == 0 => return Some(i),
             _ => {}
         }
         i += 1;
@@ -334,6 +461,95 @@ jobs:
         assert_eq!(at("a:\n b: 1\n", "a.b"), Some((2, 2)));
         // A deeper line first fixes the child level; siblings must match it.
         assert_eq!(at("a:\n  b: 1\n    c: 2\n", "a.c"), None);
+    }
+
+    fn at_segments(text: &str, path: &[Segment<'_>]) -> Option<(usize, usize)> {
+        locate_segments(text, path).map(|p| (p.line, p.column))
+    }
+
+    const COMPOSE: &str = "\
+services:
+  web:
+    ports:
+      - \"80:80\"
+      -   443:443   # comment
+    volumes:
+    - type: bind
+      source: ./a
+    -
+      type: volume
+      source: b
+    - - nested
+      - list
+    command: [\"a\", [x, y], {k: v}, \"d\"]
+    image: x
+";
+
+    #[test]
+    fn finds_sequence_items_and_keys_inside_them() {
+        use Segment::{Index as I, Key as K};
+        let web = [K("services"), K("web")];
+        let path = |rest: &[Segment<'static>]| [&web[..], rest].concat();
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("ports"), I(0)])),
+            Some((4, 9))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("ports"), I(1)])),
+            Some((5, 11))
+        );
+        assert_eq!(at_segments(COMPOSE, &path(&[K("ports"), I(2)])), None);
+        // Items at the key's own indentation; keys inside items.
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("volumes"), I(0)])),
+            Some((7, 7))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("volumes"), I(0), K("source")])),
+            Some((8, 7))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("volumes"), I(0), K("type")])),
+            Some((7, 7))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("volumes"), I(1)])),
+            Some((9, 5))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("volumes"), I(1), K("source")])),
+            Some((11, 7))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("volumes"), I(1), K("target")])),
+            None
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("volumes"), I(2), I(1)])),
+            Some((13, 9))
+        );
+        // The sequence ended: `command` and `image` are not items.
+        assert_eq!(at_segments(COMPOSE, &path(&[K("volumes"), I(3)])), None);
+        assert_eq!(at_segments(COMPOSE, &path(&[K("image")])), Some((15, 5)));
+        // One-line flow sequences, nested flow collections.
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("command"), I(0)])),
+            Some((14, 15))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("command"), I(1), I(1)])),
+            Some((14, 24))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("command"), I(2), K("k")])),
+            Some((14, 29))
+        );
+        assert_eq!(
+            at_segments(COMPOSE, &path(&[K("command"), I(3)])),
+            Some((14, 36))
+        );
+        assert_eq!(at_segments(COMPOSE, &path(&[K("command"), I(4)])), None);
+        assert_eq!(at_segments(COMPOSE, &path(&[K("ports"), K("x")])), None);
     }
 
     #[test]

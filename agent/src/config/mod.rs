@@ -17,8 +17,9 @@
 //!
 //! [`CredentialSource`]: rehost_jobs::store::CredentialSource
 
-mod error;
-mod locate;
+// The compose loader reports its errors the same way (file, line, column, key).
+pub(crate) mod error;
+pub(crate) mod locate;
 pub mod permissions;
 mod raw;
 mod validate;

@@ -5,6 +5,11 @@
 //! - `compose`: YAML → [`model::Project`] (interpolation, `env_file`, paths).
 //! - `engine`: [`model::Project`] → containers, networks, volumes, images.
 
-#![allow(dead_code, reason = "the compose loader and the engine land separately")]
+#![allow(
+    dead_code,
+    reason = "the compose loader and the engine land separately"
+)]
 
+pub mod compose;
+pub mod engine;
 pub mod model;

@@ -151,7 +151,9 @@ pub enum Restart {
 pub struct Healthcheck {
     /// Exactly what the Engine's `Healthcheck.Test` takes:
     /// `["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]` (a string `test:`
-    /// becomes `CMD-SHELL`; `disable: true` becomes `NONE`).
+    /// becomes `CMD-SHELL`; `disable: true` becomes `NONE`). Empty when the
+    /// file gives only timings: the image's own test is kept, which is what
+    /// the Engine does with an empty `Test`.
     pub test: Vec<String>,
     /// `None` = the Engine's default.
     pub interval: Option<Duration>,

@@ -1,0 +1,250 @@
+//! The compose loader: a `docker-compose.yml` (the subset in SPEC.md) →
+//! [`Project`].
+//!
+//! Pipeline, each stage in its own module:
+//! 1. [`env_file`]: `stack.env_file` read for `${VAR}` values; the process
+//!    environment wins over it, like Compose's `--env-file` (only in [`load`]).
+//! 2. YAML text → [`serde_yaml::Value`]; syntax errors keep libyaml's position.
+//! 3. [`tree`]: merge keys, `x-*` extension fields dropped, `${VAR}`
+//!    interpolated in every string value (Compose's rules).
+//! 4. [`raw`]: structure checked with `deny_unknown_fields` — an unsupported
+//!    key is an error naming it.
+//! 5. [`service`], [`networks`] (with [`ports`], [`mounts`], [`duration`],
+//!    [`shlex`]): values normalized into the model, names checked;
+//!    [`graph`]: no `depends_on` cycle.
+//! 6. Every error is located in the text: `FILE:LINE:COL: KEY: message`
+//!    (the same code as `rehost.yaml`'s errors).
+//!
+//! Rules worth knowing (they are Compose v1's unless said otherwise):
+//! - `$PWD` is an ordinary variable: taken from the environment, empty when
+//!   unset (Compose v1 does not default it to the project folder).
+//! - A service's `env_file:` expands `${VAR}` from the process environment
+//!   only, not from `stack.env_file` (python-dotenv in Compose v1 does so).
+//! - No `.env` file is read implicitly; `stack.env_file` is the only source
+//!   besides the environment (Compose reads `<project dir>/.env` by default).
+//! - The project name is rehost's `stack.project` (which defaults to the
+//!   compose file's folder name); a top-level `name:` is checked for type and
+//!   otherwise does not override it.
+//!
+//! [`parse`] opens no file except the `env_file:`s of services, so it can be
+//! fuzzed; it never panics on any input.
+
+mod duration;
+mod env_file;
+mod error;
+mod graph;
+mod mounts;
+mod networks;
+mod ports;
+mod raw;
+mod service;
+mod shlex;
+mod tree;
+mod value;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use indexmap::IndexMap;
+use serde_yaml::Value;
+
+use crate::config::StackConfig;
+use crate::stack::model::{Network, Project};
+use error::At;
+pub use error::ComposeError;
+use service::{Ctx, Names};
+
+/// Loads the stack's compose file: `stack.env_file` (if any) gives the
+/// variables for `${VAR}`, overridden by `env` (the process environment in
+/// production).
+pub fn load(
+    stack: &StackConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Project, ComposeError> {
+    let from_file = match &stack.env_file {
+        Some(path) => env_file::read(path, env)?,
+        None => IndexMap::new(),
+    };
+    let merged = |name: &str| env(name).or_else(|| from_file.get(name).cloned());
+    let file = std::path::absolute(&stack.compose).unwrap_or_else(|_| stack.compose.clone());
+    let text = std::fs::read_to_string(&file).map_err(|err| ComposeError::read(&file, &err))?;
+    let working_dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    parse_with(&text, &file, &working_dir, &stack.project, &merged, env)
+}
+
+/// Turns the compose file's `text` into a [`Project`]. `file` is used in
+/// messages, `working_dir` to resolve relative paths (both should be
+/// absolute), `project` names the project, `env` gives `${VAR}` values.
+pub fn parse(
+    text: &str,
+    file: &Path,
+    working_dir: &Path,
+    project: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Project, ComposeError> {
+    parse_with(text, file, working_dir, project, env, env)
+}
+
+/// [`parse`], where `env` holds the compose file's variables (`stack.env_file`
+/// and the process environment) and `process_env` only the latter: Compose v1
+/// expands `${VAR}` inside a service's `env_file:` from the process
+/// environment alone.
+fn parse_with(
+    text: &str,
+    file: &Path,
+    working_dir: &Path,
+    project: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    process_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Project, ComposeError> {
+    let cx = Ctx {
+        file,
+        text,
+        working_dir,
+        env,
+        process_env,
+    };
+    let mut value: Value =
+        serde_yaml::from_str(text).map_err(|err| ComposeError::syntax(file, &err))?;
+    if !value.is_mapping() {
+        return Err(cx.err(At::root().fault(format!(
+            "expected a mapping with `services:` at the top level, got {}",
+            value::kind_of(&value)
+        ))));
+    }
+    tree::prepare(&mut value, env).map_err(|f| cx.err(f))?;
+    let raw: raw::RawFile = value::from_value(&value, &At::root()).map_err(|f| cx.err(f))?;
+    if let Some(name) = &raw.name {
+        value::string(name, &At::root().key("name")).map_err(|f| cx.err(f))?;
+    }
+
+    let raw_services = raw.services.unwrap_or_default();
+    let raw_networks = raw.networks.unwrap_or_default();
+    let raw_volumes = raw.volumes.unwrap_or_default();
+    if raw_services.is_empty() {
+        return Err(cx
+            .err(At::root().fault(
+                "no services: a compose file needs `services:` with at least one service",
+            )));
+    }
+    let top = At::root();
+    for (section, keys) in [
+        ("services", raw_services.keys().collect::<Vec<_>>()),
+        ("networks", raw_networks.keys().collect()),
+        ("volumes", raw_volumes.keys().collect()),
+    ] {
+        for key in keys {
+            check_name(key, &top.key(section).key(key)).map_err(|f| cx.err(f))?;
+        }
+    }
+    let service_names: HashSet<String> = raw_services.keys().cloned().collect();
+    let mut network_names: HashSet<String> = raw_networks.keys().cloned().collect();
+    network_names.insert("default".to_string());
+    let volume_names: HashSet<String> = raw_volumes.keys().cloned().collect();
+    let names = Names {
+        services: &service_names,
+        networks: &network_names,
+        volumes: &volume_names,
+    };
+
+    let mut services = IndexMap::new();
+    let mut dependency_at = IndexMap::new();
+    for (name, raw) in raw_services {
+        let at = top.key("services").key(&name);
+        let loaded = service::load(&name, raw.unwrap_or_default(), &at, &names, &cx)?;
+        dependency_at.insert(name.clone(), loaded.dependency_at);
+        services.insert(name, loaded.service);
+    }
+
+    let mut networks = IndexMap::new();
+    for (key, raw) in raw_networks {
+        let at = top.key("networks").key(&key);
+        let network = networks::network(project, &key, raw, &at).map_err(|f| cx.err(f))?;
+        networks.insert(key, network);
+    }
+    let uses_default = services
+        .values()
+        .any(|s| s.networks.contains_key("default"));
+    if uses_default && !networks.contains_key("default") {
+        networks.insert("default".to_string(), default_network(project));
+    }
+    for (name, service) in &services {
+        for (key, attachment) in &service.networks {
+            let (Some(ip), Some(network)) = (attachment.ipv4_address, networks.get(key)) else {
+                continue;
+            };
+            // An external network's subnets are not known here; the Engine checks.
+            if !network.external && !networks::in_subnets(network, ip) {
+                let at = top
+                    .key("services")
+                    .key(name)
+                    .key("networks")
+                    .key(key)
+                    .key("ipv4_address");
+                return Err(cx.err(at.fault(format!(
+                    "{ip} is not inside a subnet of the network `{key}` (a fixed address needs `ipam: config: [{{subnet: ...}}]` on the network)"
+                ))));
+            }
+        }
+    }
+
+    let mut volumes = IndexMap::new();
+    for (key, raw) in raw_volumes {
+        let at = top.key("volumes").key(&key);
+        let volume = networks::volume(project, &key, raw, &at).map_err(|f| cx.err(f))?;
+        volumes.insert(key, volume);
+    }
+
+    if let Some(cycle) = graph::find_cycle(&services) {
+        let (last, target) = match cycle.as_slice() {
+            [.., last, target] => (last.clone(), target.clone()),
+            _ => (String::new(), String::new()),
+        };
+        let at = dependency_at
+            .get(&last)
+            .and_then(|deps| deps.get(&target))
+            .cloned()
+            .unwrap_or_else(|| top.key("services").key(&last).key("network_mode"));
+        return Err(cx.err(at.fault(format!("dependency cycle: {}", cycle.join(" → ")))));
+    }
+
+    Ok(Project {
+        name: project.to_string(),
+        compose_file: file.to_path_buf(),
+        working_dir: working_dir.to_path_buf(),
+        services,
+        networks,
+        volumes,
+    })
+}
+
+fn default_network(project: &str) -> Network {
+    Network {
+        name: format!("{project}_default"),
+        external: false,
+        driver: "bridge".to_string(),
+        internal: false,
+        subnets: Vec::new(),
+        labels: Default::default(),
+    }
+}
+
+/// Service, network and volume names: what Compose accepts, which is also
+/// what can go into an Engine object name after `<project>_`.
+fn check_name(name: &str, at: &At) -> Result<(), error::Fault> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(at.fault(format!(
+            "{name:?} is not a valid name: use letters, digits, `.`, `_` and `-`, starting with a letter or digit"
+        )))
+    }
+}

@@ -1,0 +1,871 @@
+//! Whole-file tests of [`parse`]: every supported key in each of its forms,
+//! and every error path with the line, column and key it reports.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+use crate::stack::model::*;
+
+const FILE: &str = "/opt/stack/docker-compose.yml";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "DOMAIN" => Some("example.org".to_string()),
+        "TAG" => Some("2.4".to_string()),
+        "PWD" => Some("/home/op".to_string()),
+        "HOME" => Some("/root".to_string()),
+        "SECRET" => Some("s3cr3t".to_string()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn load(text: &str) -> Result<Project, ComposeError> {
+    parse(text, Path::new(FILE), Path::new("/opt/stack"), "site", &env)
+}
+
+fn ok(text: &str) -> Project {
+    match load(text) {
+        Ok(project) => project,
+        Err(err) => panic!("{err}"),
+    }
+}
+
+fn web(text: &str) -> Service {
+    ok(text).services.shift_remove("web").unwrap()
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn a_realistic_stack() {
+    let text = "\
+version: '3.8'
+x-restart: &restart
+  restart: unless-stopped
+services:
+  traefik:
+    <<: *restart
+    image: traefik:v3.1
+    command:
+      - --providers.docker=true
+      - --certificatesresolvers.le.acme.email=ops@${DOMAIN}
+    ports:
+      - 80:80
+      - 443:443
+    volumes:
+      - /var/run/docker.sock:/var/run/docker.sock:ro
+      - /srv/acme:/acme
+    networks: [public, default]
+  web:
+    <<: *restart
+    build: ./web
+    image: site-web:${TAG}
+    labels:
+      traefik.http.routers.web.rule: Host(`${DOMAIN}`)
+    volumes:
+      - $PWD/www:/usr/local/apache2/htdocs:ro
+    deploy:
+      replicas: 3
+    healthcheck:
+      test: [CMD, httpd, -t]
+      interval: 1m30s
+    depends_on:
+      - traefik
+  node-exporter:
+    image: prom/node-exporter
+    network_mode: host
+    command: --collector.textfile.directory=/srv/monitoring
+networks:
+  public:
+    external: true
+    name: traefik
+";
+    let p = ok(text);
+    assert_eq!(p.name, "site");
+    assert_eq!(p.compose_file, PathBuf::from(FILE));
+    assert_eq!(
+        p.services.keys().collect::<Vec<_>>(),
+        ["traefik", "web", "node-exporter"]
+    );
+    let traefik = &p.services["traefik"];
+    assert_eq!(traefik.restart, Restart::UnlessStopped);
+    assert_eq!(
+        traefik.command.as_deref(),
+        Some(
+            &strings(&[
+                "--providers.docker=true",
+                "--certificatesresolvers.le.acme.email=ops@example.org"
+            ])[..]
+        )
+    );
+    assert_eq!(
+        traefik.networks.keys().collect::<Vec<_>>(),
+        ["public", "default"]
+    );
+    let web = &p.services["web"];
+    assert_eq!(web.image.as_deref(), Some("site-web:2.4"));
+    assert_eq!(
+        web.build,
+        Some(Build {
+            context: PathBuf::from("/opt/stack/web"),
+            dockerfile: "Dockerfile".to_string(),
+            args: BTreeMap::new(),
+        })
+    );
+    assert_eq!(
+        web.labels,
+        map(&[("traefik.http.routers.web.rule", "Host(`example.org`)")])
+    );
+    assert_eq!(
+        web.volumes,
+        vec![Mount::Bind {
+            source: PathBuf::from("/home/op/www"),
+            target: "/usr/local/apache2/htdocs".to_string(),
+            read_only: true
+        }]
+    );
+    assert_eq!(web.replicas, 3);
+    assert_eq!(
+        web.healthcheck,
+        Some(Healthcheck {
+            test: strings(&["CMD", "httpd", "-t"]),
+            interval: Some(Duration::from_secs(90)),
+            timeout: None,
+            retries: None,
+            start_period: None,
+            start_interval: None,
+        })
+    );
+    assert_eq!(
+        web.networks.keys().collect::<Vec<_>>(),
+        ["default"],
+        "no networks: the implicit default"
+    );
+    assert_eq!(web.depends_on["traefik"].condition, Condition::Started);
+    let exporter = &p.services["node-exporter"];
+    assert_eq!(exporter.network_mode, Some(NetworkMode::Host));
+    assert!(exporter.networks.is_empty());
+    assert_eq!(exporter.restart, Restart::No);
+    assert_eq!(exporter.replicas, 1);
+    assert_eq!(p.networks.keys().collect::<Vec<_>>(), ["public", "default"]);
+    assert_eq!(p.networks["public"].name, "traefik");
+    assert!(p.networks["public"].external);
+    assert_eq!(p.networks["default"].name, "site_default");
+    assert!(p.volumes.is_empty());
+}
+
+#[test]
+fn no_default_network_unless_a_service_uses_it() {
+    let p = ok("services:\n  web:\n    image: x\n    network_mode: host\n");
+    assert!(p.networks.is_empty());
+    // A declared `default` is used as declared (here: joining another project's).
+    let p = ok("services:\n  web:\n    image: x\nnetworks:\n  default:\n    external: true\n    name: proxy\n");
+    assert_eq!(p.networks["default"].name, "proxy");
+    assert!(p.networks["default"].external);
+}
+
+#[test]
+fn environment_and_labels_in_both_forms() {
+    let list = web("services:\n  web:\n    image: x\n    environment:\n      - A=1\n      - SECRET\n      - UNSET\n      - E=\n      - URL=https://${DOMAIN}/?a=b\n    labels:\n      - a=1\n      - bare\n");
+    assert_eq!(
+        list.environment,
+        map(&[
+            ("A", "1"),
+            ("SECRET", "s3cr3t"),
+            ("E", ""),
+            ("URL", "https://example.org/?a=b")
+        ])
+    );
+    assert_eq!(list.labels, map(&[("a", "1"), ("bare", "")]));
+    let mapping = web("services:\n  web:\n    image: x\n    environment:\n      A: 1\n      SECRET:\n      UNSET:\n      F: 1.5\n      G: '$$HOME'\n    labels:\n      com.example.x: \"y\"\n");
+    assert_eq!(
+        mapping.environment,
+        map(&[
+            ("A", "1"),
+            ("SECRET", "s3cr3t"),
+            ("F", "1.5"),
+            ("G", "$HOME")
+        ])
+    );
+    assert_eq!(mapping.labels, map(&[("com.example.x", "y")]));
+}
+
+#[test]
+fn env_files_come_first_and_environment_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.env"),
+        "A=from-file\nB=from-file\nC=${DOMAIN}\nD=kept\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("b.env"), "B=second-file\n").unwrap();
+    let text = "services:\n  web:\n    image: x\n    env_file: [a.env, ./b.env]\n    environment:\n      A: override\n      D:\n";
+    let p = parse(text, &dir.path().join("c.yml"), dir.path(), "p", &env).unwrap();
+    assert_eq!(
+        p.services["web"].environment,
+        map(&[
+            ("A", "override"),
+            ("B", "second-file"),
+            ("C", "example.org")
+        ]),
+        "a bare unset `D` removes the env_file value, as Compose v1 does"
+    );
+    let text = "services:\n  web:\n    image: x\n    env_file: missing.env\n";
+    let err = parse(text, &dir.path().join("c.yml"), dir.path(), "p", &env).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot read {}: No such file or directory",
+            dir.path().join("missing.env").display()
+        )
+    );
+    std::fs::write(dir.path().join("bad.env"), "A=1\nnot a line\n").unwrap();
+    let text = "services:\n  web:\n    image: x\n    env_file: bad.env\n";
+    let err = parse(text, &dir.path().join("c.yml"), dir.path(), "p", &env).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:2:1: expected `=` after not",
+            dir.path().join("bad.env").display()
+        )
+    );
+}
+
+#[test]
+fn pwd_is_an_ordinary_variable_empty_when_unset() {
+    let text = "services:\n  web:\n    image: x\n    volumes: [\"$PWD/www:/www\"]\n";
+    let no_pwd = |name: &str| (name != "PWD").then(|| env(name)).flatten();
+    let p = parse(
+        text,
+        Path::new(FILE),
+        Path::new("/opt/stack"),
+        "site",
+        &no_pwd,
+    )
+    .unwrap();
+    assert_eq!(
+        p.services["web"].volumes,
+        vec![Mount::Bind {
+            source: PathBuf::from("/www"),
+            target: "/www".to_string(),
+            read_only: false
+        }],
+        "Compose v1 leaves an unset $PWD empty rather than using the project folder"
+    );
+}
+
+#[test]
+fn command_and_entrypoint_forms() {
+    let s = web("services:\n  web:\n    image: x\n    command: sh -c 'echo \"$${HOME}\" && exec httpd'\n    entrypoint: [\"/bin/tini\", \"--\"]\n");
+    assert_eq!(
+        s.command,
+        Some(strings(&["sh", "-c", "echo \"${HOME}\" && exec httpd"]))
+    );
+    assert_eq!(s.entrypoint, Some(strings(&["/bin/tini", "--"])));
+    let s = web("services:\n  web:\n    image: x\n    entrypoint: ''\n    command:\n");
+    assert_eq!(
+        s.entrypoint,
+        Some(vec![]),
+        "an empty entrypoint clears the image's"
+    );
+    assert_eq!(s.command, None);
+}
+
+#[test]
+fn ports_short_and_long() {
+    let s = web("services:\n  web:\n    image: x\n    ports:\n      - \"35000-35100:80\"\n      - 127.0.0.1:9090:9090/udp\n      - 8080\n      - target: 443\n        published: \"8443\"\n");
+    let one = |n| PortRange { start: n, end: n };
+    assert_eq!(
+        s.ports,
+        vec![
+            Port {
+                host_ip: None,
+                host: Some(PortRange {
+                    start: 35000,
+                    end: 35100
+                }),
+                container: one(80),
+                protocol: Protocol::Tcp
+            },
+            Port {
+                host_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                host: Some(one(9090)),
+                container: one(9090),
+                protocol: Protocol::Udp
+            },
+            Port {
+                host_ip: None,
+                host: None,
+                container: one(8080),
+                protocol: Protocol::Tcp
+            },
+            Port {
+                host_ip: None,
+                host: Some(one(8443)),
+                container: one(443),
+                protocol: Protocol::Tcp
+            },
+        ]
+    );
+}
+
+#[test]
+fn volumes_short_long_and_named() {
+    let p = ok("services:\n  web:\n    image: x\n    volumes:\n      - data:/data\n      - type: bind\n        source: ~/conf\n        target: /conf\n        read_only: true\n      - /cache\nvolumes:\n  data:\n    labels: {backup: 'yes'}\n");
+    assert_eq!(
+        p.services["web"].volumes,
+        vec![
+            Mount::Volume {
+                name: "data".to_string(),
+                target: "/data".to_string(),
+                read_only: false
+            },
+            Mount::Bind {
+                source: PathBuf::from("/root/conf"),
+                target: "/conf".to_string(),
+                read_only: true
+            },
+            Mount::Anonymous {
+                target: "/cache".to_string()
+            },
+        ]
+    );
+    assert_eq!(p.volumes["data"].name, "site_data");
+    assert_eq!(p.volumes["data"].labels, map(&[("backup", "yes")]));
+}
+
+#[test]
+fn networks_with_fixed_addresses() {
+    let p = ok("services:\n  web:\n    image: x\n    networks:\n      back:\n        ipv4_address: 172.28.0.5\n        aliases: [www]\n      front:\nnetworks:\n  back:\n    internal: true\n    ipam:\n      config:\n        - subnet: 172.28.0.0/16\n  front:\n    driver: bridge\n");
+    let s = &p.services["web"];
+    assert_eq!(
+        s.networks["back"],
+        ServiceNetwork {
+            ipv4_address: Some(Ipv4Addr::new(172, 28, 0, 5)),
+            aliases: strings(&["www"])
+        }
+    );
+    assert_eq!(s.networks["front"], ServiceNetwork::default());
+    assert!(p.networks["back"].internal);
+    assert_eq!(p.networks["back"].name, "site_back");
+    assert!(!p.networks.contains_key("default"));
+}
+
+#[test]
+fn healthcheck_forms() {
+    let hc = |body: &str| {
+        web(&format!(
+            "services:\n  web:\n    image: x\n    healthcheck:\n{body}"
+        ))
+        .healthcheck
+        .unwrap()
+    };
+    let h = hc("      test: curl -f http://localhost/ || exit 1\n      interval: 30s\n      timeout: 5s\n      retries: 3\n      start_period: 1m\n      start_interval: 500ms\n");
+    assert_eq!(
+        h,
+        Healthcheck {
+            test: strings(&["CMD-SHELL", "curl -f http://localhost/ || exit 1"]),
+            interval: Some(Duration::from_secs(30)),
+            timeout: Some(Duration::from_secs(5)),
+            retries: Some(3),
+            start_period: Some(Duration::from_secs(60)),
+            start_interval: Some(Duration::from_millis(500)),
+        }
+    );
+    assert_eq!(
+        hc("      test: [CMD-SHELL, exit 0]\n").test,
+        strings(&["CMD-SHELL", "exit 0"])
+    );
+    assert_eq!(hc("      disable: true\n").test, strings(&["NONE"]));
+    assert_eq!(hc("      test: [NONE]\n").test, strings(&["NONE"]));
+    // Only timings: the image's test is kept (an empty test).
+    let h = hc("      interval: 10s\n      retries: '5'\n");
+    assert!(h.test.is_empty());
+    assert_eq!(h.retries, Some(5));
+}
+
+#[test]
+fn depends_on_forms_and_restart_policies() {
+    let p = ok("services:\n  web:\n    image: x\n    restart: on-failure:5\n    depends_on:\n      db:\n        condition: service_healthy\n      init:\n        condition: service_completed_successfully\n        restart: true\n      cache:\n      metrics:\n        condition: service_started\n        required: false\n  db:\n    image: x\n    restart: always\n  init:\n    image: x\n    restart: 'no'\n  cache:\n    image: x\n    restart: on-failure\n");
+    let web = &p.services["web"];
+    assert_eq!(web.restart, Restart::OnFailure(Some(5)));
+    assert_eq!(p.services["db"].restart, Restart::Always);
+    assert_eq!(p.services["init"].restart, Restart::No);
+    assert_eq!(p.services["cache"].restart, Restart::OnFailure(None));
+    let deps: Vec<(&str, Condition, bool, bool)> = web
+        .depends_on
+        .iter()
+        .map(|(k, d)| (k.as_str(), d.condition, d.restart, d.required))
+        .collect();
+    assert_eq!(
+        deps,
+        vec![
+            ("db", Condition::Healthy, false, true),
+            ("init", Condition::CompletedSuccessfully, true, true),
+            ("cache", Condition::Started, false, true),
+            ("metrics", Condition::Started, false, false),
+        ]
+    );
+}
+
+#[test]
+fn replicas_from_scale_or_deploy() {
+    assert_eq!(
+        web("services:\n  web:\n    image: x\n    scale: 0\n").replicas,
+        0
+    );
+    assert_eq!(
+        web("services:\n  web:\n    image: x\n    deploy: {replicas: '4'}\n").replicas,
+        4
+    );
+    assert_eq!(
+        web("services:\n  web:\n    image: x\n    scale: 2\n    deploy: {replicas: 2}\n").replicas,
+        2
+    );
+}
+
+#[test]
+fn build_forms() {
+    let s = web("services:\n  web:\n    build:\n      context: ../images/web\n      dockerfile: docker/Dockerfile.prod\n      args:\n        - VERSION=${TAG}\n        - SECRET\n        - UNSET\n");
+    assert_eq!(
+        s.build,
+        Some(Build {
+            context: PathBuf::from("/opt/images/web"),
+            dockerfile: "docker/Dockerfile.prod".to_string(),
+            args: map(&[("VERSION", "2.4"), ("SECRET", "s3cr3t")]),
+        })
+    );
+    assert_eq!(s.image, None);
+    let s = web("services:\n  web:\n    build:\n      dockerfile: /opt/stack/web/Dockerfile\n");
+    let build = s.build.unwrap();
+    assert_eq!(build.context, PathBuf::from("/opt/stack"));
+    assert_eq!(build.dockerfile, "web/Dockerfile");
+}
+
+#[test]
+fn top_level_name_version_and_extensions_are_accepted() {
+    let p = ok("name: other\nversion: \"3\"\nx-anything: {a: 1}\nservices:\n  web:\n    image: x\n    x-note: hi\nnetworks:\n  n:\n    x-y: 1\n");
+    assert_eq!(p.name, "site", "stack.project wins over `name:`");
+}
+
+/// (compose text, line, column, key, message or part of it)
+type Case = (
+    &'static str,
+    Option<usize>,
+    Option<usize>,
+    Option<&'static str>,
+    &'static str,
+);
+
+#[test]
+fn every_error_names_file_line_column_and_key() {
+    let cases: &[Case] = &[
+        (
+            "services:\n  web:\n    image: x\n    container_name: web\n",
+            Some(4),
+            Some(5),
+            Some("services.web.container_name"),
+            "`container_name` is not supported by rehost (supported here: `build`, `image`",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    deploy:\n      resources: {}\n",
+            Some(5),
+            Some(7),
+            Some("services.web.deploy.resources"),
+            "`resources` is not supported by rehost",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    healthcheck:\n      test: [CMD, x]\n      intervall: 1s\n",
+            Some(6),
+            Some(7),
+            Some("services.web.healthcheck.intervall"),
+            "`intervall` is not supported by rehost",
+        ),
+        (
+            "secrets:\n  a: {file: x}\nservices:\n  web:\n    image: x\n",
+            Some(1),
+            Some(1),
+            Some("secrets"),
+            "`secrets` is not supported by rehost",
+        ),
+        (
+            "services:\n  web:\n    image: [x]\n",
+            Some(3),
+            Some(5),
+            Some("services.web.image"),
+            "expected a string, got a list",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    ports:\n      - \"80:80\"\n      - \"99999:80\"\n",
+            Some(6),
+            Some(9),
+            Some("services.web.ports[1]"),
+            "\"99999\" is not a port number (1-65535)",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    ports: [\"80:80\", \"a:80\"]\n",
+            Some(4),
+            Some(22),
+            Some("services.web.ports[1]"),
+            "not a port number",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    ports:\n    - target: 80\n      published: 0\n",
+            Some(6),
+            Some(7),
+            Some("services.web.ports[0].published"),
+            "not a port number",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    volumes:\n      - ./a:/a\n      - type: bind\n        source: ./b\n        target: /b\n        consistency: cached\n",
+            Some(9),
+            Some(9),
+            Some("services.web.volumes[1].consistency"),
+            "`consistency` is not supported by rehost",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    volumes:\n      - data:/data\n",
+            Some(5),
+            Some(9),
+            Some("services.web.volumes[0]"),
+            "the volume `data` is not declared under the top-level `volumes:`",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    networks: [front]\n",
+            Some(4),
+            Some(16),
+            Some("services.web.networks[0]"),
+            "the network `front` is not declared",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    depends_on: [db]\n",
+            Some(4),
+            Some(18),
+            Some("services.web.depends_on[0]"),
+            "no service `db` in this file",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    depends_on:\n      c:\n        condition: service_healthy\n  c:\n    image: x\n    depends_on:\n      - a\n",
+            Some(13),
+            Some(9),
+            Some("services.c.depends_on[0]"),
+            "dependency cycle: a → b → c → a",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    depends_on:\n      web:\n",
+            Some(5),
+            Some(7),
+            Some("services.web.depends_on.web"),
+            "dependency cycle: web → web",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    depends_on:\n      db: {condition: service_ready}\n  db:\n    image: x\n",
+            Some(5),
+            Some(12),
+            Some("services.web.depends_on.db.condition"),
+            "expected service_started, service_healthy or service_completed_successfully",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    healthcheck:\n      test: [CMD, x]\n      interval: 90\n",
+            Some(6),
+            Some(7),
+            Some("services.web.healthcheck.interval"),
+            "expected a duration like \"1m30s\"",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    healthcheck:\n      test: [curl, x]\n",
+            Some(5),
+            Some(7),
+            Some("services.web.healthcheck.test"),
+            "expected a list starting with \"CMD\"",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    healthcheck:\n      disable: true\n      retries: 3\n",
+            Some(5),
+            Some(7),
+            Some("services.web.healthcheck.disable"),
+            "cannot be combined",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    networks:\n      n:\n        ipv4_address: 10.0.0.300\nnetworks:\n  n:\n",
+            Some(6),
+            Some(9),
+            Some("services.web.networks.n.ipv4_address"),
+            "expected an IPv4 address",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    networks:\n      n:\n        ipv4_address: 10.1.0.5\nnetworks:\n  n:\n    ipam:\n      config:\n        - subnet: 10.0.0.0/16\n",
+            Some(6),
+            Some(9),
+            Some("services.web.networks.n.ipv4_address"),
+            "10.1.0.5 is not inside a subnet of the network `n`",
+        ),
+        (
+            "services:\n  web:\n    image: x\nnetworks:\n  n:\n    ipam:\n      config:\n        - subnet: 10.0.0.0/16\n        - subnet: 10.1.0.0\n",
+            Some(9),
+            Some(11),
+            Some("networks.n.ipam.config[1].subnet"),
+            "CIDR",
+        ),
+        (
+            "services:\n  web:\n    image: ${IMAGE:?set IMAGE in stack.env}\n",
+            Some(3),
+            Some(5),
+            Some("services.web.image"),
+            "required variable IMAGE is missing a value: set IMAGE in stack.env",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    environment:\n      - A=${B\n",
+            Some(5),
+            Some(9),
+            Some("services.web.environment[0]"),
+            "unclosed `${`",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    network_mode: container:abc\n",
+            Some(4),
+            Some(5),
+            Some("services.web.network_mode"),
+            "containers outside the project are not supported",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    network_mode: host\n    networks: [default]\n",
+            Some(5),
+            Some(5),
+            Some("services.web.networks"),
+            "cannot be combined with `network_mode:`",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    network_mode: service:vpn\n",
+            Some(4),
+            Some(5),
+            Some("services.web.network_mode"),
+            "no service `vpn`",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    restart: sometimes\n",
+            Some(4),
+            Some(5),
+            Some("services.web.restart"),
+            "expected `no`, `always`",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    scale: 2\n    deploy:\n      replicas: 3\n",
+            Some(4),
+            Some(5),
+            Some("services.web.scale"),
+            "disagree",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    scale: -1\n",
+            Some(4),
+            Some(5),
+            Some("services.web.scale"),
+            "expected a whole number of 0 or more, got -1",
+        ),
+        (
+            "services:\n  web:\n    command: echo\n",
+            Some(2),
+            Some(3),
+            Some("services.web"),
+            "a service needs `image:` or `build:`",
+        ),
+        (
+            "services:\n  web:\n    build:\n      context: https://github.com/x/y.git\n",
+            Some(4),
+            Some(7),
+            Some("services.web.build.context"),
+            "must be a local folder",
+        ),
+        (
+            "services:\n  web:\n    build:\n      context: web\n      dockerfile: ../Dockerfile\n",
+            Some(5),
+            Some(7),
+            Some("services.web.build.dockerfile"),
+            "must be inside the build context",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    command: echo 'unbalanced\n",
+            Some(4),
+            Some(5),
+            Some("services.web.command"),
+            "no closing quotation",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    labels:\n      enabled: true\n",
+            Some(5),
+            Some(7),
+            Some("services.web.labels.enabled"),
+            "quote it",
+        ),
+        (
+            "services:\n  \"we b\":\n    image: x\n",
+            Some(2),
+            Some(3),
+            Some("services.\"we b\""),
+            "is not a valid name",
+        ),
+        (
+            "services: {}\n",
+            None,
+            None,
+            None,
+            "no services",
+        ),
+        (
+            "- a\n",
+            None,
+            None,
+            None,
+            "expected a mapping with `services:` at the top level, got a list",
+        ),
+        (
+            "services:\n  web:\n    image: x\nnetworks:\n  proxy:\n    external: true\n    name: traefik\n    driver: bridge\n",
+            Some(8),
+            Some(5),
+            Some("networks.proxy.driver"),
+            "cannot be set with `external: true`",
+        ),
+        (
+            "services:\n  web:\n    image: !override x\n",
+            Some(3),
+            Some(5),
+            Some("services.web.image"),
+            "YAML tags",
+        ),
+    ];
+    for (text, line, column, key, message) in cases {
+        let err = match load(text) {
+            Ok(p) => panic!("input {text:?} loaded: {p:?}"),
+            Err(err) => err,
+        };
+        let detail = err.detail();
+        assert_eq!(
+            (detail.line, detail.column, detail.key.as_deref()),
+            (*line, *column, *key),
+            "input {text:?}: {err}"
+        );
+        assert!(
+            detail.message.contains(message),
+            "input {text:?}: {err}\nwanted: {message}"
+        );
+        assert!(err.to_string().starts_with(FILE), "{err}");
+    }
+}
+
+#[test]
+fn display_is_file_line_column_key_message() {
+    let err =
+        load("services:\n  web:\n    image: x\n    ports:\n      - \"80:80/sctp\"\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("{FILE}:5:9: services.web.ports[0]: protocol \"sctp\" is not tcp or udp: expected a port like \"80\", \"8080:80\", \"127.0.0.1:8080:80/udp\" or \"35000-35100:80\", got \"80:80/sctp\"")
+    );
+    let err = load("services:\n  web: [\n").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{FILE}:3:1: invalid YAML:")),
+        "{err}"
+    );
+}
+
+#[test]
+fn environment_values_are_never_echoed_in_errors() {
+    // Container environments hold passwords: a bad entry names its key only.
+    let err = load("services:\n  web:\n    image: x\n    environment: [\"BAD KEY=${SECRET}\"]\n")
+        .unwrap_err();
+    assert_eq!(
+        err.detail().key.as_deref(),
+        Some("services.web.environment[0]")
+    );
+    assert!(err.to_string().contains("\"BAD KEY\""), "{err}");
+    assert!(!err.to_string().contains("s3cr3t"), "{err}");
+}
+
+#[test]
+fn load_reads_the_stack_env_file_and_the_environment_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let compose = dir.path().join("docker-compose.yml");
+    std::fs::write(
+        &compose,
+        "services:\n  web:\n    image: httpd:${TAG}\n    environment: [\"WHO=${WHO}\"]\n    env_file: web.env\n",
+    )
+    .unwrap();
+    // Compose v1 expands a service env file's variables from the process
+    // environment only: TAG (from stack.env) is unknown there.
+    std::fs::write(dir.path().join("web.env"), "IN_FILE=${TAG:-none}/${WHO}\n").unwrap();
+    let env_path = dir.path().join("stack.env");
+    std::fs::write(&env_path, "TAG=from-file\nWHO=file\n").unwrap();
+    let stack = crate::config::StackConfig {
+        compose: compose.clone(),
+        project: "demo".to_string(),
+        env_file: Some(env_path.clone()),
+    };
+    let process = |name: &str| (name == "WHO").then(|| "process".to_string());
+    let p = super::load(&stack, &process).unwrap();
+    assert_eq!(p.services["web"].image.as_deref(), Some("httpd:from-file"));
+    assert_eq!(p.services["web"].environment["WHO"], "process");
+    assert_eq!(p.services["web"].environment["IN_FILE"], "none/process");
+    assert_eq!(p.working_dir, dir.path());
+    assert_eq!(p.name, "demo");
+
+    let missing = crate::config::StackConfig {
+        compose: dir.path().join("nope.yml"),
+        ..stack
+    };
+    let err = super::load(&missing, &process).unwrap_err();
+    assert!(err.to_string().starts_with("cannot read "), "{err}");
+    assert_eq!(err.detail().kind, crate::config::ConfigErrorKind::Read);
+}
+
+/// Not a fuzzer (that is the fuzz target's job), but a cheap guard that the
+/// loader never panics on damaged real files: truncations, every line
+/// removed, and odd characters put in at many places of the fixtures
+/// (strided, to keep this test a few seconds long in a debug build).
+#[test]
+fn damaged_files_give_errors_not_panics() {
+    let fixtures = [
+        include_str!("../../../../tests/fixtures/compose/site/docker-compose.yml"),
+        include_str!("../../../../tests/fixtures/compose/monitoring/docker-compose.yml"),
+        include_str!("../../../../tests/fixtures/compose/interpolation/docker-compose.yml"),
+    ];
+    let mut runs = 0;
+    let mut try_load = |text: &str| {
+        runs += 1;
+        // Ok or Err are both fine; a panic fails the test.
+        let _ = load(text);
+    };
+    for text in fixtures {
+        let boundaries: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+        for &end in boundaries.iter().step_by(4) {
+            try_load(&text[..end]);
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        for skip in 0..lines.len() {
+            let damaged: Vec<&str> = lines
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| (i != skip).then_some(*l))
+                .collect();
+            try_load(&damaged.join("\n"));
+        }
+        for (n, &at) in boundaries.iter().enumerate().step_by(13) {
+            let odd = ["-", ":", "[", "{", "$", "\"", " ", "\n", "é", "\t", "#"][n % 11];
+            try_load(&format!("{}{odd}{}", &text[..at], &text[at..]));
+        }
+    }
+    assert!(runs > 2000, "only {runs} variants tried");
+}
