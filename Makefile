@@ -5,13 +5,14 @@
 #   make demo-clean   stop the demo Garage, remove target/garage-demo and target/demo
 #   make bench        backup/restore benchmark vs restic and tar|gzip|aws (bench/RESULTS.md), then bench-stack
 #   make bench-stack  rehost up vs docker-compose up -d, cold and warm (bench/RESULTS-stack.md)
+#   make fuzz         every fuzz target for FUZZ_SECONDS (default 60) each; not part of `make test`
 #   make garage-start / garage-stop / garage-status   a dev Garage in target/garage
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: build test demo demo-clean bench bench-stack tools garage-start garage-stop garage-status
+.PHONY: build test demo demo-clean bench bench-stack fuzz tools garage-start garage-stop garage-status
 
 build:
 	$(CARGO) build --release -p rehost
@@ -35,6 +36,9 @@ bench:
 
 bench-stack:
 	bench/stack.sh
+
+fuzz:
+	scripts/fuzz.sh
 
 garage-start:
 	scripts/garage.sh start target/garage
