@@ -17,13 +17,13 @@ use rehost_jobs::archive::{extract, CappedReader, ExtractOptions, Sink};
 /// Decompressed bytes allowed, as a manifest's `tar_bytes` would cap them.
 const CAP: u64 = 8 << 20;
 
-fn reader(data: &[u8]) -> Box<dyn Read + '_> {
-    let capped = |r: Box<dyn Read + '_>| Box::new(CappedReader::new(r, CAP)) as Box<dyn Read>;
-    if data.starts_with(&[0x1f, 0x8b]) {
-        capped(Box::new(MultiGzDecoder::new(data)))
+fn reader(data: &[u8]) -> CappedReader<Box<dyn Read + '_>> {
+    let inner: Box<dyn Read + '_> = if data.starts_with(&[0x1f, 0x8b]) {
+        Box::new(MultiGzDecoder::new(data))
     } else {
-        capped(Box::new(data))
-    }
+        Box::new(data)
+    };
+    CappedReader::new(inner, CAP)
 }
 
 fn names(dir: &Path) -> Vec<String> {
