@@ -7,13 +7,14 @@
 #                     then bench-stack and bench-prometheus
 #   make bench-stack  rehost up vs docker-compose up -d, cold and warm (bench/RESULTS-stack.md)
 #   make bench-prometheus  kind: prometheus backups vs tar czf | aws s3 cp (bench/RESULTS-prometheus.md)
+#   make fuzz         every fuzz target for FUZZ_SECONDS (default 60) each; not part of `make test`
 #   make garage-start / garage-stop / garage-status   a dev Garage in target/garage
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: build test demo demo-clean bench bench-stack bench-prometheus tools garage-start garage-stop garage-status
+.PHONY: build test demo demo-clean bench bench-stack bench-prometheus fuzz tools garage-start garage-stop garage-status
 
 build:
 	$(CARGO) build --release -p rehost
@@ -43,6 +44,9 @@ bench-stack:
 
 bench-prometheus:
 	bench/prometheus.sh
+
+fuzz:
+	scripts/fuzz.sh
 
 garage-start:
 	scripts/garage.sh start target/garage

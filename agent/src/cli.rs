@@ -189,6 +189,9 @@ pub struct Ctx {
 impl Ctx {
     fn load(global: &GlobalArgs) -> anyhow::Result<Self> {
         let config = config::load(&global.config)?;
+        for warning in config::permissions::warnings(&config) {
+            tracing::warn!("{warning}");
+        }
         let store = store::open(&config.storage)
             .with_context(|| format!("open storage {}", config.storage.display_url()))?;
         Ok(Ctx {

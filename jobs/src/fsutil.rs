@@ -7,6 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
 use rand::Rng;
@@ -17,17 +18,22 @@ pub fn random_suffix() -> String {
     format!("{n:08x}")
 }
 
-/// Writes `bytes` to `path` atomically with permissions `mode`.
+/// A temporary of [`write_atomic`] older than this was left by a process that
+/// died before its rename; a live writer renames within milliseconds.
+const STALE_TEMP: Duration = Duration::from_secs(60);
+
+/// Writes `bytes` to `path` atomically with permissions `mode`. Temporaries
+/// that an earlier writer of the same path left when it was killed are
+/// removed first, so a crash never leaves litter that accumulates (in a
+/// node_exporter textfile directory, say).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        random_suffix()
-    ));
+    let temp_prefix = format!(".{}.tmp-", name.to_string_lossy());
+    remove_stale_temps(&dir, &temp_prefix);
+    let tmp = dir.join(format!("{temp_prefix}{}", random_suffix()));
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -46,6 +52,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Best effort: a temporary that cannot be removed now is tried again on the
+/// next write, and never stands in the way of this one.
+fn remove_stale_temps(dir: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let stale = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .is_some_and(|suffix| {
+                suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit())
+            })
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > STALE_TEMP);
+        if stale {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The directory holding `path` (`.` for a bare file name).
@@ -121,6 +154,26 @@ mod tests {
         );
         // No temporary file is left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn write_atomic_removes_temporaries_a_killed_writer_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("rehost-backup-acme.prom");
+        let stale = dir.path().join(".rehost-backup-acme.prom.tmp-0badf00d");
+        let fresh = dir.path().join(".rehost-backup-acme.prom.tmp-12345678");
+        let other = dir.path().join(".other.prom.tmp-0badf00d");
+        for f in [&stale, &fresh, &other] {
+            fs::write(f, "half").unwrap();
+        }
+        let old = filetime::FileTime::from_unix_time(1_700_000_000, 0);
+        filetime::set_file_mtime(&stale, old).unwrap();
+        filetime::set_file_mtime(&other, old).unwrap();
+        write_atomic(&p, b"x", 0o644).unwrap();
+        assert!(!stale.exists(), "a stale temporary of this file stays");
+        // A recent one may belong to a writer still at work; another file's
+        // temporaries are that file's business.
+        assert!(fresh.exists() && other.exists());
     }
 
     #[test]

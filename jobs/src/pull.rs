@@ -726,9 +726,18 @@ mod tests {
             "./a",
             "a\nb",
             "x/.y.rehost-pull-1234",
+            "nul\0byte",
+            "tab\tname",
+            "del\u{7f}",
         ] {
             assert!(refuse_reason(key).is_some(), "{key:?}");
         }
+        // Longer than a file name may be, or than a key may be.
+        let long_segment = format!("dir/{}", "n".repeat(256));
+        assert!(refuse_reason(&long_segment).unwrap().contains("255 bytes"));
+        let long_key = vec!["d"; 600].join("/");
+        assert!(refuse_reason(&long_key).unwrap().contains("1024"));
+        assert!(refuse_reason(&format!("dir/{}", "n".repeat(255))).is_none());
         assert!(refuse_reason("img/é 1.png").is_none());
     }
 

@@ -320,6 +320,17 @@ impl RawTar {
     }
 }
 
+/// One PAX extended-header record: `<length> <key>=<value>\n`, where the
+/// length counts the whole record, its own digits included.
+fn pax_record(key: &str, value: &str) -> Vec<u8> {
+    let body = format!(" {key}={value}\n");
+    let mut len = body.len() + 1;
+    while len.to_string().len() + body.len() != len {
+        len += 1;
+    }
+    format!("{len}{body}").into_bytes()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_archives_are_refused_and_nothing_is_written() {
     use tar::EntryType::*;
@@ -331,6 +342,11 @@ async fn hostile_archives_are_refused_and_nothing_is_written() {
         make_tree(&target, 5);
         let before = describe(&target);
         let outside_abs = format!("{}/evil", outside.display());
+        // Names longer than the 100 bytes of a plain header come from GNU
+        // long-name entries or PAX headers; both must be checked the same way.
+        let long_dotdot = format!("{}/../../outside/evil\0", "d".repeat(120)).into_bytes();
+        let long_below_link = format!("lnk/{}\0", "f".repeat(120)).into_bytes();
+        let overlong = format!("{}\0", "n".repeat(256)).into_bytes();
         let cases: Vec<(&str, RawTar)> = vec![
             ("absolute path", RawTar(vec![]).file(&outside_abs, b"x")),
             (
@@ -385,6 +401,58 @@ async fn hostile_archives_are_refused_and_nothing_is_written() {
             ),
             ("fifo", RawTar(vec![]).entry(b"pipe", Fifo, None, b"")),
             ("duplicate", RawTar(vec![]).file("a", b"1").file("a", b"2")),
+            (
+                "GNU long name with dot-dot",
+                RawTar(vec![])
+                    .entry(b"././@LongLink", GNULongName, None, &long_dotdot)
+                    .file("innocent", b"x"),
+            ),
+            (
+                "PAX path with dot-dot",
+                RawTar(vec![])
+                    .entry(
+                        b"pax",
+                        XHeader,
+                        None,
+                        &pax_record("path", "../outside/evil"),
+                    )
+                    .file("innocent", b"x"),
+            ),
+            (
+                "PAX absolute path",
+                RawTar(vec![])
+                    .entry(b"pax", XHeader, None, &pax_record("path", &outside_abs))
+                    .file("innocent", b"x"),
+            ),
+            (
+                "GNU long link name escaping",
+                RawTar(vec![])
+                    .entry(b"././@LongLink", GNULongLink, None, &long_dotdot)
+                    .entry(b"esc", Symlink, Some(b"x"), b""),
+            ),
+            (
+                "hard link to a symlink",
+                RawTar(vec![]).entry(b"s", Symlink, Some(b"x"), b"").entry(
+                    b"hl",
+                    Link,
+                    Some(b"s"),
+                    b"",
+                ),
+            ),
+            (
+                "long name below a symlink",
+                RawTar(vec![])
+                    .entry(b"sub", Directory, None, b"")
+                    .entry(b"lnk", Symlink, Some(b"sub"), b"")
+                    .entry(b"././@LongLink", GNULongName, None, &long_below_link)
+                    .file("innocent", b"x"),
+            ),
+            (
+                "file name longer than 255 bytes",
+                RawTar(vec![])
+                    .entry(b"././@LongLink", GNULongName, None, &overlong)
+                    .file("innocent", b"x"),
+            ),
         ];
         for (case, tar) in cases {
             let (gz, tar_len) = tar.gz();
@@ -426,6 +494,12 @@ async fn hostile_archives_are_refused_and_nothing_is_written() {
             );
         }
     }
+}
+
+fn gz_of(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,6 +554,48 @@ async fn lying_manifests_bombs_and_garbage_are_refused() {
                 garbage,
                 Box::new(|_| {}),
                 "corrupt or truncated",
+            ),
+            (
+                "object smaller than declared",
+                good.clone(),
+                Box::new(|m| m.objects[0].size += 10),
+                "declared",
+            ),
+            (
+                "archive shorter than declared",
+                good.clone(),
+                Box::new(move |m| m.tar_bytes = good_len + 512),
+                "the manifest says",
+            ),
+            (
+                "archive larger than the disk",
+                good.clone(),
+                Box::new(|m| m.tar_bytes = 1 << 60),
+                "restoring needs",
+            ),
+            (
+                "gzip of something that is not a tar",
+                gz_of(b"plain text, not a tar archive"),
+                Box::new(|_| {}),
+                "corrupt or truncated",
+            ),
+            (
+                "empty object",
+                Vec::new(),
+                Box::new(|_| {}),
+                "corrupt or truncated",
+            ),
+            (
+                "manifest larger than 1 MiB",
+                good.clone(),
+                Box::new(|m| m.rehost_version = "v".repeat(2 << 20)),
+                "larger than",
+            ),
+            (
+                "manifest of another backup",
+                good.clone(),
+                Box::new(|m| m.id = "20200101T000000Z-other".into()),
+                "not the backup it is stored in",
             ),
         ];
         for (case, data, lie, expected) in cases {

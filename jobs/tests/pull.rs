@@ -265,6 +265,8 @@ async fn hostile_keys_are_refused_and_nothing_escapes_dest() {
             (0..8).map(|i| (key_of(i), content(i, 1))).collect();
         put_all(s.store.as_ref(), &objects).await;
         let mut counting = Counting::new(s.store.clone());
+        let long_segment = format!("dir/{}", "n".repeat(300));
+        let long_key = vec!["d"; 600].join("/");
         let hostile = [
             "../x",
             "a/../../b",
@@ -273,6 +275,9 @@ async fn hostile_keys_are_refused_and_nothing_escapes_dest() {
             "./d",
             "new\nline",
             "link/through",
+            "nul\0byte",
+            long_segment.as_str(),
+            long_key.as_str(),
         ];
         counting.extra = hostile.iter().map(|k| k.to_string()).collect();
         let local = tempfile::tempdir().unwrap();
@@ -287,7 +292,7 @@ async fn hostile_keys_are_refused_and_nothing_escapes_dest() {
             .await
             .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("7 objects were not applied"), "{text}");
+        assert!(text.contains("10 objects were not applied"), "{text}");
         for k in ["../x", "a/../../b", "/abs/c", "a//b", "link/through"] {
             assert!(text.contains(&format!("{k:?}")), "{k} not reported: {text}");
         }

@@ -20,6 +20,7 @@
 // The compose loader reports its errors the same way (file, line, column, key).
 pub(crate) mod error;
 pub(crate) mod locate;
+pub mod permissions;
 mod raw;
 mod validate;
 mod values;

@@ -69,14 +69,41 @@ pub fn body_from_bytes(bytes: Bytes) -> PutBody {
     Box::pin(futures::stream::once(async move { Ok(bytes) }))
 }
 
+/// Attempts of [`get_small`] when the body breaks off mid-stream: the SDK
+/// retries a request only until its response headers arrive, so a connection
+/// cut during a manifest's body would otherwise fail a whole backup or restore.
+const SMALL_GET_ATTEMPTS: u32 = 3;
+/// Wait before the second attempt; doubled before each later one.
+const SMALL_GET_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Reads a whole (small) object into memory, refusing more than `limit` bytes.
+/// A body that breaks off is read again from the start, up to
+/// [`SMALL_GET_ATTEMPTS`] times.
 pub async fn get_small(
     store: &dyn ObjectStore,
     key: &str,
     limit: usize,
 ) -> Result<Vec<u8>, StoreError> {
+    let mut attempt = 1;
+    loop {
+        let stream = store.get(key).await?;
+        match read_capped(stream, key, limit).await {
+            Err(e @ StoreError::Request { .. }) if attempt < SMALL_GET_ATTEMPTS => {
+                tracing::warn!(key, attempt, error = %e, "the object's body broke off; reading it again");
+                tokio::time::sleep(SMALL_GET_BACKOFF * 2u32.pow(attempt - 1)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn read_capped(
+    mut stream: ByteStream,
+    key: &str,
+    limit: usize,
+) -> Result<Vec<u8>, StoreError> {
     use futures::StreamExt;
-    let mut stream = store.get(key).await?;
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
@@ -125,6 +152,80 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Serves `hello`, but the first `cuts` bodies break off after `hel`.
+    struct Cutting {
+        cuts: AtomicU32,
+        gets: AtomicU32,
+    }
+
+    #[async_trait]
+    impl ObjectStore for Cutting {
+        async fn list(&self, _: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn head(&self, _: &str) -> Result<Option<ObjectInfo>, StoreError> {
+            Ok(None)
+        }
+        async fn get(&self, key: &str) -> Result<ByteStream, StoreError> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            let cut = self
+                .cuts
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            let tail = if cut {
+                Err(StoreError::Request {
+                    op: "get",
+                    url: "s3://b".into(),
+                    key: key.into(),
+                    message: "connection closed before message completed".into(),
+                })
+            } else {
+                Ok(Bytes::from_static(b"lo"))
+            };
+            let chunks = vec![Ok(Bytes::from_static(b"hel")), tail];
+            Ok(Box::pin(futures::stream::iter(chunks)))
+        }
+        async fn put(&self, _: &str, _: PutBody) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        async fn delete(&self, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn url(&self) -> String {
+            "s3://b".into()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_small_object_cut_mid_body_is_read_again() {
+        let store = Cutting {
+            cuts: AtomicU32::new(2),
+            gets: AtomicU32::new(0),
+        };
+        assert_eq!(get_small(&store, "k", 100).await.unwrap(), b"hello");
+        assert_eq!(store.gets.load(Ordering::SeqCst), 3);
+
+        let store = Cutting {
+            cuts: AtomicU32::new(10),
+            gets: AtomicU32::new(0),
+        };
+        let err = get_small(&store, "k", 100).await.unwrap_err();
+        assert!(err.to_string().contains("connection closed"), "{err}");
+        assert_eq!(store.gets.load(Ordering::SeqCst), SMALL_GET_ATTEMPTS);
+
+        // Too large is an answer, not a transient failure: no second read.
+        let store = Cutting {
+            cuts: AtomicU32::new(0),
+            gets: AtomicU32::new(0),
+        };
+        assert!(matches!(
+            get_small(&store, "k", 3).await,
+            Err(StoreError::TooLarge { .. })
+        ));
+        assert_eq!(store.gets.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn keys_that_could_escape_are_refused() {
