@@ -369,12 +369,3 @@ impl Rng {
         out
     }
 }
-
-/// The value of `metric{job="JOB",target="TARGET"}` in a textfile, if present.
-pub fn metric(file: &Path, name: &str, job: &str, target: &str) -> Option<f64> {
-    let text = fs::read_to_string(file).ok()?;
-    let prefix = format!("{name}{{job=\"{job}\",target=\"{target}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-}
