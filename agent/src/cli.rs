@@ -237,6 +237,21 @@ impl Ctx {
             .collect()
     }
 
+    /// [`Self::spec`] with the real path of a `volume:` entry: the volume's
+    /// mountpoint, asked of the Engine (created first when `create`, as a
+    /// restore into a volume that does not exist yet needs).
+    pub async fn resolve(&self, entry: &StateEntry, create: bool) -> anyhow::Result<StateSpec> {
+        let mut spec = self.spec(entry)?;
+        if let (Some(key), Some(stack)) = (&entry.volume, &self.config.stack) {
+            let project = crate::stack::compose::load(stack, &|n| std::env::var(n).ok())?;
+            let docker = crate::stack::engine::connect().await?;
+            spec.path = crate::stack::engine::volume_mountpoint(&docker, &project, key, create)
+                .await
+                .with_context(|| format!("state `{}`: volume `{key}`", entry.name))?;
+        }
+        Ok(spec)
+    }
+
     pub fn spec(&self, entry: &StateEntry) -> anyhow::Result<StateSpec> {
         let owner = match &entry.owner {
             Some(o) => Some(resolve_owner(o).with_context(|| format!("state `{}`", entry.name))?),

@@ -418,3 +418,82 @@ fn services_are_stopped_for_a_backup_and_started_again() {
     assert!(run.stderr().contains("service `nope`"), "{}", run.stderr());
     assert_eq!(started_at(&project), again, "a container was restarted");
 }
+
+fn volume_labels(name: &str) -> Option<String> {
+    let out = Command::new("docker")
+        .args(["volume", "inspect", "--format", "{{json .Labels}}", name])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// `volume:` on a state entry: backed up from the volume's mountpoint; on a
+/// new host `boot` creates the volume with the project's labels, restores
+/// into it, and `up` adopts it (the container sees the restored file).
+#[test]
+fn state_in_a_named_volume_survives_a_rebuild() {
+    let Some(g) = garage() else { return };
+    if !docker::available() {
+        return;
+    }
+    docker::test_images();
+    let env = TestEnv::new(&g, "");
+    let dir = env.dir.path().to_path_buf();
+    let project = format!("vol{}", std::process::id());
+    let _cleanup = Cleanup {
+        env_config: env.config.clone(),
+        project: project.clone(),
+    };
+    std::fs::write(
+        dir.join("compose.yml"),
+        "services:\n  app:\n    image: rehost-test/busybox:latest\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n    volumes:\n      - appdata:/data\nvolumes:\n  appdata: {}\n",
+    )
+    .unwrap();
+    let state = format!(
+        "  appdata:\n    volume: appdata\nstack:\n  compose: {}/compose.yml\n  project: {project}",
+        dir.display()
+    );
+    env.write_config(&g, &g.endpoint, &state);
+    env.rehost(&["check"]).expect(0);
+
+    // Before `up` there is no volume to back up: a clear error.
+    let early = env.rehost(&["backup"]);
+    early.expect(1);
+    assert!(early.stderr().contains("creates it"), "{}", early.stderr());
+
+    env.rehost(&["up"]).expect(0);
+    let ids = project_containers(&project);
+    let exec = |args: &[&str]| {
+        let out = Command::new("docker")
+            .arg("exec")
+            .arg(&ids[0])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    exec(&["sh", "-c", "echo 'precious' > /data/state.txt && mkdir -p /data/sub && echo x > /data/sub/y"]);
+    env.rehost(&["backup"]).expect(0);
+
+    // The host is rebuilt: containers and the volume are gone.
+    env.rehost(&["down", "--volumes"]).expect(0);
+    let volume = format!("{project}_appdata");
+    assert!(volume_labels(&volume).is_none(), "volume still there");
+
+    env.rehost(&["boot", "--no-run"]).expect(0);
+    let labels = volume_labels(&volume).expect("boot created the volume");
+    assert!(
+        labels.contains(&format!("\"com.docker.compose.project\":\"{project}\"")),
+        "{labels}"
+    );
+    let ids = project_containers(&project);
+    assert_eq!(ids.len(), 1);
+    let out = Command::new("docker")
+        .args(["exec", &ids[0], "cat", "/data/state.txt", "/data/sub/y"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "precious\nx\n");
+}

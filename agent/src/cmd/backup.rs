@@ -24,7 +24,7 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
 
 /// Backs `entry` up once (honouring `--dry-run`); the caller logs and records.
 pub async fn backup_one(ctx: &Ctx, entry: &StateEntry) -> anyhow::Result<Done> {
-    let spec = ctx.spec(entry)?;
+    let spec = ctx.resolve(entry, false).await?;
     let stopped = match (&ctx.config.stack, entry.stop.is_empty() || ctx.dry_run) {
         (Some(stack), false) => Some(stop_for_backup(&stack.project, &entry.stop).await?),
         _ => None,

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use nix::unistd::{access, AccessFlags};
 
-use crate::cli::Ctx;
+use crate::cli::{Ctx, UsageError};
 use crate::stack::compose;
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
@@ -25,6 +25,19 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     // before storage is contacted.
     if let Some(stack) = &c.stack {
         let project = compose::load(stack, &|name| std::env::var(name).ok())?;
+        for entry in c.state.values() {
+            if let Some(key) = &entry.volume {
+                if !project.volumes.contains_key(key) {
+                    return Err(UsageError(format!(
+                        "{}: state `{}`: volume `{key}` is not declared in the top-level `volumes:` of {}",
+                        c.path.display(),
+                        entry.name,
+                        stack.compose.display()
+                    ))
+                    .into());
+                }
+            }
+        }
         println!(
             "stack {}: ok (project {}, {} services, {} networks, {} volumes)",
             stack.compose.display(),
@@ -50,6 +63,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let mut problems = 0;
     for entry in c.state.values() {
         ctx.spec(entry)?;
+        if let Some(key) = &entry.volume {
+            println!(
+                "state {}: volume `{key}` of the stack (its path is asked of the Docker Engine)",
+                entry.name
+            );
+            continue;
+        }
         let parent = rehost_jobs::fsutil::parent_dir(&entry.path);
         let status = if entry.path.exists() {
             "exists".to_string()

@@ -27,7 +27,8 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
         // Shared blocks: a backup of this entry must not reuse a block while
         // this prune deletes it.
         let _lock = if entry.kind == StateKind::Prometheus && !ctx.dry_run {
-            Some(StateLock::acquire(&entry.path, &entry.name, false).context("lock the entry")?)
+            let spec = ctx.resolve(entry, false).await?;
+            Some(StateLock::acquire(&spec.path, &entry.name, false).context("lock the entry")?)
         } else {
             None
         };

@@ -34,7 +34,7 @@ pub async fn restore_one(
     force: bool,
     selector: Selector,
 ) -> anyhow::Result<Done> {
-    let spec = ctx.spec(entry)?;
+    let spec = ctx.resolve(entry, !ctx.dry_run).await?;
     let req = RestoreRequest {
         policy: entry.restore,
         force,

@@ -81,8 +81,13 @@ pub struct StackConfig {
 pub struct StateEntry {
     /// The map key (`[A-Za-z0-9._-]+`, not starting with `.`).
     pub name: String,
-    /// Absolute, without `..`, not `/`.
+    /// Absolute, without `..`, not `/`. For a [`volume`](Self::volume) entry
+    /// it is `docker-volume:KEY`, for messages only: the real path is the
+    /// volume's mountpoint, which [`crate::cli::Ctx::spec`] asks the Engine for.
     pub path: PathBuf,
+    /// `volume: KEY`: a named volume of the compose project (a key of its
+    /// top-level `volumes:`) instead of a path; needs `stack:`.
+    pub volume: Option<String>,
     pub kind: StateKind,
     /// Permission bits (at most `0o7777`) enforced after restore.
     pub mode: Option<u32>,

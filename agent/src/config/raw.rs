@@ -85,6 +85,8 @@ pub(crate) struct RawState {
     #[serde(default)]
     pub(crate) stop: Option<Vec<String>>,
     #[serde(default, deserialize_with = "lenient::string")]
+    pub(crate) volume: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     pub(crate) timeout: Option<String>,
     #[serde(default, deserialize_with = "lenient::string")]
     pub(crate) jitter: Option<String>,

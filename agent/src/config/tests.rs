@@ -135,6 +135,7 @@ fn spec_example_parses_with_every_value() {
             api: None,
             databases: vec![],
             stop: vec![],
+            volume: None,
             job: JobOverrides::default(),
         }
     );

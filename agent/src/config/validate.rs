@@ -13,7 +13,7 @@
 //!
 //! The first problem found is returned; every message says what was expected.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 use rehost_jobs::store::{CredentialSource, S3Settings, StoreLocation};
@@ -54,6 +54,12 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> Result<Config, Problem> {
     let mut state = IndexMap::new();
     for (name, entry) in raw.state.unwrap_or_default() {
         let entry = state_entry(&name, entry)?;
+        if entry.volume.is_some() && stack.is_none() {
+            return Err(Problem::new(
+                at(&["state", &name, "volume"]),
+                "`volume` needs a `stack:` section: the volume is one of its compose project",
+            ));
+        }
         if !entry.stop.is_empty() && stack.is_none() {
             return Err(Problem::new(
                 at(&["state", &name, "stop"]),
@@ -230,8 +236,33 @@ fn stack(raw: RawStack, base: &Path) -> Result<StackConfig, Problem> {
 fn state_entry(name: &str, raw: RawState) -> Result<StateEntry, Problem> {
     let key = |k: &str| at(&["state", name, k]);
     check_name(name).map_err(|m| Problem::new(at(&["state", name]), m))?;
-    let path = raw.path.ok_or_else(|| Problem::missing(key("path")))?;
-    let path = target_path(&path).map_err(|m| Problem::new(key("path"), m))?;
+    let (path, volume) = match (raw.path, raw.volume) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::new(
+                key("volume"),
+                "give either `path` or `volume`, not both",
+            ))
+        }
+        (None, None) => return Err(Problem::missing(key("path"))),
+        (Some(p), None) => (
+            target_path(&p).map_err(|m| Problem::new(key("path"), m))?,
+            None,
+        ),
+        (None, Some(v)) => {
+            let ok = v.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            if !ok {
+                return Err(Problem::new(
+                    key("volume"),
+                    format!(
+                        "expected the key of a volume in the compose file's `volumes:`, got {v:?}"
+                    ),
+                ));
+            }
+            (PathBuf::from(format!("docker-volume:{v}")), Some(v))
+        }
+    };
 
     let kind = match raw.kind.as_deref() {
         None | Some("files") => StateKind::Files,
@@ -341,6 +372,7 @@ fn state_entry(name: &str, raw: RawState) -> Result<StateEntry, Problem> {
         api,
         databases,
         stop,
+        volume,
         job,
     })
 }
@@ -425,6 +457,7 @@ fn check_overlaps(
 ) -> Result<(), Problem> {
     let targets: Vec<(Vec<String>, &Path)> = state
         .values()
+        .filter(|s| s.volume.is_none())
         .map(|s| (at(&["state", &s.name, "path"]), s.path.as_path()))
         .chain(
             pull.values()

@@ -38,3 +38,4 @@ pub use connect::{connect, connect_to, Unreachable};
 pub use down::{down, start_services, stop_services, DownOptions};
 pub use health::NotReady;
 pub use images::BuildFailed;
+pub use volumes::mountpoint as volume_mountpoint;

@@ -3,6 +3,7 @@
 //! `down` unless `--volumes` is given: they hold the data.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use bollard::models::VolumeCreateRequest;
@@ -11,7 +12,7 @@ use bollard::Docker;
 
 use super::connect::describe;
 use super::labels;
-use crate::stack::model::Project;
+use crate::stack::model::{Project, Volume};
 
 /// Creates the missing named volumes (a dry run only reports them). Returns
 /// one line per volume created (or to be created).
@@ -37,21 +38,7 @@ pub(crate) async fn ensure(
                     report.push(format!("create volume {}", vol.name));
                     continue;
                 }
-                let mut l: HashMap<String, String> = vol.labels.clone().into_iter().collect();
-                l.insert(labels::PROJECT.into(), project.name.clone());
-                l.insert(labels::VOLUME.into(), key.clone());
-                docker
-                    .create_volume(VolumeCreateRequest {
-                        name: Some(vol.name.clone()),
-                        driver: Some(vol.driver.clone()),
-                        driver_opts: Some(vol.driver_opts.clone().into_iter().collect()),
-                        labels: Some(l),
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| anyhow::anyhow!(describe(&e)))
-                    .with_context(|| format!("create volume {}", vol.name))?;
-                tracing::info!(volume = %vol.name, "volume created");
+                create(docker, project, key, vol).await?;
                 report.push(format!("created volume {}", vol.name));
             }
             Err(e) => {
@@ -61,6 +48,68 @@ pub(crate) async fn ensure(
         }
     }
     Ok(report)
+}
+
+async fn create(docker: &Docker, project: &Project, key: &str, vol: &Volume) -> anyhow::Result<()> {
+    let mut l: HashMap<String, String> = vol.labels.clone().into_iter().collect();
+    l.insert(labels::PROJECT.into(), project.name.clone());
+    l.insert(labels::VOLUME.into(), key.to_string());
+    docker
+        .create_volume(VolumeCreateRequest {
+            name: Some(vol.name.clone()),
+            driver: Some(vol.driver.clone()),
+            driver_opts: Some(vol.driver_opts.clone().into_iter().collect()),
+            labels: Some(l),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!(describe(&e)))
+        .with_context(|| format!("create volume {}", vol.name))?;
+    tracing::info!(volume = %vol.name, "volume created");
+    Ok(())
+}
+
+/// Where the Engine keeps the data of the project's volume `key` (a state
+/// entry with `volume:`). With `create`, a missing volume is created first,
+/// labelled as `up` would, so that `up` adopts it with what was restored.
+pub async fn mountpoint(
+    docker: &Docker,
+    project: &Project,
+    key: &str,
+    create_missing: bool,
+) -> anyhow::Result<PathBuf> {
+    let vol = project.volumes.get(key).ok_or_else(|| {
+        anyhow::anyhow!(
+            "volume `{key}` is not declared in the top-level `volumes:` of {}",
+            project.compose_file.display()
+        )
+    })?;
+    for attempt in 0..2 {
+        match docker.inspect_volume(&vol.name).await {
+            Ok(v) if !v.mountpoint.is_empty() => return Ok(PathBuf::from(v.mountpoint)),
+            Ok(_) => anyhow::bail!(
+                "volume {} has no mountpoint on this host (driver {}): rehost can only back up local volumes",
+                vol.name,
+                vol.driver
+            ),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) if create_missing && !vol.external && attempt == 0 => {
+                create(docker, project, key, vol).await?;
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => anyhow::bail!(
+                "the Engine has no volume {} (yet): `rehost up` or `rehost boot` creates it",
+                vol.name
+            ),
+            Err(e) => {
+                return Err(anyhow::anyhow!(describe(&e)))
+                    .with_context(|| format!("inspect volume {}", vol.name))
+            }
+        }
+    }
+    anyhow::bail!("volume {} vanished right after it was created", vol.name)
 }
 
 /// Removes every volume labelled with `project` (`down --volumes`).
