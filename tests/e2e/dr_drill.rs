@@ -257,8 +257,10 @@ stack:
         query(prom_port, "up", now())
     });
     std::thread::sleep(Duration::from_secs(8));
+    // A moment safely before the snapshot: every sample up to it is in the
+    // backup (samples scraped after the snapshot are not, and must not count).
+    let at = now() - 2.0;
     env.rehost(&["backup"]).expect(0);
-    let at = now();
     let promql = r#"count_over_time(up{job="prometheus"}[10m])"#;
     let samples = wait_for("a query result", Duration::from_secs(30), || {
         query(prom_port, promql, at)
