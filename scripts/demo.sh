@@ -179,9 +179,10 @@ curl -fsS "http://127.0.0.1:$web_port/"
 say "Prometheus scrapes for a while, then the scheduled jobs would back up; here by hand"
 wait_http "http://127.0.0.1:$prom_port/-/ready" 60
 sleep 10
+# A moment before the snapshot: every sample up to it is in the backup.
+at=$(($(date +%s) - 2))
 run backup
 run backups list
-at=$(date +%s)
 promql='count_over_time(up{job="prometheus"}[10m])'
 samples=$(prom_query "$promql" "$at")
 echo "Prometheus: $promql at $at = $samples" >&2
