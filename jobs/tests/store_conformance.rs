@@ -230,10 +230,9 @@ async fn wrong_credentials_are_denied_not_unreachable() {
     assert!(!err.to_string().contains("SECRETX"), "secret leaked: {err}");
 }
 
-/// A listing of several pages (S3 returns 1,000 keys per request), which the
-/// S3 store splits at `/` and lists concurrently: it must return every key
-/// exactly once, with objects directly under the prefix, a sub-prefix that
-/// itself spans pages, and a sibling prefix sharing the leading characters.
+/// A listing of several pages (S3 returns 1,000 keys per request) returns
+/// every key exactly once, with objects directly under the prefix, deeper
+/// sub-prefixes, and a sibling prefix sharing the leading characters.
 #[tokio::test]
 async fn listings_spanning_pages_are_complete() {
     for t in common::stores("conf-pages") {

@@ -14,12 +14,11 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Object as S3Object};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use tokio::task::JoinSet;
 
 use super::{check_key, ByteStream, CredentialSource, ObjectInfo, ObjectStore, PutBody};
@@ -33,10 +32,6 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 pub const PART_UPLOADS: usize = 2;
 /// Producer chunks are gzip members of about 1 MiB.
 const PART_SLACK: usize = 2 * 1024 * 1024;
-/// Listing requests in flight at once (see `S3Store::list_tree`).
-const LIST_CONCURRENCY: usize = 8;
-/// How many `/` levels a long listing may be split at.
-const LIST_SPLITS: usize = 2;
 
 pub struct S3Store {
     client: Client,
@@ -81,107 +76,6 @@ impl S3Store {
     fn full_key(&self, key: &str) -> Result<String, StoreError> {
         check_key(key)?;
         Ok(self.join(key))
-    }
-
-    /// Lists every object under `full_prefix`. S3 returns 1,000 keys per
-    /// request and each request needs the previous one's continuation token,
-    /// so a 20,000-object site was 20 round trips in a row: most of a no-op
-    /// pull. When the first page is not the whole listing, the prefix is split
-    /// at the next `/` (one delimiter listing) and the parts are listed
-    /// concurrently, at most `splits` levels deep; a listing with no `/` below
-    /// its prefix stays sequential. `what` names the listing in errors.
-    fn list_tree<'a>(
-        &'a self,
-        full_prefix: String,
-        splits: usize,
-        what: &'a str,
-        requests: &'a tokio::sync::Semaphore,
-    ) -> futures::future::BoxFuture<'a, Result<Vec<S3Object>, StoreError>> {
-        Box::pin(async move {
-            let first = self
-                .list_page(&full_prefix, None, None, what, requests)
-                .await?;
-            let mut objects = first.contents.unwrap_or_default();
-            let mut token = match first.next_continuation_token {
-                Some(t) if first.is_truncated == Some(true) => t,
-                _ => return Ok(objects),
-            };
-            if splits > 0 {
-                let (top, subs) = self.list_level(&full_prefix, what, requests).await?;
-                let parts: Vec<Vec<S3Object>> = futures::stream::iter(subs)
-                    .map(|sub| self.list_tree(sub, splits - 1, what, requests))
-                    .buffer_unordered(LIST_CONCURRENCY)
-                    .try_collect()
-                    .await?;
-                let mut all = top;
-                all.extend(parts.into_iter().flatten());
-                return Ok(all);
-            }
-            loop {
-                let page = self
-                    .list_page(&full_prefix, None, Some(token), what, requests)
-                    .await?;
-                objects.extend(page.contents.unwrap_or_default());
-                match page.next_continuation_token {
-                    Some(t) if page.is_truncated == Some(true) => token = t,
-                    _ => return Ok(objects),
-                }
-            }
-        })
-    }
-
-    /// One level below `full_prefix`: the objects directly in it, and the
-    /// common prefixes (sub-"directories") to list separately.
-    async fn list_level(
-        &self,
-        full_prefix: &str,
-        what: &str,
-        requests: &tokio::sync::Semaphore,
-    ) -> Result<(Vec<S3Object>, Vec<String>), StoreError> {
-        let mut objects = Vec::new();
-        let mut subs = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .list_page(full_prefix, Some("/"), token, what, requests)
-                .await?;
-            objects.extend(page.contents.unwrap_or_default());
-            subs.extend(
-                page.common_prefixes
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|p| p.prefix)
-                    // A sub-prefix must be longer, or listing it again would
-                    // never end (a store answering with the prefix itself).
-                    .filter(|p| p.len() > full_prefix.len() && p.starts_with(full_prefix)),
-            );
-            match page.next_continuation_token {
-                Some(t) if page.is_truncated == Some(true) => token = Some(t),
-                _ => return Ok((objects, subs)),
-            }
-        }
-    }
-
-    async fn list_page(
-        &self,
-        full_prefix: &str,
-        delimiter: Option<&str>,
-        token: Option<String>,
-        what: &str,
-        requests: &tokio::sync::Semaphore,
-    ) -> Result<ListObjectsV2Output, StoreError> {
-        // The semaphore is never closed; if it were, listing unthrottled is
-        // still correct.
-        let _permit = requests.acquire().await.ok();
-        self.client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(full_prefix)
-            .set_delimiter(delimiter.map(str::to_string))
-            .set_continuation_token(token)
-            .send()
-            .await
-            .map_err(|e| self.classify("list", what, e))
     }
 
     fn join(&self, key: &str) -> String {
@@ -353,30 +247,35 @@ async fn fill_part(body: &mut PutBody, key: &str) -> Result<(Bytes, bool), Store
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let full_prefix = self.join(prefix);
         let strip = if self.prefix.is_empty() {
             0
         } else {
             self.prefix.len() + 1
         };
-        let requests = tokio::sync::Semaphore::new(LIST_CONCURRENCY);
-        let objects = self
-            .list_tree(self.join(prefix), LIST_SPLITS, prefix, &requests)
-            .await?;
-        let mut out: Vec<ObjectInfo> = objects
-            .into_iter()
-            .filter_map(|obj| {
-                let rel = obj.key()?.get(strip..)?;
-                Some(ObjectInfo {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full_prefix)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.classify("list", prefix, e))?;
+            for obj in page.contents() {
+                let Some(key) = obj.key() else { continue };
+                let Some(rel) = key.get(strip..) else {
+                    continue;
+                };
+                out.push(ObjectInfo {
                     key: rel.to_string(),
                     size: obj.size().unwrap_or(0).max(0) as u64,
                     etag: obj.e_tag().map(str::to_string),
-                })
-            })
-            .collect();
+                });
+            }
+        }
         out.sort_by(|a, b| a.key.cmp(&b.key));
-        // Sub-listings cannot overlap, but a store that ignores the delimiter
-        // would return keys twice; one entry per key whatever the store does.
-        out.dedup_by(|a, b| a.key == b.key);
         Ok(out)
     }
 
