@@ -338,6 +338,23 @@ fn now() -> f64 {
         .as_secs_f64()
 }
 
+/// Garage, the Docker Engine and the test images; a scratch host and a
+/// project name whose containers, networks and volumes go with the guard.
+fn stack_env(name: &str) -> Option<(rehost_tests::Garage, TestEnv, String, Cleanup)> {
+    let g = garage()?;
+    if !docker::available() {
+        return None;
+    }
+    docker::test_images();
+    let env = TestEnv::new(&g, "");
+    let project = format!("{name}{}", std::process::id());
+    let cleanup = Cleanup {
+        env_config: env.config.clone(),
+        project: project.clone(),
+    };
+    Some((g, env, project, cleanup))
+}
+
 fn started_at(project: &str) -> String {
     let ids = project_containers(project);
     assert_eq!(ids.len(), 1, "containers of {project}: {ids:?}");
@@ -358,18 +375,10 @@ fn started_at(project: &str) -> String {
 /// stops nothing.
 #[test]
 fn services_are_stopped_for_a_backup_and_started_again() {
-    let Some(g) = garage() else { return };
-    if !docker::available() {
+    let Some((g, env, project, _cleanup)) = stack_env("stop") else {
         return;
-    }
-    docker::test_images();
-    let env = TestEnv::new(&g, "");
-    let dir = env.dir.path().to_path_buf();
-    let project = format!("stop{}", std::process::id());
-    let _cleanup = Cleanup {
-        env_config: env.config.clone(),
-        project: project.clone(),
     };
+    let dir = env.dir.path().to_path_buf();
     std::fs::create_dir_all(dir.join("data")).unwrap();
     std::fs::write(dir.join("data/app.db"), "rows\n").unwrap();
     std::fs::write(
@@ -436,18 +445,10 @@ fn volume_labels(name: &str) -> Option<String> {
 /// into it, and `up` adopts it (the container sees the restored file).
 #[test]
 fn state_in_a_named_volume_survives_a_rebuild() {
-    let Some(g) = garage() else { return };
-    if !docker::available() {
+    let Some((g, env, project, _cleanup)) = stack_env("vol") else {
         return;
-    }
-    docker::test_images();
-    let env = TestEnv::new(&g, "");
-    let dir = env.dir.path().to_path_buf();
-    let project = format!("vol{}", std::process::id());
-    let _cleanup = Cleanup {
-        env_config: env.config.clone(),
-        project: project.clone(),
     };
+    let dir = env.dir.path().to_path_buf();
     std::fs::write(
         dir.join("compose.yml"),
         "services:\n  app:\n    image: rehost-test/busybox:latest\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n    volumes:\n      - appdata:/data\nvolumes:\n  appdata: {}\n",
@@ -474,10 +475,18 @@ fn state_in_a_named_volume_survives_a_rebuild() {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    exec(&["sh", "-c", "echo 'precious' > /data/state.txt && mkdir -p /data/sub && echo x > /data/sub/y"]);
+    exec(&[
+        "sh",
+        "-c",
+        "echo 'precious' > /data/state.txt && mkdir -p /data/sub && echo x > /data/sub/y",
+    ]);
     env.rehost(&["backup"]).expect(0);
 
     // The host is rebuilt: containers and the volume are gone.
