@@ -395,8 +395,27 @@ pub async fn pull(store: &dyn ObjectStore, spec: &PullSpec, dry_run: bool) -> Re
         let _ = fsutil::remove_any(&dest.join(rel));
     }
     let deletes = plan.delete.clone();
+    // Directories a killed run emptied but did not get to remove: no source
+    // key lives below them. Only empty ones go (see `delete_all`).
+    let stale_dirs: Vec<PathBuf> = if spec.delete_removed {
+        let keep: BTreeSet<&str> = plan
+            .download
+            .iter()
+            .map(|o| o.key.as_str())
+            .chain(plan.unchanged.iter().map(String::as_str))
+            .flat_map(ancestors)
+            .collect();
+        local
+            .dirs
+            .iter()
+            .filter(|d| !keep.contains(d.as_str()))
+            .map(PathBuf::from)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let del_dest = dest.clone();
-    tokio::task::spawn_blocking(move || delete_all(&del_dest, &deletes))
+    tokio::task::spawn_blocking(move || delete_all(&del_dest, &deletes, &stale_dirs))
         .await
         .map_err(|e| Error::io("delete task", io::Error::other(e)))?
         .map_err(|e| Error::io(format!("delete in {}", dest.display()), e))?;
@@ -491,8 +510,8 @@ pub async fn pull(store: &dyn ObjectStore, spec: &PullSpec, dry_run: bool) -> Re
 }
 
 /// Deletes `rels` under `dest`, then the directories this left empty.
-fn delete_all(dest: &Path, rels: &[PathBuf]) -> io::Result<()> {
-    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+fn delete_all(dest: &Path, rels: &[PathBuf], stale_dirs: &[PathBuf]) -> io::Result<()> {
+    let mut dirs: BTreeSet<PathBuf> = stale_dirs.iter().cloned().collect();
     for rel in rels {
         fsutil::remove_any(&dest.join(rel))?;
         let mut up = rel.parent();

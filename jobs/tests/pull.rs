@@ -380,3 +380,36 @@ async fn a_body_shorter_than_listed_never_replaces_a_file() {
         assert_eq!(fs::read(dest.join("index.html")).unwrap(), b"new content");
     }
 }
+
+/// A pull killed after it deleted a directory's files but before it removed
+/// the directory leaves it empty; the next pull removes it (with
+/// `delete_removed`), keeps it otherwise, and keeps the source's directories.
+#[tokio::test]
+async fn directories_emptied_by_a_killed_pull_are_removed() {
+    for s in common::stores("pull-stale-dirs") {
+        let local = tempfile::tempdir().unwrap();
+        let dest = local.path().join("www");
+        fs::create_dir_all(dest.join("gone/deeper")).unwrap();
+        fs::create_dir_all(dest.join("kept")).unwrap();
+        let objects = BTreeMap::from([("kept/a.html".to_string(), b"a".to_vec())]);
+        put_all(s.store.as_ref(), &objects).await;
+        pull(s.store.as_ref(), &spec(&dest, false), false)
+            .await
+            .unwrap();
+        assert!(dest.join("gone/deeper").is_dir(), "{}", s.name);
+        pull(s.store.as_ref(), &spec(&dest, true), false)
+            .await
+            .unwrap();
+        assert!(
+            !dest.join("gone").exists(),
+            "{}: stale directory left",
+            s.name
+        );
+        assert_eq!(
+            fs::read(dest.join("kept/a.html")).unwrap(),
+            b"a",
+            "{}",
+            s.name
+        );
+    }
+}
