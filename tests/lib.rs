@@ -35,6 +35,50 @@ pub fn free_port() -> u16 {
         .unwrap()
 }
 
+/// `GET path` over HTTP/1.0 on 127.0.0.1: the status and the body, or why
+/// nothing usable came back (refused, no answer within 10 s, not HTTP).
+pub fn http_get(port: u16, path: &str) -> Result<(u16, Vec<u8>), String> {
+    http_get_within(port, path, std::time::Duration::from_secs(10))
+}
+
+fn http_get_within(
+    port: u16,
+    path: &str,
+    timeout: std::time::Duration,
+) -> Result<(u16, Vec<u8>), String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    let not_http = || format!("not an HTTP response: {}", String::from_utf8_lossy(&buf));
+    let head_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(not_http)?;
+    let status = std::str::from_utf8(&buf[..head_end])
+        .ok()
+        .filter(|h| h.starts_with("HTTP/1."))
+        .and_then(|h| h.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(not_http)?;
+    Ok((status, buf[head_end + 4..].to_vec()))
+}
+
+/// The body of a 200 answer to `GET path` (within 5 s), or the error.
+pub fn http_ok(port: u16, path: &str) -> Result<String, String> {
+    match http_get_within(port, path, std::time::Duration::from_secs(5))? {
+        (200, body) => Ok(String::from_utf8_lossy(&body).into_owned()),
+        (status, body) => Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body))),
+    }
+}
+
 /// Garage settings from `scripts/garage.sh start`; `None` (skip, with a
 /// printed reason) outside CI, a panic under `CI=true`.
 pub fn garage() -> Option<Garage> {

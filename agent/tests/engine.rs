@@ -12,7 +12,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,7 @@ use bollard::Docker;
 use indexmap::IndexMap;
 use rehost::stack::engine::{self, DownOptions, UpOptions};
 use rehost::stack::model::*;
+use rehost_tests::http_ok;
 
 const IMAGES: [&str; 3] = [
     "rehost-test/busybox:latest",
@@ -251,22 +251,6 @@ async fn host_port(docker: &Docker, container: &str, port: &str) -> u16 {
     binding.host_port.unwrap().parse().unwrap()
 }
 
-/// A plain HTTP/1.0 GET on 127.0.0.1: the body, or the error.
-fn http_get(port: u16, path: &str) -> Result<String, String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    if !text.starts_with("HTTP/1.") || !text.contains(" 200 ") {
-        return Err(text);
-    }
-    Ok(text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stack_comes_up_reconciles_minimally_and_goes_down() {
     let Some(docker) = docker().await else { return };
@@ -290,12 +274,12 @@ async fn stack_comes_up_reconciles_minimally_and_goes_down() {
 
     // It answers on its ports, and Prometheus scrapes web over the project network.
     let web_port = host_port(&docker, &web, "80/tcp").await;
-    let body = http_get(web_port, "/greeting.txt").unwrap();
+    let body = http_ok(web_port, "/greeting.txt").unwrap();
     assert_eq!(body.trim(), "hello from rehost");
     let prom_port = host_port(&docker, &prom, "9090/tcp").await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let q = http_get(prom_port, "/api/v1/query?query=rehost_test_web_up").unwrap_or_default();
+        let q = http_ok(prom_port, "/api/v1/query?query=rehost_test_web_up").unwrap_or_default();
         if q.contains("\"value\"") && q.contains("\"1\"") {
             break;
         }
@@ -583,7 +567,7 @@ async fn scale_ports_networks_and_volumes() {
     for n in 1..=3 {
         let p = host_port(&docker, &format!("{name}-web-{n}"), "80/tcp").await;
         assert!((35000..=35100).contains(&p), "{p}");
-        http_get(p, "/passwd").unwrap();
+        http_ok(p, "/passwd").unwrap();
         ports.push(p);
     }
     ports.dedup();

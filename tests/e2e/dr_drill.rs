@@ -16,35 +16,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rehost_tests::{docker, free_port, garage, rehost_bin, S3cmd, TestEnv};
-
-/// `GET path` on loopback; `None` while nothing answers.
-fn http_get(port: u16, path: &str) -> Option<(u16, Vec<u8>)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let status = std::str::from_utf8(&buf[..head_end])
-        .ok()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some((status, buf[head_end + 4..].to_vec()))
-}
+use rehost_tests::{docker, free_port, garage, http_get, rehost_bin, S3cmd, TestEnv};
 
 /// Waits (bounded) until `f` returns `Some`.
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -70,7 +47,7 @@ fn query(port: u16, promql: &str, at: f64) -> Option<String> {
             _ => format!("%{b:02X}"),
         })
         .collect();
-    let (status, body) = http_get(port, &format!("/api/v1/query?query={q}&time={at:.3}"))?;
+    let (status, body) = http_get(port, &format!("/api/v1/query?query={q}&time={at:.3}")).ok()?;
     if status != 200 {
         return None;
     }
@@ -243,11 +220,13 @@ stack:
         first.all()
     );
     wait_for("the web server", Duration::from_secs(30), || {
-        http_get(web_port, "/")
+        http_get(web_port, "/").ok()
     });
     env.rehost(&["pull"]).expect(0);
     let page = wait_for("the pulled page", Duration::from_secs(30), || {
-        http_get(web_port, "/index.html").filter(|(s, _)| *s == 200)
+        http_get(web_port, "/index.html")
+            .ok()
+            .filter(|(s, _)| *s == 200)
     });
     assert_eq!(page.1, std::fs::read(site.join("index.html")).unwrap());
     env.rehost(&["backup"]).expect(0);
@@ -296,7 +275,9 @@ stack:
     assert_eq!(restored, samples, "samples of {promql} at {at}");
     env.rehost(&["pull"]).expect(0);
     let page = wait_for("the page after recovery", Duration::from_secs(30), || {
-        http_get(web_port, "/index.html").filter(|(s, _)| *s == 200)
+        http_get(web_port, "/index.html")
+            .ok()
+            .filter(|(s, _)| *s == 200)
     });
     assert_eq!(page.1, std::fs::read(site.join("index.html")).unwrap());
     assert!(env.metrics().join("rehost-boot.prom").exists());

@@ -16,12 +16,11 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rehost_tests::{free_port, rehost_bin, Run};
+use rehost_tests::{free_port, http_ok, rehost_bin, Run};
 
 /// `true` when Docker is there (the test images are built when missing);
 /// otherwise skip, or fail under `CI=true`.
@@ -177,22 +176,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A plain HTTP/1.0 GET on 127.0.0.1: the body of a 200, or the error.
-fn http_get(port: u16, path: &str) -> Result<String, String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    if !text.starts_with("HTTP/1.") || !text.contains(" 200 ") {
-        return Err(text);
-    }
-    Ok(text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default())
-}
-
 #[test]
 fn stack_up_answers_reconciles_minimally_and_goes_down() {
     if !docker_ready() {
@@ -217,11 +200,11 @@ fn stack_up_answers_reconciles_minimally_and_goes_down() {
     );
 
     // web answers on its port, and Prometheus (on its own) has scraped it.
-    let body = http_get(stack.port("WEB_PORT"), "/greeting.txt").unwrap();
+    let body = http_ok(stack.port("WEB_PORT"), "/greeting.txt").unwrap();
     assert_eq!(body.trim(), "hello from rehost");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let q = http_get(
+        let q = http_ok(
             stack.port("PROM_PORT"),
             "/api/v1/query?query=rehost_test_web_up",
         )
