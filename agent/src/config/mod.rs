@@ -333,7 +333,8 @@ fn interpolate_values(
     Ok(())
 }
 
-fn key_name(key: &Value) -> String {
+/// A YAML mapping key as it appears in an error path (`services.web`).
+pub(crate) fn key_name(key: &Value) -> String {
     match key {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),

@@ -15,6 +15,7 @@
 use serde_yaml::{Mapping, Value};
 
 use super::error::{At, Fault};
+use crate::config::key_name;
 use crate::interpolate;
 
 /// Applies every rule above to the whole document, in place.
@@ -74,15 +75,6 @@ fn interpolate(
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
     Ok(())
-}
-
-fn key_name(key: &Value) -> String {
-    match key {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        _ => "?".to_string(),
-    }
 }
 
 #[cfg(test)]
