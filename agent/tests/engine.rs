@@ -106,10 +106,6 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/stack")
 }
 
-fn base_service(name: &str, image: &str) -> Service {
-    Service::new(name, image)
-}
-
 /// `sh -c CMD` that exits on SIGTERM (a PID 1 without a handler ignores it,
 /// and every stop would wait out its grace period).
 fn shell(cmd: &str) -> Vec<String> {
@@ -160,7 +156,7 @@ fn healthy_dep() -> Dependency {
 /// The test stack of `tests/fixtures/stack` as the loader would produce it.
 fn stack(name: &str) -> Project {
     let dir = fixtures().canonicalize().unwrap();
-    let mut web = base_service("web", "unused");
+    let mut web = Service::new("web", "unused");
     web.image = None;
     web.build = Some(Build {
         context: dir.join("web"),
@@ -171,7 +167,7 @@ fn stack(name: &str) -> Project {
     web.ports = vec![ephemeral(80)];
     web.healthcheck = Some(wget_check("http://127.0.0.1/"));
 
-    let mut prom = base_service("prometheus", "rehost-test/prometheus:latest");
+    let mut prom = Service::new("prometheus", "rehost-test/prometheus:latest");
     prom.volumes = vec![Mount::Bind {
         source: dir.join("prometheus/prometheus.yml"),
         target: "/etc/prometheus/prometheus.yml".into(),
@@ -181,7 +177,7 @@ fn stack(name: &str) -> Project {
     prom.depends_on.insert("web".into(), healthy_dep());
     prom.healthcheck = Some(wget_check("http://127.0.0.1:9090/-/ready"));
 
-    let mut exporter = base_service("exporter", "rehost-test/node-exporter:latest");
+    let mut exporter = Service::new("exporter", "rehost-test/node-exporter:latest");
     exporter
         .environment
         .insert("ROLE".into(), "exporter".into());
@@ -198,17 +194,7 @@ fn stack(name: &str) -> Project {
             ("prometheus".to_string(), prom),
             ("exporter".to_string(), exporter),
         ]),
-        networks: IndexMap::from([(
-            "default".to_string(),
-            Network {
-                name: format!("{name}_default"),
-                external: false,
-                driver: "bridge".into(),
-                internal: false,
-                subnets: vec![],
-                labels: BTreeMap::new(),
-            },
-        )]),
+        networks: IndexMap::from([("default".to_string(), Network::project_default(name))]),
         volumes: IndexMap::new(),
     }
 }
@@ -377,7 +363,7 @@ async fn failing_healthcheck_names_the_service_and_its_last_output() {
     let _cleanup = Cleanup(name.clone());
     let mut project = stack(&name);
     project.services.clear();
-    let mut bad = base_service("bad", "rehost-test/busybox:latest");
+    let mut bad = Service::new("bad", "rehost-test/busybox:latest");
     bad.command = Some(sleeper());
     bad.healthcheck = Some(Healthcheck {
         test: vec!["CMD-SHELL".into(), "echo probe-said-no; exit 1".into()],
@@ -387,7 +373,7 @@ async fn failing_healthcheck_names_the_service_and_its_last_output() {
         start_period: None,
         start_interval: None,
     });
-    let mut after = base_service("after", "rehost-test/busybox:latest");
+    let mut after = Service::new("after", "rehost-test/busybox:latest");
     after.command = Some(sleeper());
     after.depends_on.insert("bad".into(), healthy_dep());
     project.services.insert("bad".into(), bad);
@@ -419,7 +405,7 @@ async fn failed_build_shows_the_failing_step_output() {
     .unwrap();
     let mut project = stack(&name);
     project.services.clear();
-    let mut s = base_service("broken", "unused");
+    let mut s = Service::new("broken", "unused");
     s.image = None;
     s.build = Some(Build {
         context: ctx.path().to_path_buf(),
@@ -453,7 +439,7 @@ async fn unchanged_context_is_not_rebuilt_and_changed_one_is() {
     std::fs::write(ctx.path().join(".dockerignore"), "scratch/\n").unwrap();
     let mut project = stack(&name);
     project.services.clear();
-    let mut s = base_service("app", "unused");
+    let mut s = Service::new("app", "unused");
     s.image = Some(format!("{name}-named:v1"));
     s.build = Some(Build {
         context: ctx.path().to_path_buf(),
@@ -506,7 +492,7 @@ async fn scale_ports_networks_and_volumes() {
     let mut project = stack(&name);
     project.services.clear();
     // Three httpd replicas on one host port range, as behind a load balancer.
-    let mut web = base_service("web", "rehost-test/busybox:latest");
+    let mut web = Service::new("web", "rehost-test/busybox:latest");
     web.command = Some(shell("httpd -f -p 80 -h /etc"));
     web.replicas = 3;
     web.ports = vec![Port {
@@ -519,7 +505,7 @@ async fn scale_ports_networks_and_volumes() {
         protocol: Protocol::Tcp,
     }];
     // A fixed address on an internal network with a subnet, and a named volume.
-    let mut db = base_service("db", "rehost-test/busybox:latest");
+    let mut db = Service::new("db", "rehost-test/busybox:latest");
     db.command = Some(sleeper());
     db.networks.insert(
         "back".into(),
@@ -634,7 +620,7 @@ async fn stop_and_start_services_for_a_backup() {
     let mut project = stack(&name);
     project.services.clear();
     for s in ["db", "web"] {
-        let mut svc = base_service(s, "rehost-test/busybox:latest");
+        let mut svc = Service::new(s, "rehost-test/busybox:latest");
         svc.command = Some(sleeper());
         project.services.insert(s.into(), svc);
     }
@@ -702,9 +688,9 @@ async fn completed_successfully_external_networks_and_host_network() {
             labels: BTreeMap::new(),
         },
     );
-    let mut init = base_service("init", "rehost-test/busybox:latest");
+    let mut init = Service::new("init", "rehost-test/busybox:latest");
     init.command = Some(["sh", "-c", "exit 0"].map(String::from).to_vec());
-    let mut app = base_service("app", "rehost-test/busybox:latest");
+    let mut app = Service::new("app", "rehost-test/busybox:latest");
     app.command = Some(sleeper());
     app.networks
         .insert("shared".into(), ServiceNetwork::default());
@@ -716,7 +702,7 @@ async fn completed_successfully_external_networks_and_host_network() {
             required: true,
         },
     );
-    let mut host = base_service("hostnet", "rehost-test/busybox:latest");
+    let mut host = Service::new("hostnet", "rehost-test/busybox:latest");
     host.command = Some(sleeper());
     host.networks.clear();
     host.network_mode = Some(NetworkMode::Host);

@@ -222,6 +222,21 @@ pub struct Network {
     pub labels: BTreeMap<String, String>,
 }
 
+impl Network {
+    /// Compose's implicit `default` network of `project`: a plain bridge
+    /// named `<project>_default`.
+    pub fn project_default(project: &str) -> Network {
+        Network {
+            name: format!("{project}_default"),
+            external: false,
+            driver: "bridge".to_string(),
+            internal: false,
+            subnets: Vec::new(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subnet {
     /// CIDR, e.g. `172.28.0.0/16` (checked by the loader).

@@ -169,7 +169,7 @@ fn parse_with(
         .values()
         .any(|s| s.networks.contains_key("default"));
     if uses_default && !networks.contains_key("default") {
-        networks.insert("default".to_string(), default_network(project));
+        networks.insert("default".to_string(), Network::project_default(project));
     }
     for (name, service) in &services {
         for (key, attachment) in &service.networks {
@@ -219,17 +219,6 @@ fn parse_with(
         networks,
         volumes,
     })
-}
-
-fn default_network(project: &str) -> Network {
-    Network {
-        name: format!("{project}_default"),
-        external: false,
-        driver: "bridge".to_string(),
-        internal: false,
-        subnets: Vec::new(),
-        labels: Default::default(),
-    }
 }
 
 /// Service, network and volume names: what Compose accepts, which is also

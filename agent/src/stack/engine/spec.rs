@@ -296,17 +296,7 @@ pub(crate) mod tests {
             compose_file: PathBuf::from("/srv/stack/docker-compose.yml"),
             working_dir: PathBuf::from("/srv/stack"),
             services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
-            networks: IndexMap::from([(
-                "default".to_string(),
-                Network {
-                    name: format!("{name}_default"),
-                    external: false,
-                    driver: "bridge".into(),
-                    internal: false,
-                    subnets: vec![],
-                    labels: BTreeMap::new(),
-                },
-            )]),
+            networks: IndexMap::from([("default".to_string(), Network::project_default(name))]),
             volumes: IndexMap::new(),
         }
     }
