@@ -41,6 +41,8 @@ declare -A apt_for=(
     [envsubst]=gettext-base
     [prometheus-node-exporter]=prometheus-node-exporter
     [curl]=curl
+    # The reference age CLI: the by-hand restore of an encrypted backup is tested with it.
+    [age]=age
 )
 if [ "$bench" = 1 ]; then
     apt_for[restic]=restic

@@ -180,6 +180,77 @@ impl TestEnv {
     }
 }
 
+impl TestEnv {
+    /// Sets the config's `storage.encryption` (replacing an earlier one).
+    pub fn set_encryption(&self, recipient: &str, identity: Option<&Path>) {
+        let text = fs::read_to_string(&self.config).unwrap();
+        let base = match text.find("  encryption:\n") {
+            Some(at) => {
+                let end = text.find("state:\n").unwrap();
+                format!("{}{}", &text[..at], &text[end..])
+            }
+            None => text,
+        };
+        let mut section = format!("  encryption:\n    recipients: [\"{recipient}\"]\n");
+        if let Some(p) = identity {
+            section.push_str(&format!("    identity_file: {}\n", p.display()));
+        }
+        fs::write(
+            &self.config,
+            base.replacen("state:\n", &format!("{section}state:\n"), 1),
+        )
+        .unwrap();
+    }
+}
+
+/// The reference age CLI, Debian's `age` (scripts/install-tools.sh).
+pub mod age {
+    use std::path::Path;
+    use std::process::Command;
+
+    /// Whether `age-keygen` runs; under `CI=true` its absence is a failure.
+    pub fn available() -> bool {
+        let ok = Command::new("age-keygen")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true but age-keygen is missing; scripts/install-tools.sh installs Debian's `age`");
+            }
+            eprintln!("skipping: the age CLI is not installed (scripts/install-tools.sh)");
+        }
+        ok
+    }
+
+    /// A key made by `age-keygen -o PATH`: (public key, secret key line).
+    pub fn keygen(path: &Path) -> (String, String) {
+        let out = Command::new("age-keygen")
+            .arg("-o")
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let public = Command::new("age-keygen")
+            .arg("-y")
+            .arg(path)
+            .output()
+            .unwrap();
+        let public = String::from_utf8(public.stdout).unwrap().trim().to_string();
+        let secret = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+            .unwrap()
+            .to_string();
+        (public, secret)
+    }
+}
+
 /// A finished run with helpers for assertions.
 pub struct Run(pub Output);
 

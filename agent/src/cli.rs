@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use indexmap::IndexMap;
 use rehost_jobs::catalog::Selector;
+use rehost_jobs::encryption::Encryption;
 use rehost_jobs::state::{resolve_owner, StateKind as JobsKind, StateSpec};
 use rehost_jobs::store::{self, ObjectStore};
 
@@ -183,6 +184,8 @@ pub struct UsageError(pub String);
 pub struct Ctx {
     pub config: Config,
     pub store: Arc<dyn ObjectStore>,
+    /// `storage.encryption`, parsed once.
+    pub encryption: Option<Arc<Encryption>>,
     pub dry_run: bool,
 }
 
@@ -194,9 +197,14 @@ impl Ctx {
         }
         let store = store::open(&config.storage)
             .with_context(|| format!("open storage {}", config.storage.display_url()))?;
+        let encryption = match &config.encryption {
+            Some(e) => Some(Arc::new(e.build().context("storage.encryption")?)),
+            None => None,
+        };
         Ok(Ctx {
             config,
             store,
+            encryption,
             dry_run: global.dry_run,
         })
     }
@@ -275,6 +283,7 @@ impl Ctx {
             mode: entry.mode,
             owner,
             kind,
+            encryption: self.encryption.clone(),
         })
     }
 }

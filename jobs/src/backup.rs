@@ -1,5 +1,5 @@
-//! `backup`: source → tar → parallel gzip → sha256 → multipart upload, then the
-//! manifest, last. No temporary file of the archive exists anywhere, and memory
+//! `backup`: source → tar → parallel gzip → (age) → sha256 → multipart upload,
+//! then the manifest, last. No temporary file of the archive exists anywhere, and memory
 //! is bounded by the pipeline's queues whatever the source size. An unchanged
 //! source (same fingerprint as the newest complete backup) uploads nothing.
 //!
@@ -8,6 +8,7 @@
 //! its own, block by block ([`crate::prometheus`]).
 
 use std::fs::Metadata;
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,10 +20,11 @@ use sha2::{Digest, Sha256};
 use crate::archive::{self, Entry, ParallelGzWriter, SourceKind, SourceScan, TarOptions};
 use crate::bridge;
 use crate::catalog::{self, Selector};
+use crate::encryption::Encryption;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::lock::StateLock;
-use crate::manifest::{Manifest, ObjectEntry, SourceInfo, FORMAT};
+use crate::manifest::{EncryptionInfo, Manifest, ObjectEntry, SourceInfo, FORMAT};
 use crate::state::{StateKind, StateSpec};
 use crate::store::{body_from_bytes, ObjectStore, StoreError};
 
@@ -82,8 +84,10 @@ pub async fn backup(
         .map_err(|e| Error::Refused(format!("scan task failed: {e}")))?
         .map_err(|e| Error::io(format!("read source {}", spec.path.display()), e))?;
 
+    let recipients = spec.encryption.as_deref().map(|e| e.digest());
     if let Some(latest) = catalog::find(store, host, &spec.name, &Selector::Latest).await? {
-        if latest.source.fingerprint == scan.fingerprint {
+        // Switching encryption on (or to other keys) is a change too.
+        if latest.source.fingerprint == scan.fingerprint && latest.recipients() == recipients {
             return Ok(BackupOutcome::Unchanged { id: latest.id });
         }
     }
@@ -123,11 +127,13 @@ pub async fn backup(
 
     let id = layout::new_backup_id(Utc::now());
     let created = Utc::now();
-    let data_key = layout::object_key(host, &spec.name, &id, layout::DATA);
+    let data_name = layout::data_name(spec.encryption.is_some());
+    let data_key = layout::object_key(host, &spec.name, &id, data_name);
     let tree = Tree {
         root: spec.path.clone(),
         prefix: None,
         filter,
+        encryption: spec.encryption.clone(),
     };
     let produced = upload_tree(store, &data_key, tree, &spec.name, &id).await?;
 
@@ -152,11 +158,12 @@ pub async fn backup(
         symlinks: produced.stats.symlinks,
         tar_bytes: produced.tar_bytes,
         objects: vec![ObjectEntry {
-            name: layout::DATA.to_string(),
-            size: produced.compressed,
+            name: data_name.to_string(),
+            size: produced.stored,
             sha256: produced.sha256,
         }],
         blocks: Vec::new(),
+        encryption: encryption_info(spec),
     };
     if kind == SourceKind::File && manifest.files != 1 {
         return Err(Error::Refused(format!(
@@ -169,9 +176,17 @@ pub async fn backup(
         id,
         files: produced.stats.files,
         bytes: produced.stats.bytes,
-        uploaded: produced.compressed + manifest_len,
+        uploaded: produced.stored + manifest_len,
         new_blocks: 0,
         reused_blocks: 0,
+    })
+}
+
+/// What a manifest records of `spec`'s encryption.
+pub(crate) fn encryption_info(spec: &StateSpec) -> Option<EncryptionInfo> {
+    spec.encryption.as_deref().map(|e| EncryptionInfo {
+        scheme: crate::encryption::SCHEME.to_string(),
+        recipients: e.digest().to_string(),
     })
 }
 
@@ -198,6 +213,8 @@ pub(crate) struct Tree {
     /// See [`TarOptions::prefix`].
     pub prefix: Option<PathBuf>,
     pub filter: Option<Filter>,
+    /// Encrypt the archive to these recipients.
+    pub encryption: Option<Arc<Encryption>>,
 }
 
 /// Archives `tree` into the object `key` while it is uploaded.
@@ -215,13 +232,13 @@ pub(crate) async fn upload_tree(
     // Whichever side failed first explains the other: an upload abandoned
     // because the archive failed reports the archive's error, and vice versa.
     match (produced, put) {
-        (Ok(p), Ok(stored)) if stored == p.compressed => Ok(p),
+        (Ok(p), Ok(stored)) if stored == p.stored => Ok(p),
         (Ok(p), Ok(stored)) => Err(Error::Mismatch {
             state: state.to_string(),
             id: id.to_string(),
             detail: format!(
                 "the store kept {stored} bytes of the {} sent to {key}",
-                p.compressed
+                p.stored
             ),
         }),
         (Err(e), Err(StoreError::BodyFailed { .. })) | (Err(e), Ok(_)) => Err(e),
@@ -232,26 +249,29 @@ pub(crate) async fn upload_tree(
 pub(crate) struct Produced {
     pub stats: archive::WriteStats,
     pub tar_bytes: u64,
-    pub compressed: u64,
+    /// Bytes sent to the store: the gzip stream, or the age file around it.
+    pub stored: u64,
+    /// Of the bytes sent.
     pub sha256: String,
 }
 
 /// Runs on a blocking thread: archives the source into the upload channel,
-/// hashing the compressed bytes exactly as they are sent.
+/// hashing the stored bytes exactly as they are sent.
 fn produce(tree: &Tree, tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) -> Result<Produced> {
     let path = &tree.root;
-    let hasher = Arc::new(Mutex::new(Sha256::new()));
-    let sink_hasher = Arc::clone(&hasher);
-    let sink_tx = tx.clone();
-    let sink = Box::new(move |member: Vec<u8>| {
-        if let Ok(mut h) = sink_hasher.lock() {
-            h.update(&member);
-        }
-        sink_tx
-            .blocking_send(Ok(Bytes::from(member)))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped"))
-    });
     let result = (|| {
+        let out = Arc::new(Mutex::new(Some(Output::new(
+            tree.encryption.as_deref(),
+            tx.clone(),
+        )?)));
+        let sink_out = Arc::clone(&out);
+        let sink = Box::new(move |member: Vec<u8>| match sink_out.lock() {
+            Ok(mut guard) => match guard.as_mut() {
+                Some(out) => out.write_member(member),
+                None => Err(std::io::Error::other("the archive was already finished")),
+            },
+            Err(_) => Err(std::io::Error::other("archive output poisoned")),
+        });
         let gz = ParallelGzWriter::new(workers(), sink)?;
         let opts = TarOptions {
             prefix: tree.prefix.as_deref(),
@@ -262,25 +282,90 @@ fn produce(tree: &Tree, tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) -
         };
         let (gz, stats) = archive::write_tar_with(path, gz, &opts)?;
         let totals = gz.finish()?;
-        Ok::<_, std::io::Error>((stats, totals))
+        let finished = out
+            .lock()
+            .map_err(|_| std::io::Error::other("archive output poisoned"))?
+            .take()
+            .ok_or_else(|| std::io::Error::other("the archive was already finished"))?
+            .finish()?;
+        Ok::<_, std::io::Error>((stats, totals, finished))
     })();
     match result {
-        Ok((stats, totals)) => {
-            let sha256 = match hasher.lock() {
-                Ok(h) => hex::encode(h.clone().finalize()),
-                Err(_) => return Err(Error::Refused("hasher poisoned".into())),
-            };
-            Ok(Produced {
-                stats,
-                tar_bytes: totals.uncompressed,
-                compressed: totals.compressed,
-                sha256,
-            })
-        }
+        Ok((stats, totals, sent)) => Ok(Produced {
+            stats,
+            tar_bytes: totals.uncompressed,
+            stored: sent.count,
+            sha256: hex::encode(sent.hasher.finalize()),
+        }),
         Err(e) => {
             // Tell the upload to abort rather than complete a truncated object.
             let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
             Err(Error::io(format!("archive {}", path.display()), e))
         }
+    }
+}
+
+/// Where the gzip members go: straight into the upload, or through age first.
+enum Output {
+    Plain(Sent),
+    Age(age::stream::StreamWriter<Sent>),
+}
+
+impl Output {
+    fn new(encryption: Option<&Encryption>, tx: Sender) -> std::io::Result<Self> {
+        let sent = Sent {
+            tx,
+            hasher: Sha256::new(),
+            count: 0,
+        };
+        Ok(match encryption {
+            None => Output::Plain(sent),
+            Some(e) => Output::Age(e.encrypt_to(sent)?),
+        })
+    }
+
+    fn write_member(&mut self, member: Vec<u8>) -> std::io::Result<()> {
+        match self {
+            Output::Plain(sent) => sent.send(member),
+            Output::Age(w) => w.write_all(&member),
+        }
+    }
+
+    /// Ends the age stream (its last chunk and tag) and returns what was sent.
+    fn finish(self) -> std::io::Result<Sent> {
+        match self {
+            Output::Plain(sent) => Ok(sent),
+            Output::Age(w) => w.finish(),
+        }
+    }
+}
+
+type Sender = tokio::sync::mpsc::Sender<std::io::Result<Bytes>>;
+
+/// The upload channel's end, hashing and counting what goes through it.
+struct Sent {
+    tx: Sender,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl Sent {
+    fn send(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
+        self.hasher.update(&bytes);
+        self.count += bytes.len() as u64;
+        self.tx
+            .blocking_send(Ok(Bytes::from(bytes)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+}
+
+impl Write for Sent {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.send(buf.to_vec())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -34,6 +34,9 @@ pub enum Error {
     /// Prometheus' admin API did not give a snapshot.
     #[error("Prometheus at {api}: {detail}")]
     Prometheus { api: String, detail: String },
+    /// Encryption settings, identity file or an age object that cannot be used.
+    #[error("encryption: {0}")]
+    Encryption(String),
     /// The operation was refused before anything changed.
     #[error("{0}")]
     Refused(String),

@@ -8,6 +8,11 @@
 //!                                             backups whose manifest lists it
 //! ```
 //!
+//! With `storage.encryption`, the data object is `data.tar.gz.age` and a block
+//! is `blocks/<ULID>.<recipients>.tar.gz.age`, `<recipients>` being the first
+//! 16 hex digits of the recipient set's digest: a block is shared only by
+//! backups encrypted to the same keys.
+//!
 //! A backup id is `YYYYMMDDTHHMMSS.mmmZ-<8 hex>`, so ids sort by creation time
 //! (milliseconds keep two backups of the same second in order).
 
@@ -16,11 +21,16 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use crate::store::ObjectInfo;
 
 pub const DATA: &str = "data.tar.gz";
+/// The data object of an encrypted backup.
+pub const DATA_AGE: &str = "data.tar.gz.age";
 pub const MANIFEST: &str = "manifest.json";
 pub const VERIFIED: &str = "verified.json";
 /// The folder of shared block objects; never a backup id.
 pub const BLOCKS: &str = "blocks";
 const BLOCK_SUFFIX: &str = ".tar.gz";
+const BLOCK_SUFFIX_AGE: &str = ".tar.gz.age";
+/// Hex digits of the recipient digest in an encrypted block's name.
+const BLOCK_RECIPIENTS: usize = 16;
 const ID_TIME: &str = "%Y%m%dT%H%M%S%.3fZ";
 /// Ids without milliseconds are accepted too (hand-made or older ones).
 const ID_TIME_SECONDS: &str = "%Y%m%dT%H%M%SZ";
@@ -35,19 +45,52 @@ pub fn object_key(host: &str, state: &str, id: &str, name: &str) -> String {
     format!("{host}/{state}/{id}/{name}")
 }
 
-/// `<host>/<state>/blocks/<ulid>.tar.gz`
-pub fn block_key(host: &str, state: &str, ulid: &str) -> String {
-    format!("{host}/{state}/{BLOCKS}/{ulid}{BLOCK_SUFFIX}")
+/// The data object's name in a backup's folder.
+pub fn data_name(encrypted: bool) -> &'static str {
+    if encrypted {
+        DATA_AGE
+    } else {
+        DATA
+    }
 }
 
-/// The ULID of a block object's key under `state_prefix`, if it is one.
+/// A block object's name in `blocks/`: `<ulid>.tar.gz`, or
+/// `<ulid>.<recipients>.tar.gz.age` when encrypted to the recipient set whose
+/// digest is `recipients`.
+pub fn block_name(ulid: &str, recipients: Option<&str>) -> String {
+    match recipients {
+        None => format!("{ulid}{BLOCK_SUFFIX}"),
+        Some(digest) => {
+            let short = digest.get(..BLOCK_RECIPIENTS).unwrap_or(digest);
+            format!("{ulid}.{short}{BLOCK_SUFFIX_AGE}")
+        }
+    }
+}
+
+/// `<host>/<state>/blocks/<name>`, `name` from [`block_name`].
+pub fn block_key(host: &str, state: &str, name: &str) -> String {
+    format!("{host}/{state}/{BLOCKS}/{name}")
+}
+
+/// The block name (see [`block_name`]) of a block object's key under
+/// `state_prefix`, if it is one.
 pub fn block_of_key<'a>(state_prefix: &str, key: &'a str) -> Option<&'a str> {
-    let ulid = key
+    let name = key
         .strip_prefix(state_prefix)?
         .strip_prefix(BLOCKS)?
-        .strip_prefix('/')?
-        .strip_suffix(BLOCK_SUFFIX)?;
-    is_ulid(ulid).then_some(ulid)
+        .strip_prefix('/')?;
+    let ulid = match name.strip_suffix(BLOCK_SUFFIX_AGE) {
+        Some(stem) => {
+            let (ulid, digest) = stem.split_once('.')?;
+            let hex = digest.len() == BLOCK_RECIPIENTS
+                && digest
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            hex.then_some(ulid)?
+        }
+        None => name.strip_suffix(BLOCK_SUFFIX)?,
+    };
+    is_ulid(ulid).then_some(name)
 }
 
 /// A ULID as Prometheus names its blocks: 26 characters of Crockford's
@@ -162,13 +205,28 @@ mod tests {
 
     #[test]
     fn block_keys_round_trip() {
-        let key = block_key("h", "prom", "01HZX3Q7W8J9K0M1N2P3R4S5T6");
+        const ULID: &str = "01HZX3Q7W8J9K0M1N2P3R4S5T6";
+        let name = block_name(ULID, None);
+        let key = block_key("h", "prom", &name);
         assert_eq!(key, "h/prom/blocks/01HZX3Q7W8J9K0M1N2P3R4S5T6.tar.gz");
+        assert_eq!(block_of_key("h/prom/", &key), Some(name.as_str()));
+        let digest = "0123456789abcdef".repeat(4);
+        let sealed = block_name(ULID, Some(&digest));
         assert_eq!(
-            block_of_key("h/prom/", &key),
-            Some("01HZX3Q7W8J9K0M1N2P3R4S5T6")
+            sealed,
+            "01HZX3Q7W8J9K0M1N2P3R4S5T6.0123456789abcdef.tar.gz.age"
         );
-        assert_eq!(block_of_key("h/prom/", "h/prom/blocks/x.tar.gz"), None);
+        let key = block_key("h", "prom", &sealed);
+        assert_eq!(block_of_key("h/prom/", &key), Some(sealed.as_str()));
+        for bad in [
+            "h/prom/blocks/x.tar.gz",
+            "h/prom/blocks/01HZX3Q7W8J9K0M1N2P3R4S5T6.tar.gz.age",
+            "h/prom/blocks/01HZX3Q7W8J9K0M1N2P3R4S5T6.0123456789ABCDEF.tar.gz.age",
+            "h/prom/blocks/01HZX3Q7W8J9K0M1N2P3R4S5T6.0123.tar.gz.age",
+            "h/prom/blocks/../01HZX3Q7W8J9K0M1N2P3R4S5T6.tar.gz",
+        ] {
+            assert_eq!(block_of_key("h/prom/", bad), None, "{bad}");
+        }
         assert_eq!(
             block_of_key("h/prom/", "h/prom/20261123T101500Z-aaaa/data.tar.gz"),
             None

@@ -6,6 +6,7 @@ pub mod archive;
 pub mod backup;
 mod bridge;
 pub mod catalog;
+pub mod encryption;
 pub mod error;
 pub mod fsutil;
 pub mod layout;

@@ -40,6 +40,19 @@ pub struct Manifest {
     /// its data object.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocks: Vec<BlockEntry>,
+    /// Set when the data object and the blocks are age files; absent in
+    /// backups made without `storage.encryption`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionInfo>,
+}
+
+/// How a backup's objects are encrypted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionInfo {
+    /// Always `age`.
+    pub scheme: String,
+    /// [`crate::encryption::Encryption::digest`] of the recipient set.
+    pub recipients: String,
 }
 
 /// One Prometheus block, stored once as `<host>/<state>/blocks/<ulid>.tar.gz`:
@@ -110,7 +123,19 @@ impl Manifest {
         }
         let data = m
             .data()
-            .ok_or_else(|| bad(format!("it lists no {}", layout::DATA)))?;
+            .ok_or_else(|| bad(format!("it lists no {}", m.data_name())))?;
+        if let Some(enc) = &m.encryption {
+            if enc.scheme != crate::encryption::SCHEME {
+                return Err(bad(format!(
+                    "encryption scheme {:?} is not supported (only {})",
+                    enc.scheme.escape_debug().to_string(),
+                    crate::encryption::SCHEME
+                )));
+            }
+            if !is_sha256(&enc.recipients) {
+                return Err(bad("the recipient digest is not a sha256".into()));
+            }
+        }
         if !is_sha256(&data.sha256) {
             return Err(bad("the data checksum is not a sha256".into()));
         }
@@ -183,7 +208,23 @@ impl Manifest {
 
     /// The data object's entry.
     pub fn data(&self) -> Option<&ObjectEntry> {
-        self.objects.iter().find(|o| o.name == layout::DATA)
+        let name = self.data_name();
+        self.objects.iter().find(|o| o.name == name)
+    }
+
+    /// `data.tar.gz`, or `data.tar.gz.age` in an encrypted backup.
+    pub fn data_name(&self) -> &'static str {
+        layout::data_name(self.encryption.is_some())
+    }
+
+    /// The recipient digest of an encrypted backup.
+    pub fn recipients(&self) -> Option<&str> {
+        self.encryption.as_ref().map(|e| e.recipients.as_str())
+    }
+
+    /// The name of `block`'s object in `blocks/`.
+    pub fn block_name(&self, block: &BlockEntry) -> String {
+        layout::block_name(&block.ulid, self.recipients())
     }
 }
 
@@ -220,6 +261,7 @@ pub(crate) mod tests {
                 sha256: "a".repeat(64),
             }],
             blocks: vec![],
+            encryption: None,
         }
     }
 
@@ -296,6 +338,42 @@ pub(crate) mod tests {
                 .to_string();
             assert!(err.contains(want), "{want}: {err}");
         }
+    }
+
+    #[test]
+    fn encrypted_manifests_name_their_objects_and_are_checked() {
+        let mut m = sample();
+        m.encryption = Some(EncryptionInfo {
+            scheme: "age".into(),
+            recipients: "d".repeat(64),
+        });
+        // The plain data object does not count in an encrypted backup.
+        let err = Manifest::parse(&m.to_json(), "web-1", "acme", &m.id).unwrap_err();
+        assert!(
+            err.to_string().contains("lists no data.tar.gz.age"),
+            "{err}"
+        );
+        m.objects[0].name = layout::DATA_AGE.into();
+        assert_eq!(
+            Manifest::parse(&m.to_json(), "web-1", "acme", &m.id).unwrap(),
+            m
+        );
+        let b = with_blocks().blocks[0].clone();
+        assert_eq!(
+            m.block_name(&b),
+            format!("{}.{}.tar.gz.age", b.ulid, "d".repeat(16))
+        );
+        let mut other = m.clone();
+        other.encryption.as_mut().unwrap().scheme = "rot13".into();
+        let err = Manifest::parse(&other.to_json(), "web-1", "acme", &m.id).unwrap_err();
+        assert!(err.to_string().contains("not supported"), "{err}");
+        let mut other = m.clone();
+        other.encryption.as_mut().unwrap().recipients = "../x".into();
+        let err = Manifest::parse(&other.to_json(), "web-1", "acme", &m.id).unwrap_err();
+        assert!(err.to_string().contains("not a sha256"), "{err}");
+        // A plain manifest serializes without the key.
+        let plain = String::from_utf8(sample().to_json()).unwrap();
+        assert!(!plain.contains("encryption"), "{plain}");
     }
 
     #[test]

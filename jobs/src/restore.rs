@@ -22,7 +22,7 @@ use crate::lock::StateLock;
 use crate::manifest::{BlockEntry, Manifest};
 use crate::state::{Owner, StateSpec};
 use crate::store::ObjectStore;
-use crate::unpack::{unpack, unpack_block};
+use crate::unpack::{unpack, unpack_block, Keys};
 
 /// `restore:` of a state entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -89,6 +89,9 @@ pub async fn restore(
     let Some(manifest) = catalog::find(store, host, &spec.name, &req.selector).await? else {
         return Ok(RestoreOutcome::NoBackup);
     };
+    // Before anything changes: an encrypted backup without the key to open it
+    // is an error now, not after the target was moved aside.
+    let keys = Keys::for_backup(&manifest, spec.encryption.as_deref(), true)?;
     let bytes = manifest.total_size();
     if req.dry_run {
         return Ok(RestoreOutcome::WouldRestore {
@@ -114,7 +117,7 @@ pub async fn restore(
     fs::create_dir(&staging).map_err(|e| Error::io(format!("create {}", staging.display()), e))?;
     fs::set_permissions(&staging, fs::Permissions::from_mode(0o700))
         .map_err(|e| Error::io(format!("chmod {}", staging.display()), e))?;
-    let result = restore_into(store, spec, &manifest, &staging).await;
+    let result = restore_into(store, spec, &manifest, &keys, &staging).await;
     // On success the staging path holds the previous content (or nothing).
     let cleanup = fsutil::remove_any(&staging);
     let stats = result?;
@@ -132,6 +135,7 @@ async fn restore_into(
     store: &dyn ObjectStore,
     spec: &StateSpec,
     manifest: &Manifest,
+    keys: &Keys,
     staging: &Path,
 ) -> Result<u64> {
     let target = &spec.path;
@@ -142,11 +146,11 @@ async fn restore_into(
             SourceKind::File => None,
         },
     };
-    let mut files = unpack(store, manifest, Some(staging.to_path_buf()), opts)
+    let mut files = unpack(store, manifest, keys, Some(staging.to_path_buf()), opts)
         .await?
         .files;
     for block in &manifest.blocks {
-        files += restore_block(store, manifest, block, staging, target).await?;
+        files += restore_block(store, manifest, block, keys, staging, target).await?;
     }
     let st = staging.to_path_buf();
     let spec2 = spec.clone();
@@ -182,6 +186,7 @@ async fn restore_block(
     store: &dyn ObjectStore,
     manifest: &Manifest,
     block: &BlockEntry,
+    keys: &Keys,
     staging: &Path,
     target: &Path,
 ) -> Result<u64> {
@@ -191,7 +196,7 @@ async fn restore_block(
         preserve_owner: nix::unistd::geteuid().is_root(),
         final_root: Some(target.to_path_buf()),
     };
-    let stats = unpack_block(store, manifest, block, Some(tmp.clone()), opts).await?;
+    let stats = unpack_block(store, manifest, block, keys, Some(tmp.clone()), opts).await?;
     let names: Vec<_> = fs::read_dir(&tmp)
         .map_err(|e| Error::io(format!("read {}", tmp.display()), e))?
         .map(|e| e.map(|e| e.file_name()))

@@ -114,7 +114,7 @@ pub struct PruneReport {
     pub plan: Plan,
     /// Bytes freed (or that would be freed with `dry_run`).
     pub freed: u64,
-    /// Shared block objects deleted (or that would be), by ULID.
+    /// Shared block objects deleted (or that would be), by object name.
     pub blocks_deleted: Vec<String>,
     /// Why unreferenced blocks were left in place this time, if they were.
     pub blocks_kept: Option<String>,
@@ -182,16 +182,16 @@ pub async fn prune(
             Some(referenced) => {
                 let mut unreferenced: Vec<(&str, u64)> = stored
                     .into_iter()
-                    .filter(|(ulid, _)| !referenced.contains(*ulid))
+                    .filter(|(name, _)| !referenced.contains(*name))
                     .collect();
                 unreferenced.sort();
-                for (ulid, size) in unreferenced {
+                for (name, size) in unreferenced {
                     if !dry_run {
-                        store.delete(&layout::block_key(host, state, ulid)).await?;
-                        tracing::info!(state, block = %ulid, "deleted unreferenced block");
+                        store.delete(&layout::block_key(host, state, name)).await?;
+                        tracing::info!(state, block = %name, "deleted unreferenced block");
                     }
                     freed += size;
-                    blocks_deleted.push(ulid.to_string());
+                    blocks_deleted.push(name.to_string());
                 }
             }
         }

@@ -1,7 +1,9 @@
 //! A state entry as the jobs see it: what to back up and how to restore it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use crate::encryption::Encryption;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,6 +16,9 @@ pub struct StateSpec {
     /// Owner enforced on everything restored.
     pub owner: Option<Owner>,
     pub kind: StateKind,
+    /// `storage.encryption`: backups are encrypted to its recipients, and
+    /// restore decrypts with its identity file.
+    pub encryption: Option<Arc<Encryption>>,
 }
 
 /// How a state entry is read consistently while its application runs.

@@ -1,15 +1,19 @@
 //! Reads a backup's data object with every check its manifest allows: size and
-//! sha256 of the object, a cap on decompressed bytes, safe extraction, and the
-//! entry counts. Shared by `restore` (into a staging directory) and `verify`
-//! (into nothing).
+//! sha256 of the object, age decryption when it is encrypted, a cap on
+//! decompressed bytes, safe extraction, and the entry counts. Shared by
+//! `restore` (into a staging directory) and `verify` (into nothing).
 
-use std::io;
+use std::io::{self, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use age::x25519;
 
 use flate2::read::MultiGzDecoder;
 
 use crate::archive::{self, CappedReader, ExtractOptions, ExtractStats, HashingReader, Sink};
 use crate::bridge::StreamReader;
+use crate::encryption::{self, Encryption};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::manifest::{BlockEntry, Manifest};
@@ -26,11 +30,50 @@ struct Expected {
     symlinks: u64,
 }
 
+/// How a backup's objects are read.
+#[derive(Clone)]
+pub(crate) enum Keys {
+    /// Not encrypted.
+    Plain,
+    /// age files, decrypted with these identities.
+    Age(Arc<[x25519::Identity]>),
+    /// age files without the identity to open them (a verify on a host that
+    /// only backs up): only the stored bytes' size and sha256 are checked.
+    StoredOnly,
+}
+
+impl Keys {
+    /// The keys for `manifest`'s backup. `need_plaintext` (restore) makes a
+    /// missing identity file an error; otherwise (verify) it means
+    /// [`Keys::StoredOnly`].
+    pub(crate) fn for_backup(
+        manifest: &Manifest,
+        encryption: Option<&Encryption>,
+        need_plaintext: bool,
+    ) -> Result<Keys> {
+        if manifest.encryption.is_none() {
+            return Ok(Keys::Plain);
+        }
+        match encryption {
+            Some(e) if e.identity_file().is_some() => {
+                Ok(Keys::Age(Arc::from(e.identities()?.into_boxed_slice())))
+            }
+            _ if !need_plaintext => Ok(Keys::StoredOnly),
+            _ => Err(Error::Encryption(format!(
+                "backup {} of {} is encrypted with age; restoring it needs the identity file \
+                 (storage.encryption.identity_file)",
+                manifest.id, manifest.state
+            ))),
+        }
+    }
+}
+
 /// The backup's data object. `None` validates only; `Some(dir)` extracts into
 /// the existing empty `dir`.
 pub(crate) async fn unpack(
     store: &dyn ObjectStore,
     manifest: &Manifest,
+    keys: &Keys,
     into: Option<PathBuf>,
     opts: ExtractOptions,
 ) -> Result<ExtractStats> {
@@ -46,7 +89,7 @@ pub(crate) async fn unpack(
         dirs: manifest.dirs,
         symlinks: manifest.symlinks,
     };
-    unpack_object(store, manifest, expected, into, opts).await
+    unpack_object(store, manifest, keys, expected, into, opts).await
 }
 
 /// One shared block object of a format-2 backup, same checks as the data
@@ -55,11 +98,12 @@ pub(crate) async fn unpack_block(
     store: &dyn ObjectStore,
     manifest: &Manifest,
     block: &BlockEntry,
+    keys: &Keys,
     into: Option<PathBuf>,
     opts: ExtractOptions,
 ) -> Result<ExtractStats> {
     let expected = Expected {
-        key: layout::block_key(&manifest.host, &manifest.state, &block.ulid),
+        key: layout::block_key(&manifest.host, &manifest.state, &manifest.block_name(block)),
         size: block.size,
         sha256: block.sha256.clone(),
         tar_bytes: block.tar_bytes,
@@ -67,12 +111,13 @@ pub(crate) async fn unpack_block(
         dirs: block.dirs,
         symlinks: 0,
     };
-    unpack_object(store, manifest, expected, into, opts).await
+    unpack_object(store, manifest, keys, expected, into, opts).await
 }
 
 async fn unpack_object(
     store: &dyn ObjectStore,
     manifest: &Manifest,
+    keys: &Keys,
     data: Expected,
     into: Option<PathBuf>,
     opts: ExtractOptions,
@@ -80,9 +125,26 @@ async fn unpack_object(
     let stream = store.get(&data.key).await?;
     let reader = StreamReader::spawn(stream);
     let (state, id) = (manifest.state.clone(), manifest.id.clone());
+    let keys = keys.clone();
     tokio::task::spawn_blocking(move || {
-        let hashing = HashingReader::new(reader, data.size);
-        let capped = CappedReader::new(MultiGzDecoder::new(hashing), data.tar_bytes);
+        let mismatch = |detail: String| Error::Mismatch {
+            state: state.clone(),
+            id: id.clone(),
+            detail: format!("{}: {detail}", data.key),
+        };
+        let mut hashing = HashingReader::new(reader, data.size);
+        let plain: Box<dyn Read + '_> = match &keys {
+            Keys::Plain => Box::new(&mut hashing),
+            Keys::Age(ids) => Box::new(encryption::decrypt(&mut hashing, ids).map_err(|e| {
+                Error::Encryption(format!("{} of backup {id}: {e}", data.key))
+            })?),
+            Keys::StoredOnly => {
+                let (sha256, size) = hashing.finish().map_err(archive::ArchiveError::Read)?;
+                check_stored(&data, &sha256, size).map_err(mismatch)?;
+                return Ok(ExtractStats::default());
+            }
+        };
+        let capped = CappedReader::new(MultiGzDecoder::new(plain), data.tar_bytes);
         let sink = match &into {
             Some(dir) => Sink::Dir(dir),
             None => Sink::Check,
@@ -92,24 +154,11 @@ async fn unpack_object(
         // decompress cleanly and be counted.
         io::copy(&mut capped, &mut io::sink()).map_err(archive::ArchiveError::Read)?;
         let tar_bytes = capped.count();
-        let hashing = capped.into_inner().into_inner();
+        drop(capped);
         let (sha256, size) = hashing
             .finish()
             .map_err(archive::ArchiveError::Read)?;
-        let mismatch = |detail: String| Error::Mismatch {
-            state: state.clone(),
-            id: id.clone(),
-            detail: format!("{}: {detail}", data.key),
-        };
-        if size != data.size {
-            return Err(mismatch(format!("{size} bytes stored, {} declared", data.size)));
-        }
-        if sha256 != data.sha256 {
-            return Err(mismatch(format!(
-                "sha256 is {sha256}, the manifest says {}",
-                data.sha256
-            )));
-        }
+        check_stored(&data, &sha256, size).map_err(mismatch)?;
         if tar_bytes != data.tar_bytes {
             return Err(mismatch(format!(
                 "the archive holds {tar_bytes} bytes, the manifest says {}",
@@ -126,4 +175,18 @@ async fn unpack_object(
     })
     .await
     .map_err(|e| Error::Refused(format!("extraction task failed: {e}")))?
+}
+
+/// The stored object's size and sha256 against the manifest.
+fn check_stored(data: &Expected, sha256: &str, size: u64) -> Result<(), String> {
+    if size != data.size {
+        return Err(format!("{size} bytes stored, {} declared", data.size));
+    }
+    if sha256 != data.sha256 {
+        return Err(format!(
+            "sha256 is {sha256}, the manifest says {}",
+            data.sha256
+        ));
+    }
+    Ok(())
 }

@@ -96,10 +96,17 @@ async fn thousand_file_tree_round_trips() {
         fs::write(root.join("new-file"), "new").unwrap();
         let third = backup(t.store.as_ref(), HOST, &s, false).await.unwrap();
         assert!(matches!(third, BackupOutcome::Uploaded { .. }));
-        let report = verify(t.store.as_ref(), HOST, "data", &Selector::Latest, true)
-            .await
-            .unwrap()
-            .unwrap();
+        let report = verify(
+            t.store.as_ref(),
+            HOST,
+            "data",
+            &Selector::Latest,
+            None,
+            true,
+        )
+        .await
+        .unwrap()
+        .unwrap();
         assert_eq!(report.files, 1003);
         let list = catalog::list(t.store.as_ref(), HOST, "data").await.unwrap();
         assert_eq!(list.len(), 2);
@@ -257,6 +264,7 @@ async fn publish(
             sha256: hex::encode(Sha256::digest(&data)),
         }],
         blocks: vec![],
+        encryption: None,
     };
     declare(&mut m);
     let data_key = layout::object_key(HOST, state, &id, layout::DATA);
@@ -487,9 +495,16 @@ async fn hostile_archives_are_refused_and_nothing_is_written() {
             );
             assert_no_leftovers(dir.path());
             assert!(
-                verify(t.store.as_ref(), HOST, "www", &Selector::Latest, false)
-                    .await
-                    .is_err(),
+                verify(
+                    t.store.as_ref(),
+                    HOST,
+                    "www",
+                    &Selector::Latest,
+                    None,
+                    false
+                )
+                .await
+                .is_err(),
                 "{case}: verify accepted it"
             );
         }
@@ -623,9 +638,16 @@ async fn corrupted_object_fails_verify_and_restore_leaves_target() {
         make_tree(&target, 200);
         let s = spec("prom", target.clone());
         backup(t.store.as_ref(), HOST, &s, false).await.unwrap();
-        verify(t.store.as_ref(), HOST, "prom", &Selector::Latest, false)
-            .await
-            .unwrap();
+        verify(
+            t.store.as_ref(),
+            HOST,
+            "prom",
+            &Selector::Latest,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
 
         // Flip one byte in the middle of the stored archive.
         let b = catalog::list(t.store.as_ref(), HOST, "prom").await.unwrap();
@@ -638,9 +660,16 @@ async fn corrupted_object_fails_verify_and_restore_leaves_target() {
             .await
             .unwrap();
 
-        let err = verify(t.store.as_ref(), HOST, "prom", &Selector::Latest, true)
-            .await
-            .unwrap_err();
+        let err = verify(
+            t.store.as_ref(),
+            HOST,
+            "prom",
+            &Selector::Latest,
+            None,
+            true,
+        )
+        .await
+        .unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("corrupt") || msg.contains("sha256"), "{msg}");
         assert!(!catalog::list(t.store.as_ref(), HOST, "prom").await.unwrap()[0].verified);

@@ -1,7 +1,7 @@
 //! `kind: prometheus` against a real Prometheus (Debian's binary) and a real
 //! Garage: snapshot, per-block upload, incremental second backup, restore that
 //! a new Prometheus starts on with the same samples, and the admin API
-//! disabled.
+//! disabled; the same with `storage.encryption` (age files per block).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -263,6 +263,21 @@ impl Store {
     }
 }
 
+/// Waits (bounded) until Prometheus has scraped itself since the call;
+/// returns the time the wait began.
+fn wait_for_self_scrape(p: &mut Prometheus) -> u64 {
+    let started = now();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.query_range("up", started, now(), 1)["result"]
+        .as_array()
+        .is_none_or(|r| r.is_empty())
+    {
+        assert!(Instant::now() < deadline, "no self-scrape within 30 s");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    started
+}
+
 fn block_set(manifest: &serde_json::Value) -> BTreeSet<String> {
     manifest["blocks"]
         .as_array()
@@ -296,16 +311,8 @@ fn backup_is_incremental_per_block_and_restores_a_working_prometheus() {
 
     let mut p = Prometheus::start(&dir, &data, true);
     configure(&g, &env, p.port);
-    let started = now();
     // A few self-scrapes, so that the head holds samples too.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while p.query_range("up", started, now(), 1)["result"]
-        .as_array()
-        .is_none_or(|r| r.is_empty())
-    {
-        assert!(Instant::now() < deadline, "no self-scrape within 30 s");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let started = wait_for_self_scrape(&mut p);
     std::thread::sleep(Duration::from_secs(2));
     let old_range = (t - 10 * HOUR, t - 3 * HOUR);
     let want_old = p.query_range("rehost_test_value", old_range.0, old_range.1, 60);
@@ -477,4 +484,88 @@ fn a_disabled_admin_api_is_a_clear_error_and_a_recorded_failure() {
     // Nothing reached the store.
     let store = Store::open(&g, &env);
     assert!(store.sizes().is_empty());
+}
+
+/// `storage.encryption` with `kind: prometheus`: every block is an age file
+/// named for its recipients, an encrypted backup reuses only blocks encrypted
+/// to the same keys, retention collects them by name, and the restored TSDB
+/// answers as the original did.
+#[test]
+fn encrypted_blocks_are_reused_per_key_and_restore() {
+    let Some(g) = garage() else { return };
+    if prometheus_bin().is_none() || !rehost_tests::age::available() {
+        return;
+    }
+    let env = TestEnv::new(&g, "  placeholder:\n    path: /tmp/unused\n");
+    let dir = env.dir.path().to_path_buf();
+    let data = env.path("prometheus");
+    fs::create_dir_all(&data).unwrap();
+    let t = now();
+    let old = backfill(&dir, &data, t - 10 * HOUR, t - 3 * HOUR);
+    let key = env.path("age.key");
+    let (public, _) = rehost_tests::age::keygen(&key);
+    let mut p = Prometheus::start(&dir, &data, true);
+    configure(&g, &env, p.port);
+    env.set_encryption(&public, Some(&key));
+    // Samples in the head, so that each snapshot has a block of its own.
+    wait_for_self_scrape(&mut p);
+    let old_range = (t - 10 * HOUR, t - 3 * HOUR);
+    let want_old = p.query_range("rehost_test_value", old_range.0, old_range.1, 60);
+    assert_eq!(want_old["result"].as_array().unwrap().len(), 3);
+
+    let store = Store::open(&g, &env);
+    let first = env.rehost(&["backup"]);
+    first.expect(0);
+    let m1 = store.manifest(&backup_id(&first.stdout()));
+    assert_eq!(m1["encryption"]["scheme"], "age");
+    let digest = m1["encryption"]["recipients"].as_str().unwrap().to_string();
+    let sealed_name = |ulid: &str| format!("blocks/{ulid}.{}.tar.gz.age", &digest[..16]);
+    let names: Vec<String> = store.sizes().into_keys().collect();
+    for u in &old {
+        assert!(
+            names.iter().any(|k| k.ends_with(&sealed_name(u))),
+            "block {u} is not stored encrypted: {names:?}"
+        );
+    }
+    assert!(
+        !names
+            .iter()
+            .any(|k| k.ends_with(".tar.gz") || k.ends_with("/data.tar.gz")),
+        "a plain object was stored: {names:?}"
+    );
+
+    // Same keys: the old blocks are referenced, only the head is new.
+    let second = env.rehost(&["backup"]);
+    second.expect(0);
+    assert!(
+        second
+            .stdout()
+            .contains(&format!("1 block new, {} blocks already stored", old.len())),
+        "{}",
+        second.stdout()
+    );
+    // Retention (keep last 1): the first backup's head block goes, by name.
+    let pruned = env.rehost(&["prune"]);
+    pruned.expect(0);
+    assert!(
+        pruned
+            .stdout()
+            .contains("deleted 1 block no kept backup references"),
+        "{}",
+        pruned.stdout()
+    );
+    p.stop();
+
+    fs::remove_dir_all(&data).unwrap();
+    env.rehost(&["restore"]).expect(0);
+    let mut restored = Prometheus::start(&dir, &data, false);
+    assert_eq!(
+        restored.query_range("rehost_test_value", old_range.0, old_range.1, 60),
+        want_old,
+        "the restored TSDB answers the old range as the original did"
+    );
+    restored.stop();
+    let verify = env.rehost(&["verify", "prom"]);
+    verify.expect(0);
+    assert!(verify.stdout().contains("is intact"), "{}", verify.stdout());
 }

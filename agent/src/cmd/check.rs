@@ -61,6 +61,33 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         clock.elapsed().as_millis()
     );
     let mut problems = 0;
+    if let Some(enc) = &ctx.encryption {
+        let recipients = c.encryption.as_ref().map_or(0, |e| e.recipients.len());
+        let identity = match (enc.identity_file(), enc.identity_matches_recipients()) {
+            (None, _) => "no identity_file: this host backs up, but cannot restore or fully \
+                          verify encrypted backups"
+                .to_string(),
+            (Some(path), Ok(Some(true))) => {
+                format!(
+                    "identity file {}: ok (it opens new backups)",
+                    path.display()
+                )
+            }
+            (Some(path), Ok(_)) => {
+                problems += 1;
+                format!(
+                    "identity file {}: NONE of its keys belongs to a recipient, so this host \
+                     could not restore the backups it makes",
+                    path.display()
+                )
+            }
+            (Some(_), Err(e)) => {
+                problems += 1;
+                format!("{e}")
+            }
+        };
+        println!("encryption: age, {recipients} recipient(s); {identity}");
+    }
     for entry in c.state.values() {
         ctx.spec(entry)?;
         if let Some(key) = &entry.volume {

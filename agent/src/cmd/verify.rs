@@ -23,16 +23,26 @@ pub async fn run(ctx: &Ctx, names: &[String], selector: Selector) -> anyhow::Res
                     &ctx.config.host,
                     &entry.name,
                     &selector,
+                    ctx.encryption.as_deref(),
                     !ctx.dry_run,
                 )
                 .await
                 .context("verify backup")?;
                 Ok(match report {
-                    Some(r) => Done {
+                    Some(r) if r.content_checked => Done {
                         message: format!(
                             "backup {} is intact ({}, {} checked)",
                             r.id,
                             count(r.files, "file"),
+                            bytes(r.bytes)
+                        ),
+                        bytes: r.bytes,
+                    },
+                    Some(r) => Done {
+                        message: format!(
+                            "backup {}: the encrypted objects match their manifest ({} checked); \
+                             their content was not checked: no storage.encryption.identity_file here",
+                            r.id,
                             bytes(r.bytes)
                         ),
                         bytes: r.bytes,

@@ -56,6 +56,8 @@ pub struct Config {
     /// The unprivileged user `boot` hands the daemon to.
     pub run_as: Option<String>,
     pub storage: rehost_jobs::store::StoreLocation,
+    /// `storage.encryption`: client-side age encryption of every backup.
+    pub encryption: Option<EncryptionConfig>,
     pub stack: Option<StackConfig>,
     /// In the order of the file.
     pub state: IndexMap<String, StateEntry>,
@@ -63,6 +65,23 @@ pub struct Config {
     pub pull: IndexMap<String, PullEntry>,
     pub metrics: Option<MetricsConfig>,
     pub jobs: JobDefaults,
+}
+
+/// `storage.encryption`. Public keys only: the secret key stays in the
+/// identity file, which is read when a backup is decrypted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncryptionConfig {
+    /// age X25519 public keys (`age1…`), checked to parse.
+    pub recipients: Vec<String>,
+    /// Absolute (a relative path in the file is resolved against the config
+    /// file's folder).
+    pub identity_file: Option<PathBuf>,
+}
+
+impl EncryptionConfig {
+    pub fn build(&self) -> rehost_jobs::Result<rehost_jobs::encryption::Encryption> {
+        rehost_jobs::encryption::Encryption::new(&self.recipients, self.identity_file.clone())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! Warnings about secrets other users of the host can read. `rehost.yaml`
 //! itself holds no secret (credentials come from the environment or from
-//! `storage.credentials_file`), so the file to watch is the credentials file:
-//! a group- or world-readable one hands the bucket, and with it every backup,
-//! to any local user. This warns instead of refusing, as ssh does for keys it
+//! `storage.credentials_file`), so the files to watch are the credentials
+//! file — a group- or world-readable one hands the bucket, and with it every
+//! backup, to any local user — and the age identity file
+//! (`storage.encryption.identity_file`), which opens every encrypted backup. This warns instead of refusing, as ssh does for keys it
 //! merely distrusts: the operator may run rehost under a shared service group
 //! on purpose, and a restore at boot must not fail over a mode.
 
@@ -20,22 +21,31 @@ const READABLE_BY_OTHERS: u32 = 0o044;
 /// cannot be inspected are left to the code that reads them, which reports
 /// the error properly.
 pub fn warnings(config: &Config) -> Vec<String> {
-    let StoreLocation::S3(s3) = &config.storage else {
-        return Vec::new();
-    };
-    let CredentialSource::File { path, .. } = &s3.credentials else {
-        return Vec::new();
-    };
-    std::fs::metadata(path)
-        .ok()
-        .and_then(|m| exposed(path, m.permissions().mode()))
+    let mut files = Vec::new();
+    if let StoreLocation::S3(s3) = &config.storage {
+        if let CredentialSource::File { path, .. } = &s3.credentials {
+            files.push(("credentials file", path.as_path()));
+        }
+    }
+    if let Some(identity) = config
+        .encryption
+        .as_ref()
+        .and_then(|e| e.identity_file.as_deref())
+    {
+        files.push(("age identity file", identity));
+    }
+    files
         .into_iter()
+        .filter_map(|(what, path)| {
+            let meta = std::fs::metadata(path).ok()?;
+            exposed(what, path, meta.permissions().mode())
+        })
         .collect()
 }
 
-/// The warning for a credentials file at `path` with permission bits `mode`,
-/// if others can read it.
-fn exposed(path: &Path, mode: u32) -> Option<String> {
+/// The warning for a secret file (`what`) at `path` with permission bits
+/// `mode`, if others can read it.
+fn exposed(what: &str, path: &Path, mode: u32) -> Option<String> {
     if mode & READABLE_BY_OTHERS == 0 {
         return None;
     }
@@ -45,7 +55,7 @@ fn exposed(path: &Path, mode: u32) -> Option<String> {
         _ => "all other users",
     };
     Some(format!(
-        "credentials file {path} is readable by {who} (mode {mode:04o}): \
+        "{what} {path} is readable by {who} (mode {mode:04o}): \
          run `chmod 600 {path}`",
         path = path.display(),
         mode = mode & 0o7777
@@ -60,18 +70,20 @@ mod tests {
     #[test]
     fn only_group_or_world_readable_files_warn() {
         let p = PathBuf::from("/etc/rehost/credentials");
-        assert_eq!(exposed(&p, 0o100600), None);
-        assert_eq!(exposed(&p, 0o400), None);
+        assert_eq!(exposed("credentials file", &p, 0o100600), None);
+        assert_eq!(exposed("credentials file", &p, 0o400), None);
         // Writable by the group is not a leak of the secret.
-        assert_eq!(exposed(&p, 0o620), None);
-        let w = exposed(&p, 0o100644).unwrap();
+        assert_eq!(exposed("credentials file", &p, 0o620), None);
+        let w = exposed("credentials file", &p, 0o100644).unwrap();
         assert!(w.contains("/etc/rehost/credentials"), "{w}");
         assert!(w.contains("all other users") && w.contains("0644"), "{w}");
         assert!(w.contains("chmod 600 /etc/rehost/credentials"), "{w}");
-        assert!(exposed(&p, 0o640)
+        assert!(exposed("credentials file", &p, 0o640)
             .unwrap()
             .contains("its group (mode 0640)"));
-        assert!(exposed(&p, 0o604).unwrap().contains("all other users"));
+        assert!(exposed("credentials file", &p, 0o604)
+            .unwrap()
+            .contains("all other users"));
     }
 
     #[test]
@@ -99,5 +111,24 @@ mod tests {
         )
         .unwrap();
         assert!(warnings(&env_only).is_empty());
+
+        // The age identity file is a secret too.
+        let key = dir.path().join("age.key");
+        std::fs::write(&key, "# key\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let text = format!(
+            "host: h\nstorage:\n  url: file:///srv/store\n  encryption:\n    recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\n    identity_file: {}\n",
+            key.display()
+        );
+        let config =
+            super::super::parse(&dir.path().join("rehost.yaml"), &text, &|_| None).unwrap();
+        let w = warnings(&config);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("age identity file") && w[0].contains("its group"),
+            "{w:?}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(warnings(&config).is_empty());
     }
 }

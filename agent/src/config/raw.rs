@@ -47,6 +47,15 @@ pub(crate) struct RawStorage {
     pub(crate) credentials_file: Option<String>,
     #[serde(default, deserialize_with = "lenient::string")]
     pub(crate) profile: Option<String>,
+    pub(crate) encryption: Option<RawEncryption>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub(crate) struct RawEncryption {
+    pub(crate) recipients: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub(crate) identity_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

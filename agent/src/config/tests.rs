@@ -271,6 +271,51 @@ fn defaults_of_a_minimal_config() {
     assert!(config.state.is_empty() && config.pull.is_empty());
 }
 
+/// A valid age public key (from `age-keygen`).
+const AGE_RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+#[test]
+fn storage_encryption_takes_recipients_and_an_identity_file() {
+    let config = ok(&format!(
+        "host: h\nstorage:\n  url: file:///srv/store\n  encryption:\n    recipients: [\" {AGE_RECIPIENT}\"]\n    identity_file: age.key\n"
+    ));
+    let enc = config.encryption.expect("encryption");
+    assert_eq!(enc.recipients, vec![AGE_RECIPIENT.to_string()]);
+    assert_eq!(
+        enc.identity_file,
+        Some(PathBuf::from("/etc/rehost/age.key"))
+    );
+    assert!(enc.build().is_ok());
+    assert_eq!(ok(BASE).encryption, None);
+
+    for (text, key, message) in [
+        (
+            "  encryption: {}\n".to_string(),
+            "storage.encryption.recipients",
+            "expected at least one age public key",
+        ),
+        (
+            format!("  encryption:\n    recipients: [{AGE_RECIPIENT}, age1bogus]\n"),
+            "storage.encryption.recipients",
+            "recipient 2 is not an age X25519 public key",
+        ),
+        (
+            format!("  encryption:\n    recipients: [{AGE_RECIPIENT}]\n    identity_file: \"\"\n"),
+            "storage.encryption.identity_file",
+            "expected a path",
+        ),
+        (
+            format!("  encryption:\n    recipients: [{AGE_RECIPIENT}]\n    passphrase: x\n"),
+            "storage.encryption.passphrase",
+            "unknown key `passphrase`",
+        ),
+    ] {
+        let e = err(&format!("{BASE}{text}"));
+        let shown = e.to_string();
+        assert!(shown.contains(key) && shown.contains(message), "{shown}");
+    }
+}
+
 #[test]
 fn s3_storage_defaults_and_credentials_file() {
     let config = ok("host: h\nstorage:\n  url: s3://${BUCKET}/a/b/\n");

@@ -1,6 +1,7 @@
 //! The second stage: raw structs → validated [`Config`]. Pure: no file is
 //! opened, no variable read; the config file's path is only used to resolve
-//! the relative paths that are allowed (`credentials_file`, `stack.*`).
+//! the relative paths that are allowed (`credentials_file`,
+//! `encryption.identity_file`, `stack.*`).
 //!
 //! Invariants of the result (relied on by restore, backup and pull):
 //! - state paths and pull dests are absolute, free of `..`, not `/`, and no
@@ -19,14 +20,16 @@ use indexmap::IndexMap;
 use rehost_jobs::store::{CredentialSource, S3Settings, StoreLocation};
 
 use super::error::{dotted, Problem};
-use super::raw::{RawConfig, RawJobs, RawMetrics, RawPull, RawStack, RawState, RawStorage};
+use super::raw::{
+    RawConfig, RawEncryption, RawJobs, RawMetrics, RawPull, RawStack, RawState, RawStorage,
+};
 use super::values::{
     absolute_path, check_name, check_owner, check_user, cron, duration, file_mode, http_url,
     is_project_name, keep_policy, project_from_folder, resolve, s3_url, target_path,
 };
 use super::{
-    Config, JobDefaults, JobOverrides, MetricsConfig, PullEntry, PullSource, RestorePolicy,
-    S3Source, StackConfig, StateEntry, StateKind, DEFAULT_PROMETHEUS_API,
+    Config, EncryptionConfig, JobDefaults, JobOverrides, MetricsConfig, PullEntry, PullSource,
+    RestorePolicy, S3Source, StackConfig, StateEntry, StateKind, DEFAULT_PROMETHEUS_API,
 };
 
 const DEFAULT_REGION: &str = "us-east-1";
@@ -48,7 +51,13 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> Result<Config, Problem> {
     let run_as = run_as
         .transpose()
         .map_err(|m| Problem::new(at(&["run_as"]), m))?;
-    let storage = storage(raw.storage, base)?;
+    let mut raw_storage = raw.storage;
+    let encryption = raw_storage
+        .as_mut()
+        .and_then(|s| s.encryption.take())
+        .map(|e| encryption(e, base))
+        .transpose()?;
+    let storage = storage(raw_storage, base)?;
     let stack = raw.stack.map(|s| stack(s, base)).transpose()?;
 
     let mut state = IndexMap::new();
@@ -83,12 +92,45 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> Result<Config, Problem> {
         host,
         run_as,
         storage,
+        encryption,
         stack,
         state,
         pull,
         metrics,
         jobs,
     })
+}
+
+fn encryption(raw: RawEncryption, base: &Path) -> Result<EncryptionConfig, Problem> {
+    let key = |k: &str| at(&["storage", "encryption", k]);
+    let recipients = raw.recipients.unwrap_or_default();
+    if recipients.is_empty() {
+        return Err(Problem::new(
+            key("recipients"),
+            "expected at least one age public key (`age1…`, from `age-keygen -y KEYFILE`)",
+        ));
+    }
+    let identity_file = match raw.identity_file {
+        Some(f) if f.is_empty() => {
+            return Err(Problem::new(
+                key("identity_file"),
+                "expected a path, got an empty string",
+            ))
+        }
+        Some(f) => Some(resolve(base, &f)),
+        None => None,
+    };
+    let config = EncryptionConfig {
+        recipients: recipients.iter().map(|r| r.trim().to_string()).collect(),
+        identity_file,
+    };
+    // Parsing the keys is pure; the identity file is read only when needed.
+    config.build().map_err(|e| {
+        let message = e.to_string();
+        let message = message.strip_prefix("encryption: ").unwrap_or(&message);
+        Problem::new(key("recipients"), message)
+    })?;
+    Ok(config)
 }
 
 fn storage(raw: Option<RawStorage>, base: &Path) -> Result<StoreLocation, Problem> {

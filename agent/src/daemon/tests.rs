@@ -239,7 +239,8 @@ async fn a_run_starts_after_its_jitter_and_never_later() {
         clock(),
         rec,
         Duration::from_secs(30),
-        sleep(Duration::from_secs(60)),
+        // Before the run due at 59.75 s, which a short jitter would let start.
+        sleep(Duration::from_secs(58)),
     )
     .await;
     let started_at = started_at.lock().unwrap();

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::layout;
 use crate::manifest::{BlockEntry, Manifest};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,16 +17,21 @@ pub enum BlockAction {
 
 /// For each block of the snapshot (`ulids`), whether to upload it. `known`
 /// holds the blocks listed by complete manifests, `stored` the block objects
-/// in the store with their sizes.
+/// in the store with their sizes, both by block object name
+/// ([`layout::block_name`]); `recipients` is the digest of the recipient set
+/// the backup encrypts to, so that only a block encrypted the same way (or
+/// plain, for a plain backup) is reused.
 pub fn plan(
     ulids: &[String],
     known: &HashMap<String, BlockEntry>,
     stored: &HashMap<&str, u64>,
+    recipients: Option<&str>,
 ) -> Vec<(String, BlockAction)> {
     ulids
         .iter()
         .map(|ulid| {
-            let action = match (known.get(ulid), stored.get(ulid.as_str())) {
+            let name = layout::block_name(ulid, recipients);
+            let action = match (known.get(&name), stored.get(name.as_str())) {
                 (Some(entry), Some(&size)) if size == entry.size => {
                     BlockAction::Reuse(entry.clone())
                 }
@@ -36,12 +42,13 @@ pub fn plan(
         .collect()
 }
 
-/// The blocks the kept backups reference; `None` when one kept manifest could
-/// not be read, because then no block is safe to delete.
+/// The block objects (by name) the kept backups reference; `None` when one
+/// kept manifest could not be read, because then no block is safe to delete.
 pub fn referenced(kept: &[Option<Manifest>]) -> Option<HashSet<String>> {
     let mut out = HashSet::new();
     for m in kept {
-        out.extend(m.as_ref()?.blocks.iter().map(|b| b.ulid.clone()));
+        let m = m.as_ref()?;
+        out.extend(m.blocks.iter().map(|b| m.block_name(b)));
     }
     Some(out)
 }
@@ -70,17 +77,42 @@ mod tests {
     fn only_blocks_vouched_for_and_stored_whole_are_reused() {
         let known: HashMap<String, BlockEntry> = [(A, 100), (B, 200), (C, 300)]
             .into_iter()
-            .map(|(u, s)| (u.to_string(), entry(u, s)))
+            .map(|(u, s)| (layout::block_name(u, None), entry(u, s)))
             .collect();
         // A: stored as recorded. B: the object is gone. C: stored with another
         // size. D: stored, but by a backup that never wrote its manifest.
-        let stored: HashMap<&str, u64> = [(A, 100), (C, 999), (D, 50)].into_iter().collect();
+        let names: Vec<String> = [A, C, D]
+            .iter()
+            .map(|u| layout::block_name(u, None))
+            .collect();
+        let stored: HashMap<&str, u64> = names
+            .iter()
+            .map(|n| n.as_str())
+            .zip([100, 999, 50])
+            .collect();
         let ulids: Vec<String> = [A, B, C, D].iter().map(|s| s.to_string()).collect();
-        let p = plan(&ulids, &known, &stored);
+        let p = plan(&ulids, &known, &stored, None);
         assert_eq!(p[0], (A.to_string(), BlockAction::Reuse(entry(A, 100))));
         for (ulid, action) in &p[1..] {
             assert_eq!(action, &BlockAction::Upload, "{ulid}");
         }
+        // An encrypted backup never references the plain block, nor one
+        // encrypted to other keys.
+        let digest = "e".repeat(64);
+        let p = plan(&ulids[..1], &known, &stored, Some(&digest));
+        assert_eq!(p[0].1, BlockAction::Upload);
+        let sealed = layout::block_name(A, Some(&digest));
+        let known: HashMap<String, BlockEntry> =
+            [(sealed.clone(), entry(A, 100))].into_iter().collect();
+        let stored: HashMap<&str, u64> = [(sealed.as_str(), 100)].into_iter().collect();
+        let p = plan(&ulids[..1], &known, &stored, Some(&digest));
+        assert_eq!(p[0].1, BlockAction::Reuse(entry(A, 100)));
+        let p = plan(&ulids[..1], &known, &stored, Some(&"f".repeat(64)));
+        assert_eq!(p[0].1, BlockAction::Upload);
+        assert_eq!(
+            plan(&ulids[..1], &known, &stored, None)[0].1,
+            BlockAction::Upload
+        );
     }
 
     #[test]
@@ -90,7 +122,10 @@ mod tests {
         let mut m2 = m1.clone();
         m2.blocks = vec![entry(B, 1), entry(C, 1)];
         let r = referenced(&[Some(m1.clone()), Some(m2)]).unwrap();
-        let want: HashSet<String> = [A, B, C].iter().map(|s| s.to_string()).collect();
+        let want: HashSet<String> = [A, B, C]
+            .iter()
+            .map(|u| layout::block_name(u, None))
+            .collect();
         assert_eq!(r, want);
         assert_eq!(referenced(&[Some(m1), None]), None);
         assert_eq!(referenced(&[]), Some(HashSet::new()));

@@ -9,7 +9,8 @@
 //!   blocks (normally nothing). Uploaded first, so that a backup in progress is
 //!   visible to retention as an incomplete backup;
 //! - `<host>/<state>/blocks/<ULID>.tar.gz` for each block no earlier backup
-//!   stored: a plain gzip of a tar of `<ULID>/…`;
+//!   stored: a plain gzip of a tar of `<ULID>/…` (an age file of it, with a
+//!   name that says to which keys, under `storage.encryption`);
 //! - the manifest (format 2), last, listing every block the backup consists
 //!   of with its size and sha256, uploaded now or earlier.
 //!
@@ -40,7 +41,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::archive::Entry;
-use crate::backup::{put_manifest, upload_tree, BackupOutcome, Filter, Tree};
+use crate::backup::{encryption_info, put_manifest, upload_tree, BackupOutcome, Filter, Tree};
 use crate::catalog;
 use crate::error::{Error, Result};
 use crate::layout::{self, BackupRef};
@@ -126,7 +127,9 @@ async fn upload_snapshot(
             Entry::Keep
         }
     });
-    let data_key = layout::object_key(host, &spec.name, &id, layout::DATA);
+    let data_name = layout::data_name(spec.encryption.is_some());
+    let recipients = spec.encryption.as_deref().map(|e| e.digest());
+    let data_key = layout::object_key(host, &spec.name, &id, data_name);
     let data = upload_tree(
         store,
         &data_key,
@@ -134,12 +137,13 @@ async fn upload_snapshot(
             root: snapshot.to_path_buf(),
             prefix: None,
             filter: Some(filter),
+            encryption: spec.encryption.clone(),
         },
         &spec.name,
         &id,
     )
     .await?;
-    let mut uploaded = data.compressed;
+    let mut uploaded = data.stored;
     let mut files = data.stats.files;
     let mut bytes = data.stats.bytes;
 
@@ -152,18 +156,20 @@ async fn upload_snapshot(
 
     let mut entries = Vec::with_capacity(ulids.len());
     let (mut new_blocks, mut reused_blocks) = (0, 0);
-    for (ulid, action) in plan(&ulids, &known, &stored) {
+    for (ulid, action) in plan(&ulids, &known, &stored, recipients) {
         match action {
             BlockAction::Reuse(entry) => {
                 reused_blocks += 1;
                 entries.push(entry);
             }
             BlockAction::Upload => {
-                let key = layout::block_key(host, &spec.name, &ulid);
+                let name = layout::block_name(&ulid, recipients);
+                let key = layout::block_key(host, &spec.name, &name);
                 let tree = Tree {
                     root: snapshot.join(&ulid),
                     prefix: Some(PathBuf::from(&ulid)),
                     filter: None,
+                    encryption: spec.encryption.clone(),
                 };
                 let p = upload_tree(store, &key, tree, &spec.name, &id).await?;
                 if p.stats.symlinks != 0 {
@@ -171,14 +177,14 @@ async fn upload_snapshot(
                         "block {ulid} holds symbolic links, which a Prometheus block never does"
                     )));
                 }
-                tracing::debug!(block = %ulid, size = p.compressed, "block uploaded");
+                tracing::debug!(block = %ulid, size = p.stored, "block uploaded");
                 new_blocks += 1;
-                uploaded += p.compressed;
+                uploaded += p.stored;
                 files += p.stats.files;
                 bytes += p.stats.bytes;
                 entries.push(BlockEntry {
                     ulid,
-                    size: p.compressed,
+                    size: p.stored,
                     sha256: p.sha256,
                     tar_bytes: p.tar_bytes,
                     files: p.stats.files,
@@ -194,7 +200,7 @@ async fn upload_snapshot(
         let now = stored_blocks(&prefix, &relisted);
         if let Some(gone) = entries
             .iter()
-            .find(|b| now.get(b.ulid.as_str()) != Some(&b.size))
+            .find(|b| now.get(layout::block_name(&b.ulid, recipients).as_str()) != Some(&b.size))
         {
             return Err(Error::Refused(format!(
                 "block {} disappeared from the store during the backup (a concurrent prune?); \
@@ -225,11 +231,12 @@ async fn upload_snapshot(
         symlinks: data.stats.symlinks,
         tar_bytes: data.tar_bytes,
         objects: vec![ObjectEntry {
-            name: layout::DATA.to_string(),
-            size: data.compressed,
+            name: data_name.to_string(),
+            size: data.stored,
             sha256: data.sha256,
         }],
         blocks: entries,
+        encryption: encryption_info(spec),
     };
     uploaded += put_manifest(store, &manifest).await?;
     Ok(BackupOutcome::Uploaded {
@@ -269,7 +276,8 @@ async fn dry_run_estimate(
     let known = known_blocks(store, host, &spec.name, &listing).await?;
     let stored = stored_blocks(&prefix, &listing);
     let (mut files, mut bytes) = (0, 0);
-    for (ulid, action) in plan(&on_disk, &known, &stored) {
+    let recipients = spec.encryption.as_deref().map(|e| e.digest());
+    for (ulid, action) in plan(&on_disk, &known, &stored, recipients) {
         if matches!(action, BlockAction::Upload) {
             let dir = spec.path.join(&ulid);
             crate::archive::walk(&dir, &mut |e| {
@@ -285,7 +293,7 @@ async fn dry_run_estimate(
     Ok(BackupOutcome::WouldUpload { files, bytes })
 }
 
-/// Block objects in a listing of the state's prefix, with their sizes.
+/// Block objects in a listing of the state's prefix, by name, with their sizes.
 pub(crate) fn stored_blocks<'a>(prefix: &str, listing: &'a [ObjectInfo]) -> HashMap<&'a str, u64> {
     listing
         .iter()
@@ -293,8 +301,8 @@ pub(crate) fn stored_blocks<'a>(prefix: &str, listing: &'a [ObjectInfo]) -> Hash
         .collect()
 }
 
-/// Every block that a complete backup's manifest lists, newest manifest
-/// first wins. An unreadable store is an error; a manifest that does not
+/// Every block object that a complete backup's manifest lists, by name,
+/// newest manifest first wins. An unreadable store is an error; a manifest that does not
 /// parse only contributes nothing (its blocks are then uploaded again).
 async fn known_blocks(
     store: &dyn ObjectStore,
@@ -307,8 +315,8 @@ async fn known_blocks(
     let manifests = complete_manifests(store, host, state, &backups).await?;
     let mut known = HashMap::new();
     for m in manifests.into_iter().flatten() {
-        for b in m.blocks {
-            known.entry(b.ulid.clone()).or_insert(b);
+        for b in &m.blocks {
+            known.entry(m.block_name(b)).or_insert_with(|| b.clone());
         }
     }
     Ok(known)

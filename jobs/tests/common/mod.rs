@@ -166,5 +166,6 @@ pub fn spec(name: &str, path: PathBuf) -> rehost_jobs::state::StateSpec {
         mode: None,
         owner: None,
         kind: Default::default(),
+        encryption: None,
     }
 }
