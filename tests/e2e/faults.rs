@@ -47,6 +47,9 @@ enum Expect {
     Success,
     /// Not recoverable within the run: it must fail cleanly.
     Failure,
+    /// The store keeps answering 5xx: it must fail with exit 3 (storage
+    /// unavailable), as when it cannot be reached at all.
+    Unavailable,
     /// Either, depending on where the fault lands; the invariants still hold.
     Either,
 }
@@ -204,6 +207,12 @@ fn run_matrix(title: &str, cases: &[Case]) -> Option<String> {
             match case.expect {
                 Expect::Success => assert!(ok, "{what}: expected success\n{}", run.all()),
                 Expect::Failure => assert!(!ok, "{what}: expected failure\n{}", run.all()),
+                Expect::Unavailable => assert_eq!(
+                    run.code(),
+                    3,
+                    "{what}: expected exit 3 (storage unavailable)\n{}",
+                    run.all()
+                ),
                 Expect::Either => {}
             }
             if !ok {
@@ -327,13 +336,13 @@ fn fault_matrix() {
                 ]
             },
             commands: &[Cmd::Backup],
-            expect: Expect::Failure,
+            expect: Expect::Unavailable,
         },
         Case {
             name: "HTTP 500 on every request",
             rules: || vec![Rule::always(Fault::Status(500))],
             commands: ALL,
-            expect: Expect::Failure,
+            expect: Expect::Unavailable,
         },
         Case {
             name: "cut the 1st object GET after 100 B",

@@ -120,6 +120,13 @@ where
                     url,
                     key: key.to_string(),
                 },
+                // The SDK retried these with backoff already: a store that
+                // still answers 5xx is down for this run (exit 3), like one
+                // that cannot be reached.
+                (_, Some(status @ 500..=599)) => StoreError::Unreachable {
+                    url,
+                    message: format!("{op} {key}: HTTP {status} after retries: {message}"),
+                },
                 _ => StoreError::Request {
                     op,
                     url,
