@@ -94,6 +94,142 @@ impl S3Store {
     }
 }
 
+/// Listing pages fetched one after the other before the rest of a listing is
+/// split into ranges: most listings end within them (1,000 keys a page).
+const SEQUENTIAL_PAGES: usize = 3;
+/// Key ranges listed at once after that.
+const RANGES: usize = 4;
+
+/// Where a listing request starts.
+enum From {
+    Start,
+    Token(String),
+    /// The first key greater than this one.
+    After(String),
+}
+
+struct Page {
+    objects: Vec<ObjectInfo>,
+    /// Common prefixes, when asked for with a delimiter.
+    prefixes: Vec<String>,
+    next: Option<String>,
+}
+
+impl S3Store {
+    /// One ListObjectsV2 request; keys are full keys.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        full_prefix: &str,
+        from: &From,
+        delimiter: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        let mut req = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(full_prefix)
+            .set_delimiter(delimiter.map(str::to_string));
+        req = match from {
+            From::Start => req,
+            From::Token(t) => req.continuation_token(t),
+            From::After(k) => req.start_after(k),
+        };
+        let out = req
+            .send()
+            .await
+            .map_err(|e| self.classify("list", prefix, e))?;
+        let objects = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(ObjectInfo {
+                    key: o.key()?.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    etag: o.e_tag().map(str::to_string),
+                })
+            })
+            .collect();
+        let prefixes = out
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix().map(str::to_string))
+            .collect();
+        let next = match (out.is_truncated(), out.next_continuation_token()) {
+            (Some(true), Some(t)) => Some(t.to_string()),
+            _ => None,
+        };
+        Ok(Page {
+            objects,
+            prefixes,
+            next,
+        })
+    }
+
+    /// The keys in `[lo, hi)` (unbounded where `None`), listed from `from`.
+    async fn list_range(
+        &self,
+        prefix: &str,
+        full_prefix: &str,
+        mut from: From,
+        lo: Option<String>,
+        hi: Option<String>,
+    ) -> Result<Vec<ObjectInfo>, StoreError> {
+        let mut out = Vec::new();
+        loop {
+            let page = self.list_page(prefix, full_prefix, &from, None).await?;
+            for o in page.objects {
+                if hi.as_deref().is_some_and(|hi| o.key.as_str() >= hi) {
+                    return Ok(out);
+                }
+                if lo.as_deref().is_none_or(|lo| o.key.as_str() >= lo) {
+                    out.push(o);
+                }
+            }
+            match page.next {
+                Some(token) => from = From::Token(token),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+/// Up to `ranges - 1` bounds taken evenly from the sorted common prefixes
+/// `prefixes`; none when there are too few to split on.
+fn split_points(prefixes: &[String], ranges: usize) -> Vec<String> {
+    if prefixes.len() < 2 || ranges < 2 {
+        return Vec::new();
+    }
+    let ranges = ranges.min(prefixes.len());
+    let mut bounds: Vec<String> = (1..ranges)
+        .map(|i| prefixes[i * prefixes.len() / ranges].clone())
+        .collect();
+    bounds.dedup();
+    bounds
+}
+
+/// A key that sorts before `bound` and after nothing `bound` starts: the
+/// `start-after` of the range that begins at `bound` (keys below `bound`
+/// that it lets through are dropped by the range's lower bound).
+fn just_before(bound: &str) -> String {
+    let mut s = bound.to_string();
+    s.pop();
+    s
+}
+
+/// Relative, sorted keys.
+fn finish(mut keys: Vec<ObjectInfo>, strip: usize) -> Vec<ObjectInfo> {
+    keys.retain_mut(|o| match o.key.get(strip..) {
+        Some(rel) => {
+            o.key = rel.to_string();
+            true
+        }
+        None => false,
+    });
+    keys.sort_by(|a, b| a.key.cmp(&b.key));
+    keys
+}
+
 type RawResponse = aws_sdk_s3::config::http::HttpResponse;
 
 fn classify<E>(url: &str, op: &'static str, key: &str, err: SdkError<E, RawResponse>) -> StoreError
@@ -260,30 +396,45 @@ impl ObjectStore for S3Store {
         } else {
             self.prefix.len() + 1
         };
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&full_prefix)
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.classify("list", prefix, e))?;
-            for obj in page.contents() {
-                let Some(key) = obj.key() else { continue };
-                let Some(rel) = key.get(strip..) else {
-                    continue;
-                };
-                out.push(ObjectInfo {
-                    key: rel.to_string(),
-                    size: obj.size().unwrap_or(0).max(0) as u64,
-                    etag: obj.e_tag().map(str::to_string),
-                });
+        let mut keys = Vec::new();
+        let mut from = From::Start;
+        for _ in 0..SEQUENTIAL_PAGES {
+            let page = self.list_page(prefix, &full_prefix, &from, None).await?;
+            keys.extend(page.objects);
+            match page.next {
+                Some(token) => from = From::Token(token),
+                None => return Ok(finish(keys, strip)),
             }
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+        // A large listing: the rest is split into key ranges at the next
+        // level of the key names, listed at once. Ranges are half-open
+        // [bound, next bound), so they neither overlap nor leave a gap.
+        let last = keys.last().map(|o| o.key.clone()).unwrap_or_default();
+        let mut after = self
+            .list_page(prefix, &full_prefix, &From::After(last.clone()), Some("/"))
+            .await?
+            .prefixes;
+        // The prefix holding `last` sorts before it: the first range has the
+        // rest of it.
+        after.retain(|p| *p > last);
+        let bounds = split_points(&after, RANGES);
+        let mut ranges = Vec::with_capacity(bounds.len() + 1);
+        ranges.push((from, None, bounds.first().cloned()));
+        for (i, bound) in bounds.iter().enumerate() {
+            ranges.push((
+                From::After(just_before(bound)),
+                Some(bound.clone()),
+                bounds.get(i + 1).cloned(),
+            ));
+        }
+        let lists = futures::future::try_join_all(
+            ranges
+                .into_iter()
+                .map(|(from, lo, hi)| self.list_range(prefix, &full_prefix, from, lo, hi)),
+        )
+        .await?;
+        keys.extend(lists.into_iter().flatten());
+        Ok(finish(keys, strip))
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
@@ -495,7 +646,37 @@ impl S3Store {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_credentials;
+    use super::*;
+
+    #[test]
+    fn listing_ranges_split_evenly_at_prefixes() {
+        let p: Vec<String> = (0..10).map(|i| format!("a/d{i}/")).collect();
+        assert_eq!(split_points(&p, 4), ["a/d2/", "a/d5/", "a/d7/"]);
+        assert_eq!(split_points(&p[..2], 4), ["a/d1/"]);
+        assert!(
+            split_points(&p[..1], 4).is_empty(),
+            "one prefix: nothing to split"
+        );
+        assert!(split_points(&[], 4).is_empty());
+        // The start-after of a range sorts before every key of the range.
+        for b in &p {
+            let before = just_before(b);
+            assert!(before.as_str() < b.as_str() && b.starts_with(&before));
+        }
+        let keys = ["p/b", "p/a", "x"]
+            .map(|k| ObjectInfo {
+                key: k.into(),
+                size: 0,
+                etag: None,
+            })
+            .to_vec();
+        let rel: Vec<String> = finish(keys, 2).into_iter().map(|o| o.key).collect();
+        assert_eq!(
+            rel,
+            ["a", "b"],
+            "sorted, and a key shorter than the prefix dropped"
+        );
+    }
 
     #[test]
     fn credentials_file_profiles() {
