@@ -66,6 +66,22 @@ fn sealed(spec: &StateSpec, recipients: &[&str], identity: Option<&Path>) -> Sta
     s
 }
 
+/// Verifies (and records) the newest backup of `s` with its keys.
+async fn verify_latest(
+    store: &dyn ObjectStore,
+    s: &StateSpec,
+) -> rehost_jobs::Result<Option<rehost_jobs::verify::VerifyReport>> {
+    verify(
+        store,
+        HOST,
+        &s.name,
+        &Selector::Latest,
+        s.encryption.as_deref(),
+        true,
+    )
+    .await
+}
+
 /// Every object of the store, read whole.
 async fn all_objects(store: &dyn ObjectStore) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
@@ -154,17 +170,7 @@ async fn encrypted_backups_hide_everything_and_round_trip() {
         assert_eq!(describe(&root), before, "{}: restored tree differs", t.name);
 
         // Full verify with the key: every entry read, recorded.
-        let report = verify(
-            t.store.as_ref(),
-            HOST,
-            "data",
-            &Selector::Latest,
-            s.encryption.as_deref(),
-            true,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        let report = verify_latest(t.store.as_ref(), &s).await.unwrap().unwrap();
         assert!(report.content_checked);
         // make_tree's files, and the marker file.
         assert_eq!(report.files, 303, "{report:?}");
@@ -223,17 +229,10 @@ async fn without_the_right_key_restore_refuses_and_verify_checks_the_stored_byte
 
         // Verify without the key checks sizes and checksums only, and says so
         // by not recording the backup as verified.
-        let report = verify(
-            t.store.as_ref(),
-            HOST,
-            "data",
-            &Selector::Latest,
-            writer.encryption.as_deref(),
-            true,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        let report = verify_latest(t.store.as_ref(), &writer)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(!report.content_checked, "{report:?}");
         assert!(!catalog::list(t.store.as_ref(), HOST, "data").await.unwrap()[0].verified);
     }
@@ -318,16 +317,7 @@ async fn tampered_ciphertext_is_refused_even_with_a_matching_manifest() {
             .unwrap_err();
         assert!(!format!("{err:#}").is_empty());
         assert_eq!(describe(&root), local, "{}: target changed", t.name);
-        let err = verify(
-            t.store.as_ref(),
-            HOST,
-            "data",
-            &Selector::Latest,
-            s.encryption.as_deref(),
-            true,
-        )
-        .await
-        .unwrap_err();
+        let err = verify_latest(t.store.as_ref(), &s).await.unwrap_err();
         assert!(!format!("{err:#}").is_empty());
         assert!(!catalog::list(t.store.as_ref(), HOST, "data").await.unwrap()[0].verified);
 

@@ -296,16 +296,23 @@ fn configure(g: &Garage, env: &TestEnv, port: u16) {
     env.write_config(g, &g.endpoint, &state);
 }
 
+/// A scratch host with an empty `prometheus/` data directory: (env, its
+/// folder, the data directory).
+fn prometheus_env(g: &Garage) -> (TestEnv, PathBuf, PathBuf) {
+    let env = TestEnv::new(g, "  placeholder:\n    path: /tmp/unused\n");
+    let dir = env.dir.path().to_path_buf();
+    let data = env.path("prometheus");
+    fs::create_dir_all(&data).unwrap();
+    (env, dir, data)
+}
+
 #[test]
 fn backup_is_incremental_per_block_and_restores_a_working_prometheus() {
     let Some(g) = garage() else { return };
     if prometheus_bin().is_none() {
         return;
     }
-    let env = TestEnv::new(&g, "  placeholder:\n    path: /tmp/unused\n");
-    let dir = env.dir.path().to_path_buf();
-    let data = env.path("prometheus");
-    fs::create_dir_all(&data).unwrap();
+    let (env, dir, data) = prometheus_env(&g);
     let t = now();
     let old = backfill(&dir, &data, t - 10 * HOUR, t - 3 * HOUR);
 
@@ -458,10 +465,7 @@ fn a_disabled_admin_api_is_a_clear_error_and_a_recorded_failure() {
     if prometheus_bin().is_none() {
         return;
     }
-    let env = TestEnv::new(&g, "  placeholder:\n    path: /tmp/unused\n");
-    let dir = env.dir.path().to_path_buf();
-    let data = env.path("prometheus");
-    fs::create_dir_all(&data).unwrap();
+    let (env, dir, data) = prometheus_env(&g);
     let p = Prometheus::start(&dir, &data, false);
     configure(&g, &env, p.port);
     let run = env.rehost(&["backup"]);
@@ -496,10 +500,7 @@ fn encrypted_blocks_are_reused_per_key_and_restore() {
     if prometheus_bin().is_none() || !rehost_tests::age::available() {
         return;
     }
-    let env = TestEnv::new(&g, "  placeholder:\n    path: /tmp/unused\n");
-    let dir = env.dir.path().to_path_buf();
-    let data = env.path("prometheus");
-    fs::create_dir_all(&data).unwrap();
+    let (env, dir, data) = prometheus_env(&g);
     let t = now();
     let old = backfill(&dir, &data, t - 10 * HOUR, t - 3 * HOUR);
     let key = env.path("age.key");
