@@ -4,8 +4,9 @@
 //! file and storage down) is grepped, stdout, stderr, metrics and every file
 //! rehost wrote, for it. The access key id is not a secret (restic hides it,
 //! but AWS itself prints it in errors such as InvalidAccessKeyId), so only the
-//! secret is checked. A credentials file others can read draws a warning that
-//! names the file and the fix.
+//! secret is checked, and so is the age identity's secret key (the backups of
+//! the run are encrypted). A credentials file others can read draws a warning
+//! that names the file and the fix.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use rehost_tests::{garage, rehost_bin, Garage, Run, S3cmd, TestEnv};
+use rehost_tests::{age, garage, rehost_bin, Garage, Run, S3cmd, TestEnv};
 
 fn state_and_pull(env: &TestEnv, g: &Garage) -> String {
     format!(
@@ -69,6 +70,15 @@ fn the_secret_key_appears_nowhere() {
     let env = TestEnv::new(&g, "  placeholder:\n    path: /tmp/unused\n");
     let body = state_and_pull(&env, &g);
     env.write_config(&g, &g.endpoint, &body);
+    // Backups encrypted with age, so that the identity's secret key is
+    // searched for too; its file lives outside the folder searched.
+    let keys = tempfile::tempdir().unwrap();
+    let age_secret = age::available().then(|| {
+        let key = keys.path().join("age.key");
+        let (public, secret) = age::keygen(&key);
+        env.set_encryption(&public, Some(&key));
+        secret
+    });
     fs::create_dir_all(env.path("acme")).unwrap();
     fs::write(env.path("acme/acme.json"), "{\"le\":{}}").unwrap();
     fs::create_dir_all(env.path("site")).unwrap();
@@ -224,6 +234,16 @@ fn the_secret_key_appears_nowhere() {
     }
     let written = files_containing(env.dir.path(), g.secret.as_bytes());
     assert!(written.is_empty(), "the secret is in {written:?}");
+    if let Some(age_secret) = &age_secret {
+        for (label, r) in &runs {
+            assert!(
+                !r.all().contains(age_secret),
+                "the age secret key appeared in the output of `{label}`"
+            );
+        }
+        let written = files_containing(env.dir.path(), age_secret.as_bytes());
+        assert!(written.is_empty(), "the age secret key is in {written:?}");
+    }
     // The runs did log (the check above is not vacuous).
     assert!(runs.iter().any(|(_, r)| r.stderr().contains("\"level\"")));
     assert!(runs
