@@ -1,7 +1,8 @@
 //! `backup`: source → tar → parallel gzip → (age) → sha256 → multipart upload,
-//! then the manifest, last. No temporary file of the archive exists anywhere, and memory
-//! is bounded by the pipeline's queues whatever the source size. An unchanged
-//! source (same fingerprint as the newest complete backup) uploads nothing.
+//! then the manifest, last. No temporary file of the archive exists anywhere,
+//! and memory is bounded by the pipeline's queues whatever the source size.
+//! An unchanged source (same fingerprint and encryption as the newest complete
+//! backup) uploads nothing.
 //!
 //! `kind: sqlite` takes the same path with consistent copies of the databases
 //! standing in for the live files ([`crate::sqlite`]); `kind: prometheus` has

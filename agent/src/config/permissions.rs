@@ -3,9 +3,10 @@
 //! `storage.credentials_file`), so the files to watch are the credentials
 //! file — a group- or world-readable one hands the bucket, and with it every
 //! backup, to any local user — and the age identity file
-//! (`storage.encryption.identity_file`), which opens every encrypted backup. This warns instead of refusing, as ssh does for keys it
-//! merely distrusts: the operator may run rehost under a shared service group
-//! on purpose, and a restore at boot must not fail over a mode.
+//! (`storage.encryption.identity_file`), which opens every encrypted backup.
+//! This warns instead of refusing, as ssh does for keys it merely distrusts:
+//! the operator may run rehost under a shared service group on purpose, and a
+//! restore at boot must not fail over a mode.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
