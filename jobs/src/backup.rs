@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::archive::{self, Entry, ParallelGzWriter, SourceKind, SourceScan, TarOptions};
@@ -140,32 +140,15 @@ pub async fn backup(
 
     let (kind, root_meta) = archive::source_kind(&spec.path)
         .map_err(|e| Error::io(format!("read source {}", spec.path.display()), e))?;
-    let manifest = Manifest {
-        format: FORMAT,
-        id: id.clone(),
-        host: host.to_string(),
-        state: spec.name.clone(),
-        created,
-        rehost_version: env!("CARGO_PKG_VERSION").to_string(),
-        source: SourceInfo {
-            path: spec.path.display().to_string(),
-            kind,
-            fingerprint: scan.fingerprint,
-            root_mode: root_meta.mode() & 0o7777,
-            root_mtime: root_meta.mtime(),
-        },
-        files: produced.stats.files,
-        dirs: produced.stats.dirs,
-        symlinks: produced.stats.symlinks,
-        tar_bytes: produced.tar_bytes,
-        objects: vec![ObjectEntry {
-            name: data_name.to_string(),
-            size: produced.stored,
-            sha256: produced.sha256,
-        }],
-        blocks: Vec::new(),
-        encryption: encryption_info(spec),
+    let source = SourceInfo {
+        path: spec.path.display().to_string(),
+        kind,
+        fingerprint: scan.fingerprint,
+        root_mode: root_meta.mode() & 0o7777,
+        root_mtime: root_meta.mtime(),
     };
+    let (files, bytes, stored) = (produced.stats.files, produced.stats.bytes, produced.stored);
+    let manifest = new_manifest(host, spec, &id, created, source, produced);
     if kind == SourceKind::File && manifest.files != 1 {
         return Err(Error::Refused(format!(
             "{} disappeared while it was backed up",
@@ -175,20 +158,48 @@ pub async fn backup(
     let manifest_len = put_manifest(store, &manifest).await?;
     Ok(BackupOutcome::Uploaded {
         id,
-        files: produced.stats.files,
-        bytes: produced.stats.bytes,
-        uploaded: produced.stored + manifest_len,
+        files,
+        bytes,
+        uploaded: stored + manifest_len,
         new_blocks: 0,
         reused_blocks: 0,
     })
 }
 
-/// What a manifest records of `spec`'s encryption.
-pub(crate) fn encryption_info(spec: &StateSpec) -> Option<EncryptionInfo> {
-    spec.encryption.as_deref().map(|e| EncryptionInfo {
+/// The manifest (format 1, no blocks) of backup `id` of `spec`, whose data
+/// object is `data`.
+pub(crate) fn new_manifest(
+    host: &str,
+    spec: &StateSpec,
+    id: &str,
+    created: DateTime<Utc>,
+    source: SourceInfo,
+    data: Produced,
+) -> Manifest {
+    let encryption = spec.encryption.as_deref().map(|e| EncryptionInfo {
         scheme: crate::encryption::SCHEME.to_string(),
         recipients: e.digest().to_string(),
-    })
+    });
+    Manifest {
+        format: FORMAT,
+        id: id.to_string(),
+        host: host.to_string(),
+        state: spec.name.clone(),
+        created,
+        rehost_version: env!("CARGO_PKG_VERSION").to_string(),
+        source,
+        files: data.stats.files,
+        dirs: data.stats.dirs,
+        symlinks: data.stats.symlinks,
+        tar_bytes: data.tar_bytes,
+        objects: vec![ObjectEntry {
+            name: layout::data_name(encryption.is_some()).to_string(),
+            size: data.stored,
+            sha256: data.sha256,
+        }],
+        blocks: Vec::new(),
+        encryption,
+    }
 }
 
 /// Uploads the manifest, the last object of a backup; returns its size.

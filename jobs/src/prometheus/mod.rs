@@ -41,12 +41,12 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::archive::Entry;
-use crate::backup::{encryption_info, put_manifest, upload_tree, BackupOutcome, Filter, Tree};
+use crate::backup::{new_manifest, put_manifest, upload_tree, BackupOutcome, Filter, Tree};
 use crate::catalog;
 use crate::error::{Error, Result};
 use crate::layout::{self, BackupRef};
 use crate::lock::StateLock;
-use crate::manifest::{BlockEntry, Manifest, ObjectEntry, SourceInfo, FORMAT_BLOCKS};
+use crate::manifest::{BlockEntry, Manifest, SourceInfo, FORMAT_BLOCKS};
 use crate::state::StateSpec;
 use crate::store::{ObjectInfo, ObjectStore};
 
@@ -212,32 +212,16 @@ async fn upload_snapshot(
 
     let meta = std::fs::symlink_metadata(&spec.path)
         .map_err(|e| Error::io(format!("read source {}", spec.path.display()), e))?;
-    let manifest = Manifest {
-        format: FORMAT_BLOCKS,
-        id: id.clone(),
-        host: host.to_string(),
-        state: spec.name.clone(),
-        created,
-        rehost_version: env!("CARGO_PKG_VERSION").to_string(),
-        source: SourceInfo {
-            path: spec.path.display().to_string(),
-            kind: crate::archive::SourceKind::Dir,
-            fingerprint: fingerprint(&data.sha256, &entries),
-            root_mode: meta.mode() & 0o7777,
-            root_mtime: meta.mtime(),
-        },
-        files: data.stats.files,
-        dirs: data.stats.dirs,
-        symlinks: data.stats.symlinks,
-        tar_bytes: data.tar_bytes,
-        objects: vec![ObjectEntry {
-            name: data_name.to_string(),
-            size: data.stored,
-            sha256: data.sha256,
-        }],
-        blocks: entries,
-        encryption: encryption_info(spec),
+    let source = SourceInfo {
+        path: spec.path.display().to_string(),
+        kind: crate::archive::SourceKind::Dir,
+        fingerprint: fingerprint(&data.sha256, &entries),
+        root_mode: meta.mode() & 0o7777,
+        root_mtime: meta.mtime(),
     };
+    let mut manifest = new_manifest(host, spec, &id, created, source, data);
+    manifest.format = FORMAT_BLOCKS;
+    manifest.blocks = entries;
     uploaded += put_manifest(store, &manifest).await?;
     Ok(BackupOutcome::Uploaded {
         id,
