@@ -225,22 +225,10 @@ pub mod age {
 
     /// A key made by `age-keygen -o PATH`: (public key, secret key line).
     pub fn keygen(path: &Path) -> (String, String) {
-        let out = Command::new("age-keygen")
-            .arg("-o")
-            .arg(path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let public = Command::new("age-keygen")
-            .arg("-y")
-            .arg(path)
-            .output()
-            .unwrap();
-        let public = String::from_utf8(public.stdout).unwrap().trim().to_string();
+        super::output_ok(Command::new("age-keygen").arg("-o").arg(path));
+        let public = super::output_ok(Command::new("age-keygen").arg("-y").arg(path))
+            .trim()
+            .to_string();
         let secret = std::fs::read_to_string(path)
             .unwrap()
             .lines()
@@ -249,6 +237,19 @@ pub mod age {
             .to_string();
         (public, secret)
     }
+}
+
+/// Runs `cmd` and returns its stdout; panics with the command and its
+/// stderr unless it succeeded.
+#[track_caller]
+pub fn output_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A finished run with helpers for assertions.

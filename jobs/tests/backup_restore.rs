@@ -15,7 +15,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use chrono::Utc;
-use common::{describe, make_tree, spec, stores};
+use common::{describe, forced, make_tree, spec, stores};
 use rehost_jobs::archive::SourceKind;
 use rehost_jobs::backup::{backup, BackupOutcome};
 use rehost_jobs::catalog::{self, Selector};
@@ -27,15 +27,6 @@ use rehost_jobs::verify::verify;
 use sha2::{Digest, Sha256};
 
 const HOST: &str = "test-host";
-
-fn forced() -> RestoreRequest {
-    RestoreRequest {
-        policy: RestorePolicy::IfMissing,
-        force: true,
-        selector: Selector::Latest,
-        dry_run: false,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_file_tree_round_trips() {

@@ -16,13 +16,13 @@ use std::sync::Arc;
 
 use age::secrecy::ExposeSecret;
 use bytes::Bytes;
-use common::{describe, make_tree, spec, stores};
+use common::{describe, forced, make_tree, spec, stores};
 use rehost_jobs::backup::{backup, BackupOutcome};
 use rehost_jobs::catalog::{self, Selector};
 use rehost_jobs::encryption::Encryption;
 use rehost_jobs::layout;
 use rehost_jobs::manifest::Manifest;
-use rehost_jobs::restore::{restore, RestorePolicy, RestoreRequest};
+use rehost_jobs::restore::{restore, RestoreRequest};
 use rehost_jobs::state::StateSpec;
 use rehost_jobs::store::{body_from_bytes, get_small, ObjectStore};
 use rehost_jobs::verify::verify;
@@ -31,15 +31,6 @@ use sha2::{Digest, Sha256};
 const HOST: &str = "sealed-host";
 /// In a file name and in file content: must never be readable in the store.
 const MARKER: &str = "PLAINTEXT-MARKER-7f3a9c";
-
-fn forced() -> RestoreRequest {
-    RestoreRequest {
-        policy: RestorePolicy::IfMissing,
-        force: true,
-        selector: Selector::Latest,
-        dry_run: false,
-    }
-}
 
 /// A fresh key pair: (public key, identity file holding the secret key).
 fn keypair(dir: &Path, name: &str) -> (String, PathBuf) {
@@ -80,6 +71,24 @@ async fn verify_latest(
         true,
     )
     .await
+}
+
+/// Puts `data` as the data object and `m` as its manifest.
+async fn replace(
+    store: &dyn ObjectStore,
+    data_key: &str,
+    data: Vec<u8>,
+    manifest_key: &str,
+    m: &Manifest,
+) {
+    store
+        .put(data_key, body_from_bytes(Bytes::from(data)))
+        .await
+        .unwrap();
+    store
+        .put(manifest_key, body_from_bytes(Bytes::from(m.to_json())))
+        .await
+        .unwrap();
 }
 
 /// Every object of the store, read whole.
@@ -301,14 +310,7 @@ async fn tampered_ciphertext_is_refused_even_with_a_matching_manifest() {
         )
         .unwrap();
         m.objects[0].sha256 = hex::encode(Sha256::digest(&data));
-        t.store
-            .put(&data_key, body_from_bytes(Bytes::from(data)))
-            .await
-            .unwrap();
-        t.store
-            .put(&manifest_key, body_from_bytes(Bytes::from(m.to_json())))
-            .await
-            .unwrap();
+        replace(t.store.as_ref(), &data_key, data, &manifest_key, &m).await;
 
         fs::write(root.join("local-only"), "newer").unwrap();
         let local = describe(&root);
@@ -325,14 +327,7 @@ async fn tampered_ciphertext_is_refused_even_with_a_matching_manifest() {
         let plain = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03not age".to_vec();
         m.objects[0].sha256 = hex::encode(Sha256::digest(&plain));
         m.objects[0].size = plain.len() as u64;
-        t.store
-            .put(&data_key, body_from_bytes(Bytes::from(plain)))
-            .await
-            .unwrap();
-        t.store
-            .put(&manifest_key, body_from_bytes(Bytes::from(m.to_json())))
-            .await
-            .unwrap();
+        replace(t.store.as_ref(), &data_key, plain, &manifest_key, &m).await;
         let err = restore(t.store.as_ref(), HOST, &s, &forced())
             .await
             .unwrap_err();

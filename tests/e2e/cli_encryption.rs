@@ -11,7 +11,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use rehost_tests::{age, garage, tree, Garage, S3cmd, TestEnv};
+use rehost_tests::{age, garage, output_ok, tree, Garage, S3cmd, TestEnv};
 use sha2::{Digest, Sha256};
 
 const MARKER: &str = "PLAINTEXT-MARKER-e2e-41b7";
@@ -109,15 +109,10 @@ fn encrypted_backup_restores_with_rehost_and_by_hand_with_age() {
         dump.join(data[0]).display(),
         by_hand.display()
     );
-    let out = Command::new("bash")
-        .args(["-o", "pipefail", "-c", &script])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    output_ok(
+        Command::new("bash")
+            .args(["-o", "pipefail", "-c", &script])
+            .stdin(Stdio::null()),
     );
     assert_eq!(tree(&by_hand), original, "by-hand restore differs");
 

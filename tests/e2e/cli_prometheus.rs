@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rehost_tests::{garage, metric, promtool_check, Garage, TestEnv};
+use rehost_tests::{garage, metric, output_ok, promtool_check, Garage, TestEnv};
 
 const HOUR: u64 = 3600;
 
@@ -180,16 +180,11 @@ fn backfill(dir: &Path, data: &Path, from: u64, to: u64) -> BTreeSet<String> {
     text += "# EOF\n";
     let input = dir.join(format!("backfill-{from}.om"));
     fs::write(&input, text).unwrap();
-    let out = Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&input)
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}",
-        String::from_utf8_lossy(&out.stderr)
+    output_ok(
+        Command::new("promtool")
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&input)
+            .arg(data),
     );
     let made: BTreeSet<String> = blocks_in(data).difference(&before).cloned().collect();
     assert!(!made.is_empty(), "promtool made no block");
@@ -294,6 +289,19 @@ fn configure(g: &Garage, env: &TestEnv, port: u16) {
         .replace("ROOT", &env.dir.path().display().to_string())
         .replace("PORT", &port.to_string());
     env.write_config(g, &g.endpoint, &state);
+}
+
+/// `rehost prune` succeeds and deletes exactly one unreferenced block.
+fn prune_deletes_one_block(env: &TestEnv) {
+    let pruned = env.rehost(&["prune"]);
+    pruned.expect(0);
+    assert!(
+        pruned
+            .stdout()
+            .contains("deleted 1 block no kept backup references"),
+        "{}",
+        pruned.stdout()
+    );
 }
 
 /// A scratch host with an empty `prometheus/` data directory: (env, its
@@ -411,15 +419,7 @@ fn backup_is_incremental_per_block_and_restores_a_working_prometheus() {
 
     // Retention: the first backup goes, and with it the one block only it
     // referenced (its head); every block the kept backup lists stays.
-    let pruned = env.rehost(&["prune"]);
-    pruned.expect(0);
-    assert!(
-        pruned
-            .stdout()
-            .contains("deleted 1 block no kept backup references"),
-        "{}",
-        pruned.stdout()
-    );
+    prune_deletes_one_block(&env);
     let left: BTreeSet<String> = store
         .sizes()
         .keys()
@@ -546,15 +546,7 @@ fn encrypted_blocks_are_reused_per_key_and_restore() {
         second.stdout()
     );
     // Retention (keep last 1): the first backup's head block goes, by name.
-    let pruned = env.rehost(&["prune"]);
-    pruned.expect(0);
-    assert!(
-        pruned
-            .stdout()
-            .contains("deleted 1 block no kept backup references"),
-        "{}",
-        pruned.stdout()
-    );
+    prune_deletes_one_block(&env);
     p.stop();
 
     fs::remove_dir_all(&data).unwrap();

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rehost_tests::{docker, free_port, garage, http_get, rehost_bin, S3cmd, TestEnv};
+use rehost_tests::{docker, free_port, garage, http_get, output_ok, rehost_bin, S3cmd, TestEnv};
 
 /// Waits (bounded) until `f` returns `Some`.
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -449,20 +449,8 @@ fn state_in_a_named_volume_survives_a_rebuild() {
 
     env.rehost(&["up"]).expect(0);
     let ids = project_containers(&project);
-    let exec = |args: &[&str]| {
-        let out = Command::new("docker")
-            .arg("exec")
-            .arg(&ids[0])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let exec =
+        |args: &[&str]| output_ok(Command::new("docker").arg("exec").arg(&ids[0]).args(args));
     exec(&[
         "sh",
         "-c",

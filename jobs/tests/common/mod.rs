@@ -159,6 +159,16 @@ pub fn md5ish(data: &[u8]) -> u64 {
     })
 }
 
+/// Restore the newest backup whatever the target holds.
+pub fn forced() -> rehost_jobs::restore::RestoreRequest {
+    rehost_jobs::restore::RestoreRequest {
+        policy: rehost_jobs::restore::RestorePolicy::IfMissing,
+        force: true,
+        selector: rehost_jobs::catalog::Selector::Latest,
+        dry_run: false,
+    }
+}
+
 pub fn spec(name: &str, path: PathBuf) -> rehost_jobs::state::StateSpec {
     rehost_jobs::state::StateSpec {
         name: name.into(),
