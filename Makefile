@@ -4,7 +4,8 @@
 #   make demo         local demo against a Garage in target/garage-demo
 #   make demo-clean   stop the demo Garage, remove target/garage-demo and target/demo
 #   make bench        backup/restore benchmark vs restic and tar|gzip|aws (bench/RESULTS.md),
-#                     then bench-stack and bench-prometheus
+#                     then bench-pull, bench-stack and bench-prometheus
+#   make bench-pull   rehost pull vs rclone sync and s3cmd sync (bench/RESULTS-pull.md)
 #   make bench-stack  rehost up vs docker-compose up -d, cold and warm (bench/RESULTS-stack.md)
 #   make bench-prometheus  kind: prometheus backups vs tar czf | aws s3 cp (bench/RESULTS-prometheus.md)
 #   make fuzz         every fuzz target for FUZZ_SECONDS (default 60) each; not part of `make test`
@@ -14,7 +15,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: build test demo demo-clean bench bench-stack bench-prometheus fuzz tools garage-start garage-stop garage-status
+.PHONY: build test demo demo-clean bench bench-pull bench-stack bench-prometheus fuzz tools garage-start garage-stop garage-status
 
 build:
 	$(CARGO) build --release -p rehost
@@ -36,8 +37,12 @@ demo-clean:
 
 bench:
 	bench/run.sh
+	$(MAKE) bench-pull
 	$(MAKE) bench-stack
 	$(MAKE) bench-prometheus
+
+bench-pull:
+	bench/pull.sh
 
 bench-stack:
 	bench/stack.sh

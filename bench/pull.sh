@@ -33,6 +33,7 @@ fi
 REHOST_BIN="${REHOST_BIN:-$ROOT/target/release/rehost}"
 
 log() { echo "pull-bench: $*" >&2; }
+scripts/install-tools.sh --bench
 for t in rclone s3cmd /usr/bin/time python3; do
     command -v "$t" >/dev/null 2>&1 || { log "missing $t (scripts/install-tools.sh --bench)"; exit 1; }
 done

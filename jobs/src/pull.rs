@@ -350,18 +350,21 @@ pub async fn pull(store: &dyn ObjectStore, spec: &PullSpec, dry_run: bool) -> Re
         )?)
     };
     let index_file = index_path(&dest, &spec.name);
-    // The listing waits on the network, the index and the scan on the disk:
-    // on a 20,000-file site doing them one after the other was most of a
-    // no-op pull.
-    let (scan_dest, scan_index) = (dest.clone(), index_file.clone());
-    let local_task = tokio::task::spawn_blocking(move || {
-        let index = load_index(&scan_index);
-        scan(&scan_dest).map(|local| (index, local))
-    });
-    let listing = store.list("").await;
-    let scanned = local_task.await;
+    // The listing waits on the network, the scan on the disk: on a
+    // 20,000-file site doing them one after the other was most of a no-op
+    // pull. The index comes first: its keys let the store list the source in
+    // concurrent ranges from the first request.
+    let scan_dest = dest.clone();
+    let scan_task = tokio::task::spawn_blocking(move || scan(&scan_dest));
+    let index_at = index_file.clone();
+    let index = tokio::task::spawn_blocking(move || load_index(&index_at))
+        .await
+        .map_err(|e| Error::io("index task", io::Error::other(e)))?;
+    let earlier: Vec<&str> = index.entries.keys().map(String::as_str).collect();
+    let listing = store.list_with_hint("", &earlier).await;
+    let scanned = scan_task.await;
     let listing = listing?;
-    let (index, local) = scanned
+    let local = scanned
         .map_err(|e| Error::io("scan task", io::Error::other(e)))?
         .map_err(|e| Error::io(format!("scan {}", dest.display()), e))?;
     let plan = plan(listing, &index, &local, spec);

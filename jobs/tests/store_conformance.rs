@@ -281,5 +281,39 @@ async fn listings_spanning_pages_are_complete() {
             "{}",
             t.name
         );
+
+        // A hinted listing is the same listing, whatever the hint says: S3
+        // lists in ranges that start at hinted keys.
+        let exact: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut stale: Vec<String> = keys
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 0)
+            .map(|(_, k)| k.clone())
+            .collect();
+        stale.extend(["a/x", "big/d2/f0100~", "big/e", "big/zz", "zzz"].map(String::from));
+        stale.sort();
+        let stale: Vec<&str> = stale.iter().map(String::as_str).collect();
+        let unsorted: Vec<&str> = exact.iter().rev().copied().collect();
+        // None of these exist; the listing must still find every key.
+        let fake: Vec<String> = (0..9000).map(|i| format!("big/q{i:05}")).collect();
+        let fake: Vec<&str> = fake.iter().map(String::as_str).collect();
+        // A range starts at `big/z5/`: `big/z5!`, `big/z5-x` and
+        // `big/z5.txt` sort before it but after its start-after.
+        let mut at_bound: Vec<&str> = exact[..500].to_vec();
+        at_bound.push("big/z5/");
+        let after: Vec<String> = (0..499).map(|i| format!("big/zz{i:03}")).collect();
+        at_bound.extend(after.iter().map(String::as_str));
+        for (what, hint) in [
+            ("exact", &exact),
+            ("stale", &stale),
+            ("unsorted", &unsorted),
+            ("fake", &fake),
+            ("bound at big/z5/", &at_bound),
+            ("empty", &Vec::new()),
+        ] {
+            let hinted = s.list_with_hint("big", hint).await.unwrap();
+            assert_eq!(hinted, listed, "{}: {what} hint", t.name);
+        }
     }
 }

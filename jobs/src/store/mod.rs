@@ -43,6 +43,18 @@ pub struct ObjectInfo {
 pub trait ObjectStore: Send + Sync {
     /// Every object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
+    /// The same listing as [`list`](Self::list), given the keys an earlier
+    /// listing of `prefix` returned (sorted): a store may use them to list
+    /// parts of the key space at once. Whatever `earlier` holds (stale, wrong,
+    /// empty), the result is exactly what `list` returns now.
+    async fn list_with_hint(
+        &self,
+        prefix: &str,
+        earlier: &[&str],
+    ) -> Result<Vec<ObjectInfo>, StoreError> {
+        let _ = earlier;
+        self.list(prefix).await
+    }
     /// The object's metadata, or `None` if it does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
     /// Streams the object's bytes; [`StoreError::NotFound`] if it does not exist.

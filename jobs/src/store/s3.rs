@@ -99,6 +99,10 @@ impl S3Store {
 const SEQUENTIAL_PAGES: usize = 3;
 /// Key ranges listed at once after that.
 const RANGES: usize = 4;
+/// Keys in a full listing page (the S3 default and maximum).
+const PAGE_KEYS: usize = 1000;
+/// Key ranges listed at once when an earlier listing says where the keys are.
+const HINTED_RANGES: usize = 8;
 
 /// Where a listing request starts.
 enum From {
@@ -107,6 +111,10 @@ enum From {
     /// The first key greater than this one.
     After(String),
 }
+
+/// Where a range's listing starts, its `[lo, hi)` bounds and the number of
+/// keys expected in it.
+type ListRange = (From, (Option<String>, Option<String>), Option<usize>);
 
 struct Page {
     objects: Vec<ObjectInfo>,
@@ -123,13 +131,15 @@ impl S3Store {
         full_prefix: &str,
         from: &From,
         delimiter: Option<&str>,
+        max_keys: Option<usize>,
     ) -> Result<Page, StoreError> {
         let mut req = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(full_prefix)
-            .set_delimiter(delimiter.map(str::to_string));
+            .set_delimiter(delimiter.map(str::to_string))
+            .set_max_keys(max_keys.and_then(|n| i32::try_from(n).ok()));
         req = match from {
             From::Start => req,
             From::Token(t) => req.continuation_token(t),
@@ -166,18 +176,52 @@ impl S3Store {
         })
     }
 
+    /// Lists key ranges at once; their keys, in range order.
+    async fn list_ranges(
+        &self,
+        prefix: &str,
+        full_prefix: &str,
+        ranges: Vec<ListRange>,
+    ) -> Result<Vec<ObjectInfo>, StoreError> {
+        let lists =
+            futures::future::try_join_all(ranges.into_iter().map(|(from, bounds, expected)| {
+                self.list_range(prefix, full_prefix, from, bounds, expected)
+            }))
+            .await?;
+        Ok(lists.into_iter().flatten().collect())
+    }
+
+    /// Length of the store's prefix in a full key.
+    fn strip_len(&self) -> usize {
+        if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        }
+    }
+
     /// The keys in `[lo, hi)` (unbounded where `None`), listed from `from`.
+    /// With `expected` (how many keys the range held before), pages are sized
+    /// to end just past the range instead of listing up to a page beyond it.
     async fn list_range(
         &self,
         prefix: &str,
         full_prefix: &str,
         mut from: From,
-        lo: Option<String>,
-        hi: Option<String>,
+        (lo, hi): (Option<String>, Option<String>),
+        expected: Option<usize>,
     ) -> Result<Vec<ObjectInfo>, StoreError> {
         let mut out = Vec::new();
         loop {
-            let page = self.list_page(prefix, full_prefix, &from, None).await?;
+            // One key more than expected, to see the key that ends the range;
+            // once past the count (keys were added), whole pages again.
+            let max_keys = expected
+                .and_then(|n| n.checked_sub(out.len()))
+                .filter(|&left| left > 0)
+                .map(|left| (left + 1).min(PAGE_KEYS));
+            let page = self
+                .list_page(prefix, full_prefix, &from, None, max_keys)
+                .await?;
             for o in page.objects {
                 if hi.as_deref().is_some_and(|hi| o.key.as_str() >= hi) {
                     return Ok(out);
@@ -206,6 +250,27 @@ fn split_points(prefixes: &[String], ranges: usize) -> Vec<String> {
         .collect();
     bounds.dedup();
     bounds
+}
+
+/// The ranges of a listing that an earlier one (`earlier`, sorted) says
+/// holds these keys: each range's first key (none for the first range) and
+/// how many keys it held. As few ranges as fit in `max_ranges` with the same
+/// number of pages each, where a range's last page also has to show the key
+/// that starts the next range.
+fn hinted_ranges<'a>(
+    earlier: &[&'a str],
+    max_ranges: usize,
+    page: usize,
+) -> Vec<(Option<&'a str>, usize)> {
+    let per_page = page.saturating_sub(1).max(1);
+    let pages = earlier.len().div_ceil(per_page);
+    let ranges = pages.div_ceil(pages.div_ceil(max_ranges.max(1)).max(1));
+    let per_range = earlier.len().div_ceil(ranges.max(1)).max(1);
+    earlier
+        .chunks(per_range)
+        .enumerate()
+        .map(|(i, chunk)| (chunk.first().copied().filter(|_| i > 0), chunk.len()))
+        .collect()
 }
 
 /// A key that sorts before `bound` and after nothing `bound` starts: the
@@ -391,19 +456,16 @@ async fn fill_part(body: &mut PutBody, key: &str) -> Result<(Bytes, bool), Store
 impl ObjectStore for S3Store {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let full_prefix = self.join(prefix);
-        let strip = if self.prefix.is_empty() {
-            0
-        } else {
-            self.prefix.len() + 1
-        };
         let mut keys = Vec::new();
         let mut from = From::Start;
         for _ in 0..SEQUENTIAL_PAGES {
-            let page = self.list_page(prefix, &full_prefix, &from, None).await?;
+            let page = self
+                .list_page(prefix, &full_prefix, &from, None, None)
+                .await?;
             keys.extend(page.objects);
             match page.next {
                 Some(token) => from = From::Token(token),
-                None => return Ok(finish(keys, strip)),
+                None => return Ok(finish(keys, self.strip_len())),
             }
         }
         // A large listing: the rest is split into key ranges at the next
@@ -411,7 +473,13 @@ impl ObjectStore for S3Store {
         // [bound, next bound), so they neither overlap nor leave a gap.
         let last = keys.last().map(|o| o.key.clone()).unwrap_or_default();
         let mut after = self
-            .list_page(prefix, &full_prefix, &From::After(last.clone()), Some("/"))
+            .list_page(
+                prefix,
+                &full_prefix,
+                &From::After(last.clone()),
+                Some("/"),
+                None,
+            )
             .await?
             .prefixes;
         // The prefix holding `last` sorts before it: the first range has the
@@ -419,22 +487,56 @@ impl ObjectStore for S3Store {
         after.retain(|p| *p > last);
         let bounds = split_points(&after, RANGES);
         let mut ranges = Vec::with_capacity(bounds.len() + 1);
-        ranges.push((from, None, bounds.first().cloned()));
+        ranges.push((from, (None, bounds.first().cloned()), None));
         for (i, bound) in bounds.iter().enumerate() {
             ranges.push((
                 From::After(just_before(bound)),
-                Some(bound.clone()),
-                bounds.get(i + 1).cloned(),
+                (Some(bound.clone()), bounds.get(i + 1).cloned()),
+                None,
             ));
         }
-        let lists = futures::future::try_join_all(
-            ranges
-                .into_iter()
-                .map(|(from, lo, hi)| self.list_range(prefix, &full_prefix, from, lo, hi)),
-        )
-        .await?;
-        keys.extend(lists.into_iter().flatten());
-        Ok(finish(keys, strip))
+        keys.extend(self.list_ranges(prefix, &full_prefix, ranges).await?);
+        Ok(finish(keys, self.strip_len()))
+    }
+
+    async fn list_with_hint(
+        &self,
+        prefix: &str,
+        earlier: &[&str],
+    ) -> Result<Vec<ObjectInfo>, StoreError> {
+        let mut hint: Vec<&str> = earlier
+            .iter()
+            .copied()
+            .filter(|k| k.starts_with(prefix))
+            .collect();
+        if !hint.is_sorted() {
+            hint.sort_unstable();
+        }
+        hint.dedup();
+        let starts = hinted_ranges(&hint, HINTED_RANGES, PAGE_KEYS);
+        if starts.len() < 2 {
+            return self.list(prefix).await;
+        }
+        // Ranges are half-open [start, next start): whatever was added or
+        // removed since, every key falls in exactly one of them.
+        let bounds: Vec<String> = starts
+            .iter()
+            .filter_map(|&(start, _)| start.map(|k| self.join(k)))
+            .collect();
+        let ranges = starts
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, expected))| {
+                let from = match i {
+                    0 => From::Start,
+                    _ => From::After(just_before(&bounds[i - 1])),
+                };
+                let lo = i.checked_sub(1).map(|j| bounds[j].clone());
+                (from, (lo, bounds.get(i).cloned()), Some(expected))
+            })
+            .collect();
+        let keys = self.list_ranges(prefix, &self.join(prefix), ranges).await?;
+        Ok(finish(keys, self.strip_len()))
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
@@ -675,6 +777,31 @@ mod tests {
             rel,
             ["a", "b"],
             "sorted, and a key shorter than the prefix dropped"
+        );
+    }
+
+    #[test]
+    fn hinted_ranges_fill_their_pages() {
+        let keys: Vec<String> = (0..20_000).map(|i| format!("k{i:05}")).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let r = hinted_ranges(&keys, 8, 1000);
+        // 21 pages' worth: 7 ranges of 3 pages rather than 8 with a page
+        // each mostly empty.
+        assert_eq!(r.len(), 7);
+        assert_eq!(r[0], (None, 2858));
+        assert_eq!(r[1], (Some("k02858"), 2858));
+        assert_eq!(r[6], (Some("k17148"), 2852));
+        assert_eq!(r.iter().map(|&(_, n)| n).sum::<usize>(), keys.len());
+        let r = hinted_ranges(&keys[..2000], 8, 1000);
+        assert_eq!(
+            r,
+            [(None, 667), (Some("k00667"), 667), (Some("k01334"), 666)]
+        );
+        assert_eq!(hinted_ranges(&keys[..999], 8, 1000), [(None, 999)]);
+        assert!(hinted_ranges(&[], 8, 1000).is_empty());
+        assert_eq!(
+            hinted_ranges(&keys[..5], 2, 1),
+            [(None, 3), (Some("k00003"), 2)]
         );
     }
 
