@@ -112,9 +112,43 @@ enum From {
     After(String),
 }
 
-/// Where a range's listing starts, its `[lo, hi)` bounds and the number of
-/// keys expected in it.
-type ListRange = (From, (Option<String>, Option<String>), Option<usize>);
+/// A part of a listing: the keys in `[lo, hi)` (unbounded where `None`).
+struct ListRange {
+    /// Where its first request starts.
+    from: From,
+    lo: Option<String>,
+    hi: Option<String>,
+    /// How many keys the range held before, when an earlier listing says.
+    expected: Option<usize>,
+}
+
+impl ListRange {
+    /// The half-open ranges that `bounds` (sorted) cut a listing into: the
+    /// first listed from `first`, each other from just below its bound;
+    /// `expected(i)` is what range `i` is expected to hold.
+    fn between(
+        first: From,
+        bounds: &[String],
+        expected: impl Fn(usize) -> Option<usize>,
+    ) -> Vec<ListRange> {
+        let mut ranges = Vec::with_capacity(bounds.len() + 1);
+        ranges.push(ListRange {
+            from: first,
+            lo: None,
+            hi: bounds.first().cloned(),
+            expected: expected(0),
+        });
+        for (i, bound) in bounds.iter().enumerate() {
+            ranges.push(ListRange {
+                from: From::After(just_before(bound)),
+                lo: Some(bound.clone()),
+                hi: bounds.get(i + 1).cloned(),
+                expected: expected(i + 1),
+            });
+        }
+        ranges
+    }
+}
 
 struct Page {
     objects: Vec<ObjectInfo>,
@@ -183,11 +217,12 @@ impl S3Store {
         full_prefix: &str,
         ranges: Vec<ListRange>,
     ) -> Result<Vec<ObjectInfo>, StoreError> {
-        let lists =
-            futures::future::try_join_all(ranges.into_iter().map(|(from, bounds, expected)| {
-                self.list_range(prefix, full_prefix, from, bounds, expected)
-            }))
-            .await?;
+        let lists = futures::future::try_join_all(
+            ranges
+                .into_iter()
+                .map(|range| self.list_range(prefix, full_prefix, range)),
+        )
+        .await?;
         Ok(lists.into_iter().flatten().collect())
     }
 
@@ -200,17 +235,20 @@ impl S3Store {
         }
     }
 
-    /// The keys in `[lo, hi)` (unbounded where `None`), listed from `from`.
-    /// With `expected` (how many keys the range held before), pages are sized
-    /// to end just past the range instead of listing up to a page beyond it.
+    /// The keys of `range`. With an expected count, pages are sized to end
+    /// just past the range instead of listing up to a page beyond it.
     async fn list_range(
         &self,
         prefix: &str,
         full_prefix: &str,
-        mut from: From,
-        (lo, hi): (Option<String>, Option<String>),
-        expected: Option<usize>,
+        range: ListRange,
     ) -> Result<Vec<ObjectInfo>, StoreError> {
+        let ListRange {
+            mut from,
+            lo,
+            hi,
+            expected,
+        } = range;
         let mut out = Vec::new();
         loop {
             // One key more than expected, to see the key that ends the range;
@@ -486,15 +524,7 @@ impl ObjectStore for S3Store {
         // rest of it.
         after.retain(|p| *p > last);
         let bounds = split_points(&after, RANGES);
-        let mut ranges = Vec::with_capacity(bounds.len() + 1);
-        ranges.push((from, (None, bounds.first().cloned()), None));
-        for (i, bound) in bounds.iter().enumerate() {
-            ranges.push((
-                From::After(just_before(bound)),
-                (Some(bound.clone()), bounds.get(i + 1).cloned()),
-                None,
-            ));
-        }
+        let ranges = ListRange::between(from, &bounds, |_| None);
         keys.extend(self.list_ranges(prefix, &full_prefix, ranges).await?);
         Ok(finish(keys, self.strip_len()))
     }
@@ -523,18 +553,9 @@ impl ObjectStore for S3Store {
             .iter()
             .filter_map(|&(start, _)| start.map(|k| self.join(k)))
             .collect();
-        let ranges = starts
-            .iter()
-            .enumerate()
-            .map(|(i, &(_, expected))| {
-                let from = match i {
-                    0 => From::Start,
-                    _ => From::After(just_before(&bounds[i - 1])),
-                };
-                let lo = i.checked_sub(1).map(|j| bounds[j].clone());
-                (from, (lo, bounds.get(i).cloned()), Some(expected))
-            })
-            .collect();
+        let ranges = ListRange::between(From::Start, &bounds, |i| {
+            starts.get(i).map(|&(_, expected)| expected)
+        });
         let keys = self.list_ranges(prefix, &self.join(prefix), ranges).await?;
         Ok(finish(keys, self.strip_len()))
     }
