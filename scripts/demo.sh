@@ -123,6 +123,7 @@ printf 'global:\n  scrape_interval: 2s\nscrape_configs:\n  - job_name: prometheu
 printf 'WEB_PORT=%s\nPROM_PORT=%s\n' "$web_port" "$prom_port" >"$demo_dir/stack/stack.env"
 cat >"$cfg" <<YAML
 host: demo-host
+state_dir: $demo_dir/machine
 storage:
   url: s3://$REHOST_TEST_S3_BUCKET/demo
   endpoint: $REHOST_TEST_S3_ENDPOINT
@@ -169,7 +170,8 @@ done
 
 run check
 
-say "first boot ever: nothing in the bucket yet; the stack comes up"
+say "a new host is registered once (Terraform would run this); then its first boot: nothing in the bucket yet, the stack comes up"
+run init
 run boot --no-run
 run pull
 wait_http "http://127.0.0.1:$web_port/index.html" 30
@@ -200,7 +202,7 @@ say "disaster: the VM is destroyed, its containers and every local directory wit
 acme_before=$(sha256sum <"$demo_dir/srv/acme/acme.json")
 grafana_before=$(digest_tree "$demo_dir/srv/grafana")
 run down
-rm -rf "${demo_dir:?}/srv" "${demo_dir:?}/metrics"
+rm -rf "${demo_dir:?}/srv" "${demo_dir:?}/metrics" "${demo_dir:?}/machine"
 ls "$demo_dir" >&2
 
 say "a new VM boots: restore, up (rehost-boot.service does this)"

@@ -140,8 +140,9 @@ impl TestEnv {
 
     pub fn write_config(&self, garage: &Garage, endpoint: &str, state_yaml: &str) {
         let text = format!(
-            "host: e2e-host\nstorage:\n  url: s3://{}/{}\n  endpoint: {endpoint}\n  region: garage\n  \
+            "host: e2e-host\nstate_dir: {}\nstorage:\n  url: s3://{}/{}\n  endpoint: {endpoint}\n  region: garage\n  \
              path_style: true\n  credentials_file: {}\nstate:\n{state_yaml}\nmetrics:\n  textfile_dir: {}\n",
+            self.state_dir().display(),
             garage.bucket,
             self.prefix,
             garage.credentials.display(),
@@ -156,6 +157,11 @@ impl TestEnv {
 
     pub fn metrics(&self) -> PathBuf {
         self.dir.path().join("metrics")
+    }
+
+    /// `state_dir:`: this machine's records (its generation of the host).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("machine")
     }
 
     /// Runs `rehost -c <config> ARGS` with a clean environment: stray AWS_*

@@ -94,6 +94,13 @@ pub enum Command {
     Pull { names: Vec<String> },
     /// Validate the configuration and storage access; change nothing.
     Check,
+    /// Register this host in the store (once per new host; idempotent).
+    ///
+    /// `boot` refuses to start when a `required` state entry has no backup
+    /// and the store does not know the host (never registered, never backed
+    /// up): a typo in `host:` then stops the boot, listing the hosts the
+    /// store knows, instead of starting the stack on empty state.
+    Init,
     /// Run the scheduled jobs (backups, pulls) until SIGTERM or SIGINT.
     ///
     /// Each job runs on its cron schedule (`state.NAME.backup`,
@@ -187,6 +194,10 @@ pub struct Ctx {
     /// `storage.encryption`, parsed once.
     pub encryption: Option<Arc<Encryption>>,
     pub dry_run: bool,
+    /// Set once a newer generation of the host took over: final.
+    pub superseded: std::sync::OnceLock<rehost_jobs::generation::Superseded>,
+    /// Serializes the beginning of a pending generation ([`crate::generation`]).
+    pub lineage: tokio::sync::Mutex<()>,
 }
 
 impl Ctx {
@@ -206,6 +217,8 @@ impl Ctx {
             store,
             encryption,
             dry_run: global.dry_run,
+            superseded: std::sync::OnceLock::new(),
+            lineage: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -284,6 +297,7 @@ impl Ctx {
             owner,
             kind,
             encryption: self.encryption.clone(),
+            generation: None,
         })
     }
 }
@@ -354,6 +368,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Prune { names } => cmd::prune::run(&ctx, &names).await,
         Command::Pull { names } => cmd::pull::run(&ctx, &names).await,
         Command::Check => cmd::check::run(&ctx).await,
+        Command::Init => cmd::init::run(&ctx).await,
         Command::Run { allow_root, grace } => cmd::run::run(ctx, allow_root, grace).await,
         Command::Status => cmd::status::run(&ctx).await,
         Command::Boot {

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
+pub mod generation;
 pub mod interpolate;
 pub mod logging;
 pub mod output;
@@ -17,11 +18,26 @@ pub const EXIT_JOB_FAILED: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
 /// Storage or the Docker Engine unreachable, or refusing access.
 pub const EXIT_STORAGE: u8 = 3;
+/// A newer generation of the host took over: this machine wrote nothing.
+pub const EXIT_SUPERSEDED: u8 = 4;
 
 /// Finds the most specific cause in the chain: configuration errors are usage
-/// errors (2), an unusable store or Docker Engine is 3, anything else is a
-/// failed job (1).
+/// errors (2), a machine whose generation was superseded is 4, an unusable
+/// store or Docker Engine is 3, anything else is a failed job (1).
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if generation::is_superseded(err)
+        || err.chain().any(|c| {
+            matches!(
+                c.downcast_ref(),
+                Some(cmd::Failures {
+                    superseded: true,
+                    ..
+                })
+            )
+        })
+    {
+        return EXIT_SUPERSEDED;
+    }
     let mut code = EXIT_JOB_FAILED;
     for cause in err.chain() {
         if cause.downcast_ref::<config::ConfigError>().is_some()

@@ -86,9 +86,18 @@ pub async fn backup(
         .map_err(|e| Error::io(format!("read source {}", spec.path.display()), e))?;
 
     let recipients = spec.encryption.as_deref().map(|e| e.digest());
-    if let Some(latest) = catalog::find(store, host, &spec.name, &Selector::Latest).await? {
-        // Switching encryption on (or to other keys) is a change too.
-        if latest.source.fingerprint == scan.fingerprint && latest.recipients() == recipients {
+    let backups = catalog::list(store, host, &spec.name).await?;
+    let based_on = catalog::select(&backups, &Selector::Latest).map(|b| b.id.clone());
+    if let Some(id) = &based_on {
+        let latest = catalog::load_manifest(store, host, &spec.name, id).await?;
+        // Switching encryption on (or to other keys) is a change too, and a
+        // new generation's first backup is always made: until it has one of
+        // its own, a late backup of the generation it took over would be
+        // what a restore picks.
+        if latest.source.fingerprint == scan.fingerprint
+            && latest.recipients() == recipients
+            && latest.generation == spec.generation
+        {
             return Ok(BackupOutcome::Unchanged { id: latest.id });
         }
     }
@@ -126,7 +135,7 @@ pub async fn backup(
         _ => None,
     };
 
-    let id = layout::new_backup_id(Utc::now());
+    let id = layout::next_backup_id(&backups, spec.generation.as_deref(), Utc::now());
     let created = Utc::now();
     let data_name = layout::data_name(spec.encryption.is_some());
     let data_key = layout::object_key(host, &spec.name, &id, data_name);
@@ -148,7 +157,7 @@ pub async fn backup(
         root_mtime: root_meta.mtime(),
     };
     let (files, bytes, stored) = (produced.stats.files, produced.stats.bytes, produced.stored);
-    let manifest = new_manifest(host, spec, &id, created, source, produced);
+    let manifest = new_manifest(host, spec, &id, created, source, produced, based_on);
     if kind == SourceKind::File && manifest.files != 1 {
         return Err(Error::Refused(format!(
             "{} disappeared while it was backed up",
@@ -175,6 +184,7 @@ pub(crate) fn new_manifest(
     created: DateTime<Utc>,
     source: SourceInfo,
     data: Produced,
+    based_on: Option<String>,
 ) -> Manifest {
     let encryption = spec.encryption.as_deref().map(|e| EncryptionInfo {
         scheme: crate::encryption::SCHEME.to_string(),
@@ -199,6 +209,8 @@ pub(crate) fn new_manifest(
         }],
         blocks: Vec::new(),
         encryption,
+        generation: spec.generation.clone(),
+        based_on,
     }
 }
 

@@ -43,6 +43,11 @@ pub enum Error {
     /// The operation did what it could, but some items were refused or failed.
     #[error("{what}: {detail}")]
     Incomplete { what: String, detail: String },
+    /// A newer generation of the host began on another machine (or this
+    /// machine has none while the host has generations): this machine must
+    /// not write (exit code 4).
+    #[error("{0}; nothing written")]
+    Superseded(Box<crate::generation::Superseded>),
 }
 
 impl Error {
@@ -51,6 +56,11 @@ impl Error {
             what: what.into(),
             source,
         }
+    }
+
+    /// True when a newer generation took the host over (exit code 4).
+    pub fn is_superseded(&self) -> bool {
+        matches!(self, Error::Superseded(_))
     }
 
     /// True when the store could not be used at all (exit code 3).

@@ -13,8 +13,14 @@
 //! 16 hex digits of the recipient set's digest: a block is shared only by
 //! backups encrypted to the same keys.
 //!
-//! A backup id is `YYYYMMDDTHHMMSS.mmmZ-<8 hex>`, so ids sort by creation time
-//! (milliseconds keep two backups of the same second in order).
+//! A backup id made by a machine that runs a generation of the host (see
+//! [`crate::generation`]) is `g<generation>-<sequence>-<time>`, e.g.
+//! `g00000003-1a2b3c4d-00000042-20261123T101500.000Z`: ids sort by generation
+//! first, then by the generation's own sequence of backups of that entry, and
+//! the wall clock (a VM can boot with its clock ahead) decides nothing. A
+//! backup of a host without generations (only `rehost backup`, never `boot`)
+//! has the older id `YYYYMMDDTHHMMSS.mmmZ-<8 hex>`, which sorts by time and
+//! before every generation's ids (`2…` < `g…`).
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
@@ -60,10 +66,7 @@ pub fn data_name(encrypted: bool) -> &'static str {
 pub fn block_name(ulid: &str, recipients: Option<&str>) -> String {
     match recipients {
         None => format!("{ulid}{BLOCK_SUFFIX}"),
-        Some(digest) => {
-            let short = digest.get(..BLOCK_RECIPIENTS).unwrap_or(digest);
-            format!("{ulid}.{short}{BLOCK_SUFFIX_AGE}")
-        }
+        Some(digest) => format!("{ulid}.{}{BLOCK_SUFFIX_AGE}", short_recipients(digest)),
     }
 }
 
@@ -90,7 +93,49 @@ pub fn block_of_key<'a>(state_prefix: &str, key: &'a str) -> Option<&'a str> {
         }
         None => name.strip_suffix(BLOCK_SUFFIX)?,
     };
+    // `<ULID>-<8 hex>`: a block uploaded again under a name of its own (see
+    // [`unique_block_name`]).
+    let ulid = match ulid.split_once('-') {
+        Some((ulid, nonce))
+            if nonce.len() == 8
+                && nonce
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            ulid
+        }
+        Some(_) => return None,
+        None => ulid,
+    };
     is_ulid(ulid).then_some(name)
+}
+
+/// The ULID of a block object's name (see [`block_of_key`]).
+pub fn block_ulid(name: &str) -> &str {
+    name.get(..26).unwrap_or(name)
+}
+
+/// The recipient digest part of an encrypted block's name (`None`: plain).
+pub fn block_recipients(name: &str) -> Option<&str> {
+    let stem = name.strip_suffix(BLOCK_SUFFIX_AGE)?;
+    stem.rsplit_once('.').map(|(_, digest)| digest)
+}
+
+/// The part of a recipient digest that block names carry.
+pub fn short_recipients(digest: &str) -> &str {
+    digest.get(..BLOCK_RECIPIENTS).unwrap_or(digest)
+}
+
+/// A block object name no other upload uses: `<ULID>-<8 hex>…`. A backup
+/// that must upload a block whose usual name is taken by an object that no
+/// manifest vouches for (a leftover that prune may be deleting right now)
+/// uploads it under such a name, so that prune's delete can never remove
+/// what this backup stored.
+pub fn unique_block_name(ulid: &str, recipients: Option<&str>) -> String {
+    block_name(
+        &format!("{ulid}-{}", crate::fsutil::random_suffix()),
+        recipients,
+    )
 }
 
 /// A ULID as Prometheus names its blocks: 26 characters of Crockford's
@@ -107,8 +152,57 @@ pub fn new_backup_id(now: DateTime<Utc>) -> String {
     format!("{}-{}", now.format(ID_TIME), crate::fsutil::random_suffix())
 }
 
+/// Digits of the sequence in a generation's backup id.
+const SEQUENCE_DIGITS: usize = 8;
+
+/// The id of the next backup of an entry: for a `generation`, one more than
+/// the highest sequence that generation used among `backups` (complete or
+/// not); without one, the time-based id of a host without generations.
+pub fn next_backup_id(
+    backups: &[BackupRef],
+    generation: Option<&str>,
+    now: DateTime<Utc>,
+) -> String {
+    let Some(generation) = generation else {
+        return new_backup_id(now);
+    };
+    let last = backups
+        .iter()
+        .filter_map(|b| parse_generation_backup(&b.id))
+        .filter(|(g, _, _)| *g == generation)
+        .map(|(_, seq, _)| seq)
+        .max()
+        .unwrap_or(0);
+    format!(
+        "g{generation}-{:0width$}-{}",
+        last.saturating_add(1),
+        now.format(ID_TIME),
+        width = SEQUENCE_DIGITS
+    )
+}
+
+/// `(generation, sequence, time)` of a generation's backup id.
+pub fn parse_generation_backup(id: &str) -> Option<(&str, u64, DateTime<Utc>)> {
+    let rest = id.strip_prefix('g')?;
+    let mut parts = rest.rsplitn(3, '-');
+    let time = parts.next()?;
+    let seq = parts.next()?;
+    let generation = parts.next()?;
+    if seq.len() != SEQUENCE_DIGITS
+        || !seq.bytes().all(|b| b.is_ascii_digit())
+        || !crate::generation::is_generation_id(generation)
+    {
+        return None;
+    }
+    let time = NaiveDateTime::parse_from_str(time, ID_TIME).ok()?.and_utc();
+    Some((generation, seq.parse().ok()?, time))
+}
+
 /// The creation time encoded in a backup id, or `None` if `id` is not one.
 pub fn parse_backup_id(id: &str) -> Option<DateTime<Utc>> {
+    if id.starts_with('g') {
+        return parse_generation_backup(id).map(|(_, _, t)| t);
+    }
     let (time, suffix) = id.split_once('-')?;
     if suffix.is_empty() || !suffix.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return None;
@@ -133,6 +227,11 @@ pub struct BackupRef {
 }
 
 impl BackupRef {
+    /// The generation that made it (`None`: a host without generations).
+    pub fn generation(&self) -> Option<&str> {
+        parse_generation_backup(&self.id).map(|(g, _, _)| g)
+    }
+
     pub fn size(&self) -> u64 {
         self.objects.iter().map(|o| o.size).sum()
     }
@@ -201,6 +300,81 @@ mod tests {
         assert_eq!(parse_backup_id("garbage"), None);
         assert_eq!(parse_backup_id("20261123T101500Z-"), None);
         assert_eq!(parse_backup_id("20261123T101500Z-../x"), None);
+    }
+
+    #[test]
+    fn generation_ids_order_by_generation_and_sequence_not_by_clock() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let b = |id: String| BackupRef {
+            time: parse_backup_id(&id).unwrap(),
+            id,
+            complete: true,
+            verified: false,
+            objects: vec![],
+        };
+        let g1 = "00000001-aaaaaaaa";
+        let g2 = "00000002-00000000";
+        // Generation 1's machine has its clock a year ahead.
+        let first = b(next_backup_id(&[], Some(g1), t("2027-11-23T10:00:00Z")));
+        assert!(first
+            .id
+            .starts_with("g00000001-aaaaaaaa-00000001-20271123T"));
+        assert_eq!(
+            parse_generation_backup(&first.id),
+            Some((g1, 1, t("2027-11-23T10:00:00Z")))
+        );
+        // Then its clock steps back: the sequence still orders its backups.
+        let second = b(next_backup_id(
+            std::slice::from_ref(&first),
+            Some(g1),
+            t("2026-11-23T10:00:00Z"),
+        ));
+        assert!(second.id > first.id, "{} {}", second.id, first.id);
+        // A later generation sorts after both, whatever its clock; an older
+        // host's time-based ids before all of them.
+        let all = [first.clone(), second.clone()];
+        let third = b(next_backup_id(&all, Some(g2), t("2026-01-01T00:00:00Z")));
+        assert!(
+            third.id.ends_with("-00000001-20260101T000000.000Z"),
+            "{}",
+            third.id
+        );
+        assert!(third.id > second.id);
+        let legacy = next_backup_id(&all, None, t("2030-01-01T00:00:00Z"));
+        assert!(legacy < first.id);
+        assert_eq!(third.generation(), Some(g2));
+        let mut listing = [third.clone(), first, b(legacy), second];
+        listing.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(listing.last().unwrap().id, third.id);
+        for bad in [
+            "g00000001-aaaaaaaa-1-20261123T101500.000Z",
+            "g00000001-AAAAAAAA-00000001-20261123T101500.000Z",
+            "g00000001-aaaaaaaa-00000001-yesterday",
+            "g../x-00000001-20261123T101500.000Z",
+        ] {
+            assert_eq!(parse_backup_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn unique_block_names_parse_as_blocks_of_their_ulid() {
+        const ULID: &str = "01HZX3Q7W8J9K0M1N2P3R4S5T6";
+        let digest = "0123456789abcdef".repeat(4);
+        for recipients in [None, Some(digest.as_str())] {
+            let name = unique_block_name(ULID, recipients);
+            assert_ne!(name, block_name(ULID, recipients));
+            let key = block_key("h", "prom", &name);
+            assert_eq!(block_of_key("h/prom/", &key), Some(name.as_str()));
+            assert_eq!(block_ulid(&name), ULID);
+            assert_eq!(block_recipients(&name), recipients.map(short_recipients));
+        }
+        assert_eq!(
+            block_of_key(
+                "h/prom/",
+                "h/prom/blocks/01HZX3Q7W8J9K0M1N2P3R4S5T6-zz.tar.gz"
+            ),
+            None
+        );
     }
 
     #[test]

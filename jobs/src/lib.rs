@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod encryption;
 pub mod error;
 pub mod fsutil;
+pub mod generation;
 pub mod layout;
 pub mod lock;
 pub mod manifest;

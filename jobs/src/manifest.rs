@@ -44,6 +44,14 @@ pub struct Manifest {
     /// backups made without `storage.encryption`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionInfo>,
+    /// The generation of the host that made it ([`crate::generation`]);
+    /// absent in backups of a host without generations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
+    /// The newest complete backup when this one began (what a restore on
+    /// the machine that made it would have given back), if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub based_on: Option<String>,
 }
 
 /// How a backup's objects are encrypted.
@@ -67,6 +75,11 @@ pub struct BlockEntry {
     pub tar_bytes: u64,
     pub files: u64,
     pub dirs: u64,
+    /// The object's name in `blocks/` when it is not the usual one
+    /// ([`layout::block_name`]): a block uploaded again under a name of its
+    /// own ([`layout::unique_block_name`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +132,17 @@ impl Manifest {
             return Err(bad(format!(
                 "it describes {}/{}/{}, not the backup it is stored in",
                 m.host, m.state, m.id
+            )));
+        }
+        let by_id = layout::parse_generation_backup(id).map(|(g, _, _)| g);
+        if m.generation.as_deref() != by_id {
+            return Err(bad(format!(
+                "its generation {:?} is not the one its id names",
+                m.generation
+                    .as_deref()
+                    .unwrap_or("")
+                    .escape_debug()
+                    .to_string()
             )));
         }
         let data = m
@@ -177,6 +201,19 @@ impl Manifest {
             if b.dirs == 0 {
                 return Err(format!("block {} declares no directory", b.ulid));
             }
+            if let Some(object) = &b.object {
+                let key = format!("{}/{object}", layout::BLOCKS);
+                let ok = layout::block_of_key("", &key) == Some(object.as_str())
+                    && layout::block_ulid(object) == b.ulid
+                    && object.ends_with(".age") == self.encryption.is_some();
+                if !ok {
+                    return Err(format!(
+                        "block {} names the object {:?}, which is not one of its names",
+                        b.ulid,
+                        object.escape_debug().to_string()
+                    ));
+                }
+            }
             total = total
                 .checked_add(b.tar_bytes)
                 .ok_or_else(|| "the declared sizes overflow".to_string())?;
@@ -224,7 +261,10 @@ impl Manifest {
 
     /// The name of `block`'s object in `blocks/`.
     pub fn block_name(&self, block: &BlockEntry) -> String {
-        layout::block_name(&block.ulid, self.recipients())
+        match &block.object {
+            Some(object) => object.clone(),
+            None => layout::block_name(&block.ulid, self.recipients()),
+        }
     }
 }
 
@@ -262,6 +302,8 @@ pub(crate) mod tests {
             }],
             blocks: vec![],
             encryption: None,
+            generation: None,
+            based_on: None,
         }
     }
 
@@ -277,6 +319,7 @@ pub(crate) mod tests {
             tar_bytes: 4096,
             files: 4,
             dirs: 2,
+            object: None,
         }];
         m
     }

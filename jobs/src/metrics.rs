@@ -242,6 +242,25 @@ pub fn read_dir(dir: &Path) -> io::Result<Vec<(PathBuf, JobStatus)>> {
     Ok(out)
 }
 
+/// `rehost-generation.prom`: whether this machine still runs the newest
+/// generation of its host (see `rehost_jobs::generation`).
+pub const GENERATION_FILE: &str = "rehost-generation.prom";
+pub const GENERATION_SUPERSEDED: &str = "rehost_generation_superseded";
+
+/// Records whether a newer generation of `host` took over from this machine
+/// (1: it no longer backs up or prunes).
+pub fn record_generation(dir: &Path, host: &str, superseded: bool) -> io::Result<()> {
+    let host = host.replace('\\', "\\\\").replace('"', "\\\"");
+    let text = format!(
+        "# HELP {GENERATION_SUPERSEDED} 1 when a newer `rehost boot` of the host on another \
+         machine took over: this machine no longer backs up or prunes.\n\
+         # TYPE {GENERATION_SUPERSEDED} gauge\n\
+         {GENERATION_SUPERSEDED}{{host=\"{host}\"}} {}\n",
+        u8::from(superseded)
+    );
+    crate::fsutil::write_atomic(&dir.join(GENERATION_FILE), text.as_bytes(), 0o644)
+}
+
 /// `rehost-boot.prom`: the boot sequence's own metrics. Not a job (it has no
 /// schedule, and `status` must not call it stale), so its metric names differ.
 pub const BOOT_FILE: &str = "rehost-boot.prom";

@@ -13,8 +13,20 @@
 //! uploads its data object before it decides which stored blocks to reuse) or
 //! while a kept manifest cannot be read. On the host itself, prune and backup
 //! of a Prometheus entry also exclude each other through the state's lock.
+//!
+//! Across machines (a generation that took over while the old machine's
+//! backup was still running) no lock helps, so deletion is two-step: a block
+//! that no kept manifest references is first *marked*
+//! (`<state>/unreferenced/<block>.since-<unix time>`), and deleted by a later
+//! prune only when the mark is at least [`BLOCK_GRACE`] old and the block is
+//! still unreferenced by every complete manifest of every generation. A backup
+//! reuses only blocks that a complete manifest listed when it looked, and
+//! writes its manifest within [`crate::prometheus::MAX_REUSE_AGE`] (half the
+//! grace) of looking, or not at all: so the prune that deletes sees that
+//! manifest. A block referenced again loses its mark. This assumes the
+//! machines' clocks agree to within hours (`After=time-sync.target`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 
@@ -27,6 +39,49 @@ const IN_PROGRESS: &str = "in progress";
 
 /// Incomplete backups older than this are leftovers of failed runs.
 pub const INCOMPLETE_GRACE: Duration = Duration::hours(24);
+
+/// How long a block stays unreferenced (marked) before it may be deleted.
+pub const BLOCK_GRACE: Duration = Duration::hours(24);
+const UNREFERENCED: &str = "unreferenced";
+const SINCE: &str = ".since-";
+
+/// `<host>/<state>/unreferenced/<block name>.since-<unix seconds>`
+fn mark_key(host: &str, state: &str, block: &str, since: DateTime<Utc>) -> String {
+    format!(
+        "{host}/{state}/{UNREFERENCED}/{block}{SINCE}{}",
+        since.timestamp()
+    )
+}
+
+/// The marks in a listing of `prefix`: block name → (mark key, since).
+fn marks<'a>(
+    prefix: &str,
+    listing: &'a [crate::store::ObjectInfo],
+) -> HashMap<&'a str, Vec<(&'a str, DateTime<Utc>)>> {
+    let mut out: HashMap<&str, Vec<(&str, DateTime<Utc>)>> = HashMap::new();
+    for o in listing {
+        let Some(rest) = o
+            .key
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_prefix(UNREFERENCED))
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            continue;
+        };
+        let Some((block, since)) = rest.rsplit_once(SINCE) else {
+            continue;
+        };
+        let Some(since) = since
+            .parse::<i64>()
+            .ok()
+            .and_then(|t| DateTime::from_timestamp(t, 0))
+        else {
+            continue;
+        };
+        out.entry(block).or_default().push((o.key.as_str(), since));
+    }
+    out
+}
 
 /// `keep:` of a state entry. Counts follow restic's `forget` semantics: `daily: 7`
 /// keeps the newest backup of each of the 7 most recent days that have one.
@@ -116,6 +171,11 @@ pub struct PruneReport {
     pub freed: u64,
     /// Shared block objects deleted (or that would be), by object name.
     pub blocks_deleted: Vec<String>,
+    /// Blocks found unreferenced and marked now: deleted by a prune at least
+    /// [`BLOCK_GRACE`] later if still unreferenced then.
+    pub blocks_marked: Vec<String>,
+    /// Marked blocks whose grace period is not over yet.
+    pub blocks_waiting: Vec<String>,
     /// Why unreferenced blocks were left in place this time, if they were.
     pub blocks_kept: Option<String>,
 }
@@ -154,9 +214,12 @@ pub async fn prune(
     }
 
     let stored = prometheus::stored_blocks(&prefix, &listing);
+    let marked = marks(&prefix, &listing);
     let mut blocks_deleted = Vec::new();
+    let mut blocks_marked = Vec::new();
+    let mut blocks_waiting = Vec::new();
     let mut blocks_kept = None;
-    if !stored.is_empty() {
+    if !stored.is_empty() || !marked.is_empty() {
         let in_progress = plan.keep.iter().any(|(_, why)| why.contains(&IN_PROGRESS));
         let kept: Vec<BackupRef> = backups
             .iter()
@@ -180,18 +243,55 @@ pub async fn prune(
                 blocks_kept = Some(why.to_string());
             }
             Some(referenced) => {
-                let mut unreferenced: Vec<(&str, u64)> = stored
-                    .into_iter()
-                    .filter(|(name, _)| !referenced.contains(*name))
-                    .collect();
-                unreferenced.sort();
-                for (name, size) in unreferenced {
-                    if !dry_run {
-                        store.delete(&layout::block_key(host, state, name)).await?;
-                        tracing::info!(state, block = %name, "deleted unreferenced block");
+                let mut names: Vec<(&str, u64)> = stored.iter().map(|(n, s)| (*n, *s)).collect();
+                names.sort();
+                for (name, size) in names {
+                    let its_marks = marked.get(name).map(Vec::as_slice).unwrap_or_default();
+                    if referenced.contains(name) {
+                        // Referenced again (or still): the mark no longer holds.
+                        if !dry_run {
+                            for (key, _) in its_marks {
+                                store.delete(key).await?;
+                            }
+                        }
+                        continue;
                     }
-                    freed += size;
-                    blocks_deleted.push(name.to_string());
+                    let oldest = its_marks.iter().map(|(_, since)| *since).min();
+                    match oldest {
+                        None => {
+                            if !dry_run {
+                                let key = mark_key(host, state, name, now);
+                                let body = format!("{{\"since\": \"{}\"}}\n", now.to_rfc3339());
+                                store
+                                    .put(&key, crate::store::body_from_bytes(body.into()))
+                                    .await?;
+                                tracing::info!(state, block = %name, "block no longer referenced: marked, deleted after the grace period");
+                            }
+                            blocks_marked.push(name.to_string());
+                        }
+                        Some(since) if now - since >= BLOCK_GRACE => {
+                            if !dry_run {
+                                store.delete(&layout::block_key(host, state, name)).await?;
+                                for (key, _) in its_marks {
+                                    store.delete(key).await?;
+                                }
+                                tracing::info!(state, block = %name, "deleted unreferenced block");
+                            }
+                            freed += size;
+                            blocks_deleted.push(name.to_string());
+                        }
+                        Some(_) => blocks_waiting.push(name.to_string()),
+                    }
+                }
+                // Marks of blocks that are gone (deleted, or by hand).
+                if !dry_run {
+                    for (name, its_marks) in &marked {
+                        if !stored.contains_key(name) {
+                            for (key, _) in its_marks {
+                                store.delete(key).await?;
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -200,6 +300,8 @@ pub async fn prune(
         plan,
         freed,
         blocks_deleted,
+        blocks_marked,
+        blocks_waiting,
         blocks_kept,
     })
 }

@@ -19,6 +19,10 @@ pub struct StateSpec {
     /// `storage.encryption`: backups are encrypted to its recipients, and
     /// restore decrypts with its identity file.
     pub encryption: Option<Arc<Encryption>>,
+    /// The generation this machine writes as ([`crate::generation`]): its
+    /// backups' ids and manifests carry it. `None` on a host without
+    /// generations. The caller checks that it is the newest before writing.
+    pub generation: Option<String>,
 }
 
 /// How a state entry is read consistently while its application runs.

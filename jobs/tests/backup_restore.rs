@@ -256,6 +256,8 @@ async fn publish(
         }],
         blocks: vec![],
         encryption: None,
+        generation: None,
+        based_on: None,
     };
     declare(&mut m);
     let data_key = layout::object_key(HOST, state, &id, layout::DATA);

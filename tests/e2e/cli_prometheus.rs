@@ -244,6 +244,23 @@ impl Store {
         list.into_iter().map(|o| (o.key, o.size)).collect()
     }
 
+    /// Moves every unreferenced-block mark's time `secs` into the past.
+    fn age_marks(&self, secs: u64) {
+        use rehost_jobs::store::body_from_bytes;
+        for (key, _) in self.sizes() {
+            let Some((stem, since)) = key.rsplit_once(".since-") else {
+                continue;
+            };
+            let since: u64 = since.parse().unwrap();
+            let moved = format!("{stem}.since-{}", since - secs);
+            let s = self.store.as_ref();
+            self.rt
+                .block_on(s.put(&moved, body_from_bytes(bytes::Bytes::from_static(b"{}"))))
+                .unwrap();
+            self.rt.block_on(s.delete(&key)).unwrap();
+        }
+    }
+
     fn manifest(&self, id: &str) -> serde_json::Value {
         let key = format!("{}{id}/manifest.json", self.prefix);
         let bytes = self
@@ -291,8 +308,37 @@ fn configure(g: &Garage, env: &TestEnv, port: u16) {
     env.write_config(g, &g.endpoint, &state);
 }
 
-/// `rehost prune` succeeds and deletes exactly one unreferenced block.
-fn prune_deletes_one_block(env: &TestEnv) {
+/// `rehost prune` marks exactly one block that no kept backup references
+/// and deletes nothing; a prune before the grace period is over still keeps
+/// it; once the mark is a day old (its time moved back, as if a day had
+/// passed) the next prune deletes exactly that block.
+fn prune_deletes_one_block(env: &TestEnv, store: &Store) {
+    let blocks = |s: &Store| s.sizes().keys().filter(|k| k.contains("/blocks/")).count();
+    let before = blocks(store);
+    let marked = env.rehost(&["prune"]);
+    marked.expect(0);
+    assert!(
+        marked
+            .stdout()
+            .contains("1 block no longer referenced: marked"),
+        "{}",
+        marked.stdout()
+    );
+    let waiting = env.rehost(&["prune"]);
+    waiting.expect(0);
+    assert!(
+        waiting
+            .stdout()
+            .contains("1 block unreferenced, waiting for the grace period"),
+        "{}",
+        waiting.stdout()
+    );
+    assert_eq!(
+        blocks(store),
+        before,
+        "a block went before its grace period"
+    );
+    store.age_marks(25 * HOUR);
     let pruned = env.rehost(&["prune"]);
     pruned.expect(0);
     assert!(
@@ -301,6 +347,11 @@ fn prune_deletes_one_block(env: &TestEnv) {
             .contains("deleted 1 block no kept backup references"),
         "{}",
         pruned.stdout()
+    );
+    assert_eq!(blocks(store), before - 1);
+    assert!(
+        !store.sizes().keys().any(|k| k.contains("/unreferenced/")),
+        "the mark of the deleted block stays"
     );
 }
 
@@ -419,7 +470,7 @@ fn backup_is_incremental_per_block_and_restores_a_working_prometheus() {
 
     // Retention: the first backup goes, and with it the one block only it
     // referenced (its head); every block the kept backup lists stays.
-    prune_deletes_one_block(&env);
+    prune_deletes_one_block(&env, &store);
     let left: BTreeSet<String> = store
         .sizes()
         .keys()
@@ -546,7 +597,7 @@ fn encrypted_blocks_are_reused_per_key_and_restore() {
         second.stdout()
     );
     // Retention (keep last 1): the first backup's head block goes, by name.
-    prune_deletes_one_block(&env);
+    prune_deletes_one_block(&env, &store);
     p.stop();
 
     fs::remove_dir_all(&data).unwrap();

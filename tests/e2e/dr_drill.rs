@@ -210,6 +210,10 @@ stack:
     std::fs::create_dir_all(dir.join("root/prometheus")).unwrap();
     std::fs::create_dir_all(dir.join("root/www")).unwrap();
 
+    // 0. The new host is registered once (Terraform would run this): its
+    // `required` entry makes boot refuse a host the store does not know.
+    env.rehost(&["init"]).expect(0);
+
     // 1. First boot ever: nothing to restore, the stack comes up.
     let first = env.rehost(&["boot", "--no-run"]);
     first.expect(0);
@@ -259,6 +263,7 @@ stack:
     assert!(project_containers(&project).is_empty());
     std::fs::remove_dir_all(dir.join("root")).unwrap();
     std::fs::remove_dir_all(env.metrics()).unwrap();
+    std::fs::remove_dir_all(env.state_dir()).unwrap();
 
     // 4. Boot the "new VM".
     let second = env.rehost(&["boot", "--no-run"]);

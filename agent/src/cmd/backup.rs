@@ -24,7 +24,14 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
 
 /// Backs `entry` up once (honouring `--dry-run`); the caller logs and records.
 pub async fn backup_one(ctx: &Ctx, entry: &StateEntry) -> anyhow::Result<Done> {
-    let spec = ctx.resolve(entry, false).await?;
+    // Before anything is written: a machine that was taken over stops here
+    // (exit 4), and an entry whose restore was never decided is not backed up.
+    let generation = crate::generation::for_writing(ctx).await?;
+    if let (Some(g), false) = (&generation, ctx.dry_run) {
+        crate::generation::ensure_decided(ctx, entry, g).await?;
+    }
+    let mut spec = ctx.resolve(entry, false).await?;
+    spec.generation = generation;
     let stopped = match (&ctx.config.stack, entry.stop.is_empty() || ctx.dry_run) {
         (Some(stack), false) => Some(stop_for_backup(&stack.project, &entry.stop).await?),
         _ => None,

@@ -4,12 +4,20 @@
 //! 1. take the boot lock (a second `boot` exits at once, naming the holder);
 //! 2. wait for the Docker Engine (only with a `stack:`), bounded;
 //! 3. check that storage answers: if it does not and a `required` entry
-//!    would be restored, stop here — nothing has been started;
+//!    would be restored, stop here — nothing has been started. If it answers
+//!    but does not know the host (no `rehost init`, no backup) while an entry
+//!    is `required`, stop too, listing the hosts it knows (a typo in `host:`).
+//!    Then begin a new generation of the host (in the store, then in
+//!    `state_dir`): from here on the machine that ran the host before can no
+//!    longer back up or prune. Unreachable without a required entry: the
+//!    local record says "pending" and the first backup begins it;
 //! 4. restore every state entry per its `restore:` policy, concurrently
 //!    (they are independent trees); a missing backup is normal on a first
-//!    boot. Any other restore failure stops the boot before the stack
-//!    starts: an application started on empty state would soon be backed up
-//!    as the newest backup, and retention would then prune the good ones;
+//!    boot. Each decision is recorded in `state_dir`: an entry is backed up
+//!    only after it. Any other restore failure stops the boot before the
+//!    stack starts: an application started on empty state would soon be
+//!    backed up as the newest backup, and retention would then prune the
+//!    good ones;
 //! 5. `up` the stack;
 //! 6. write `rehost-boot.prom`, then, unless `--no-run`, replace this process
 //!    with `rehost run` as the `run_as` user.
@@ -19,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use rehost_jobs::catalog::Selector;
+use rehost_jobs::generation;
 use rehost_jobs::lock::StateLock;
 use rehost_jobs::metrics;
 
@@ -168,42 +177,79 @@ async fn wait_for_docker(timeout: Duration) -> anyhow::Result<bollard::Docker> {
     }
 }
 
-/// Restores every entry concurrently. Storage is probed first so that an
-/// unreachable store with a `required` entry stops the boot with one clear
-/// message rather than one per entry.
+/// Begins this machine's generation and restores every entry concurrently.
+/// Storage is probed first so that an unreachable store with a `required`
+/// entry stops the boot with one clear message rather than one per entry.
 async fn restore_all(ctx: &Ctx) -> anyhow::Result<()> {
-    let entries: Vec<&StateEntry> = ctx
-        .config
+    let c = &ctx.config;
+    if c.state.is_empty() {
+        return Ok(());
+    }
+    let entries: Vec<&StateEntry> = c
         .state
         .values()
         .filter(|e| e.restore != rehost_jobs::restore::RestorePolicy::Never)
         .collect();
-    if entries.is_empty() {
-        return Ok(());
-    }
-    if let Err(e) = ctx.store.list(&format!("{}/", ctx.config.host)).await {
-        let required: Vec<&str> = entries
-            .iter()
-            .filter(|e| e.required)
-            .map(|e| e.name.as_str())
-            .collect();
-        if e.is_unavailable() && required.is_empty() {
+    let required: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.required)
+        .map(|e| e.name.as_str())
+        .collect();
+    let listing = match ctx.store.list(&format!("{}/", c.host)).await {
+        Ok(listing) => listing,
+        Err(e) if e.is_unavailable() && required.is_empty() => {
             tracing::warn!(
-                "storage {} is unreachable ({e}); no entry is `required`, so the stack starts without restoring anything",
-                ctx.config.storage.display_url()
+                "storage {} is unreachable ({e}); no entry is `required`, so the stack starts                  without restoring anything, and nothing is backed up until the store answers",
+                c.storage.display_url()
             );
+            if !ctx.dry_run {
+                write_local(ctx, None)?;
+            }
             return Ok(());
         }
-        return Err(anyhow::Error::new(e).context(format!(
-            "storage {} must answer before boot restores {} (required); nothing was started",
-            ctx.config.storage.display_url(),
-            required.join(", ")
-        )));
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "storage {} must answer before boot restores {} (required); nothing was started",
+                c.storage.display_url(),
+                required.join(", ")
+            )))
+        }
+    };
+    if listing.is_empty() && !required.is_empty() {
+        let known = generation::known_hosts(ctx.store.as_ref()).await?;
+        anyhow::bail!(
+            "host `{}` is unknown to {}: it was never registered (`rehost init`) nor backed up,              so {} (required) cannot be restored. A typo in `host:` of {}? The store knows: {}.              For a new host, run `rehost init` once. Nothing was started",
+            c.host,
+            ctx.store.url(),
+            required.join(", "),
+            c.path.display(),
+            if known.is_empty() {
+                "no host".to_string()
+            } else {
+                known.join(", ")
+            }
+        );
     }
+    let generation = if ctx.dry_run {
+        None
+    } else {
+        let record = generation::begin(ctx.store.as_ref(), &c.host, chrono::Utc::now())
+            .await
+            .context("begin a new generation of the host")?;
+        write_local(ctx, Some(record.id.clone()))?;
+        tracing::info!(generation = %record.id, "boot: began a new generation of host {}; a machine running an older one can no longer back up or prune", c.host);
+        Some(record.id)
+    };
+    if let Some(g) = &generation {
+        for entry in c.state.values().filter(|e| !entries.contains(e)) {
+            crate::generation::record_decision(ctx, &entry.name, g, "restore: never".into())?;
+        }
+    }
+    let generation = generation.as_deref();
     let runs = entries.iter().map(|entry| async move {
         let started = SystemTime::now();
         let clock = Instant::now();
-        let result = restore_one(ctx, entry).await;
+        let result = restore_one(ctx, entry, generation).await;
         let run = metrics::Run {
             started,
             duration: clock.elapsed(),
@@ -241,10 +287,49 @@ async fn restore_all(ctx: &Ctx) -> anyhow::Result<()> {
     }
 }
 
-async fn restore_one(ctx: &Ctx, entry: &StateEntry) -> anyhow::Result<u64> {
+async fn restore_one(
+    ctx: &Ctx,
+    entry: &StateEntry,
+    generation: Option<&str>,
+) -> anyhow::Result<u64> {
     let done = super::restore::restore_one(ctx, entry, false, Selector::Latest).await?;
     println!("{}: {}", entry.name, done.message);
+    if let Some(g) = generation {
+        crate::generation::record_decision(ctx, &entry.name, g, done.message)?;
+    }
     Ok(done.bytes)
+}
+
+/// This machine's generation record (`None`: pending, the store did not
+/// answer). `state_dir` is created for the daemon's user when missing.
+fn write_local(ctx: &Ctx, generation: Option<String>) -> anyhow::Result<()> {
+    let c = &ctx.config;
+    if !c.state_dir.exists() {
+        std::fs::create_dir_all(&c.state_dir)
+            .with_context(|| format!("create state_dir {}", c.state_dir.display()))?;
+        // Root creates it; the daemon (run_as) writes into it later.
+        if let Some(user) = c
+            .run_as
+            .as_deref()
+            .and_then(|n| nix::unistd::User::from_name(n).ok().flatten())
+        {
+            if nix::unistd::geteuid().is_root() {
+                nix::unistd::chown(&c.state_dir, Some(user.uid), Some(user.gid)).with_context(
+                    || format!("chown state_dir {} to {}", c.state_dir.display(), user.name),
+                )?;
+            }
+        }
+    }
+    generation::write_local(
+        &c.state_dir,
+        &generation::LocalRecord {
+            host: c.host.clone(),
+            store: ctx.store.url(),
+            generation,
+            started: chrono::Utc::now(),
+        },
+    )
+    .context("record this machine's generation")
 }
 
 struct DaemonUser {

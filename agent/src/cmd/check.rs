@@ -61,6 +61,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         clock.elapsed().as_millis()
     );
     let mut problems = 0;
+    let (lineage, ok) = crate::generation::describe(ctx).await?;
+    if !ok {
+        problems += 1;
+    }
+    println!("{lineage}");
     if let Some(enc) = &ctx.encryption {
         let recipients = c.encryption.as_ref().map_or(0, |e| e.recipients.len());
         let identity = match (enc.identity_file(), enc.identity_matches_recipients()) {

@@ -7,6 +7,7 @@ pub mod backups;
 pub mod boot;
 pub mod check;
 pub mod down;
+pub mod init;
 pub mod prune;
 pub mod pull;
 pub mod restore;
@@ -30,6 +31,8 @@ pub struct Failures {
     pub failed: usize,
     pub total: usize,
     pub storage_unavailable: bool,
+    /// A newer generation took over (exit 4).
+    pub superseded: bool,
 }
 
 /// What one successful run reports: a line for stdout and the bytes it moved.
@@ -105,11 +108,13 @@ where
                 .is_some_and(rehost_jobs::Error::is_storage_unavailable)
         })
     });
+    let superseded = errors.iter().any(crate::generation::is_superseded);
     Err(Failures {
         job,
         failed: errors.len(),
         total,
         storage_unavailable,
+        superseded,
     }
     .into())
 }

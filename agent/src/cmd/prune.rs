@@ -12,6 +12,9 @@ use crate::output::{bytes, count};
 use rehost_jobs::lock::StateLock;
 
 pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
+    // Only the newest generation prunes: a machine that was taken over could
+    // otherwise delete what the new one's backups reference.
+    crate::generation::for_writing(ctx).await?;
     let states: Vec<_> = ctx
         .states(names)?
         .into_iter()
@@ -51,6 +54,21 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
                 "{}: {verb} {} no kept backup references",
                 entry.name,
                 count(report.blocks_deleted.len() as u64, "block")
+            );
+        }
+        if !report.blocks_marked.is_empty() {
+            println!(
+                "{}: {} no longer referenced: marked, deleted after {} h if still unreferenced",
+                entry.name,
+                count(report.blocks_marked.len() as u64, "block"),
+                rehost_jobs::retention::BLOCK_GRACE.num_hours()
+            );
+        }
+        if !report.blocks_waiting.is_empty() {
+            println!(
+                "{}: {} unreferenced, waiting for the grace period",
+                entry.name,
+                count(report.blocks_waiting.len() as u64, "block")
             );
         }
         if let Some(why) = &report.blocks_kept {

@@ -55,6 +55,9 @@ pub struct Config {
     pub host: String,
     /// The unprivileged user `boot` hands the daemon to.
     pub run_as: Option<String>,
+    /// This machine's own records (its generation of the host, its restore
+    /// decisions): absolute, default [`DEFAULT_STATE_DIR`].
+    pub state_dir: PathBuf,
     pub storage: rehost_jobs::store::StoreLocation,
     /// `storage.encryption`: client-side age encryption of every backup.
     pub encryption: Option<EncryptionConfig>,
@@ -133,6 +136,8 @@ pub struct StateEntry {
 
 /// `api:` of a `kind: prometheus` entry that names none.
 pub const DEFAULT_PROMETHEUS_API: &str = "http://127.0.0.1:9090";
+/// `state_dir:` when the file does not set it.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/rehost";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StateKind {

@@ -24,6 +24,8 @@ pub(crate) struct RawConfig {
     pub(crate) host: Option<String>,
     #[serde(default, deserialize_with = "lenient::string")]
     pub(crate) run_as: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub(crate) state_dir: Option<String>,
     pub(crate) storage: Option<RawStorage>,
     pub(crate) stack: Option<RawStack>,
     pub(crate) state: Option<IndexMap<String, RawState>>,

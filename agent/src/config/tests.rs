@@ -235,6 +235,7 @@ fn defaults_of_a_minimal_config() {
         StoreLocation::File(PathBuf::from("/var/lib/rehost/store"))
     );
     assert_eq!(config.run_as, None);
+    assert_eq!(config.state_dir, PathBuf::from("/var/lib/rehost"));
     assert_eq!(config.stack, None);
     assert!(config.state.is_empty());
     assert!(config.pull.is_empty());
@@ -444,7 +445,7 @@ fn errors_name_line_column_and_key() {
             line: Some(4),
             column: Some(1),
             key: Some("hots"),
-            message: "unknown key `hots`, expected one of `host`, `run_as`, `storage`",
+            message: "unknown key `hots`, expected one of `host`, `run_as`, `state_dir`, `storage`",
         },
         Case {
             text: "state:\n  acme:\n    path: /srv/acme\n    moed: \"0600\"\n",
@@ -641,6 +642,20 @@ fn errors_name_line_column_and_key() {
             column: Some(5),
             key: Some("pull.site.dest"),
             message: "overlaps state.a.path",
+        },
+        Case {
+            text: "state_dir: var/lib/rehost\n",
+            line: Some(4),
+            column: Some(1),
+            key: Some("state_dir"),
+            message: "expected an absolute path",
+        },
+        Case {
+            text: "state_dir: /srv/acme/machine\nstate:\n  acme:\n    path: /srv/acme\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.acme.path"),
+            message: "/srv/acme overlaps state_dir (/srv/acme/machine)",
         },
         Case {
             text: "state:\n  a:\n    path: /\n",

@@ -51,6 +51,8 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> Result<Config, Problem> {
     let run_as = run_as
         .transpose()
         .map_err(|m| Problem::new(at(&["run_as"]), m))?;
+    let state_dir = target_path(raw.state_dir.as_deref().unwrap_or(super::DEFAULT_STATE_DIR))
+        .map_err(|m| Problem::new(at(&["state_dir"]), m))?;
     let mut raw_storage = raw.storage;
     let encryption = raw_storage
         .as_mut()
@@ -82,7 +84,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> Result<Config, Problem> {
         let entry = pull_entry(&name, entry)?;
         pull.insert(name, entry);
     }
-    check_overlaps(&state, &pull)?;
+    check_overlaps(&state_dir, &state, &pull)?;
 
     let metrics = raw.metrics.map(metrics).transpose()?;
     let jobs = jobs(raw.jobs.unwrap_or_default())?;
@@ -91,6 +93,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> Result<Config, Problem> {
         path: file.to_path_buf(),
         host,
         run_as,
+        state_dir,
         storage,
         encryption,
         stack,
@@ -494,13 +497,18 @@ fn pull_source(source: &str) -> Result<PullSource, String> {
 /// Restore renames into state paths and pull swaps dests: if one lies inside
 /// another, one of them would destroy the other's content.
 fn check_overlaps(
+    state_dir: &Path,
     state: &IndexMap<String, StateEntry>,
     pull: &IndexMap<String, PullEntry>,
 ) -> Result<(), Problem> {
-    let targets: Vec<(Vec<String>, &Path)> = state
-        .values()
-        .filter(|s| s.volume.is_none())
-        .map(|s| (at(&["state", &s.name, "path"]), s.path.as_path()))
+    // `state_dir` first: a default that is not in the file is never the key named.
+    let targets: Vec<(Vec<String>, &Path)> = std::iter::once((at(&["state_dir"]), state_dir))
+        .chain(
+            state
+                .values()
+                .filter(|s| s.volume.is_none())
+                .map(|s| (at(&["state", &s.name, "path"]), s.path.as_path())),
+        )
         .chain(
             pull.values()
                 .map(|p| (at(&["pull", &p.name, "dest"]), p.dest.as_path())),
@@ -512,7 +520,7 @@ fn check_overlaps(
                 return Err(Problem::new(
                     key.clone(),
                     format!(
-                        "{} overlaps {} ({}): state paths and pull dests must not contain each other",
+                        "{} overlaps {} ({}): state paths, pull dests and state_dir must not contain each other",
                         path.display(),
                         dotted(earlier_key),
                         earlier.display()

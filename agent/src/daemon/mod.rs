@@ -261,7 +261,12 @@ async fn run_once(def: &JobDef, ctl: &Control, trigger: &'static str) {
                     "abandoned: still running when the shutdown grace period ended"
                 ))
             }
-            Attempt::Failed(e) if attempts <= settings.retries && !ctl.stop.is_cancelled() => {
+            // A takeover is final: retrying cannot help.
+            Attempt::Failed(e)
+                if attempts <= settings.retries
+                    && !ctl.stop.is_cancelled()
+                    && !crate::generation::is_superseded(&e) =>
+            {
                 let wait = backoff(attempts);
                 tracing::warn!(
                     job,
@@ -293,6 +298,17 @@ async fn run_once(def: &JobDef, ctl: &Control, trigger: &'static str) {
                 done.message
             );
             Ok(done.bytes)
+        }
+        // Said once, when it was found (`generation::for_writing`), not at
+        // every scheduled run; the metrics still record each failed run.
+        Err(e) if crate::generation::is_superseded(&e) => {
+            tracing::debug!(
+                job,
+                target,
+                result = "failed",
+                "{job} {target} refused: {e:#}"
+            );
+            Err(format!("{e:#}"))
         }
         Err(e) => {
             tracing::error!(

@@ -27,15 +27,31 @@ pub fn plan(
     stored: &HashMap<&str, u64>,
     recipients: Option<&str>,
 ) -> Vec<(String, BlockAction)> {
+    // Each ULID's candidates: its usual name, then any name of its own that
+    // a backup uploaded it under (same recipients either way).
+    let mut by_ulid: HashMap<&str, Vec<(&str, &BlockEntry)>> = HashMap::new();
+    for (name, entry) in known {
+        let same_keys = layout::block_recipients(name) == recipients.map(layout::short_recipients);
+        if same_keys {
+            by_ulid
+                .entry(layout::block_ulid(name))
+                .or_default()
+                .push((name.as_str(), entry));
+        }
+    }
+    for candidates in by_ulid.values_mut() {
+        candidates.sort_by_key(|(name, entry)| (entry.object.is_some(), *name));
+    }
     ulids
         .iter()
         .map(|ulid| {
-            let name = layout::block_name(ulid, recipients);
-            let action = match (known.get(&name), stored.get(name.as_str())) {
-                (Some(entry), Some(&size)) if size == entry.size => {
-                    BlockAction::Reuse(entry.clone())
-                }
-                _ => BlockAction::Upload,
+            let reusable = by_ulid.get(ulid.as_str()).and_then(|c| {
+                c.iter()
+                    .find(|(name, entry)| stored.get(name) == Some(&entry.size))
+            });
+            let action = match reusable {
+                Some((_, entry)) => BlockAction::Reuse((*entry).clone()),
+                None => BlockAction::Upload,
             };
             (ulid.clone(), action)
         })
@@ -65,6 +81,7 @@ mod tests {
             tar_bytes: 10 * size,
             files: 4,
             dirs: 2,
+            object: None,
         }
     }
 

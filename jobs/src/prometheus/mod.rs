@@ -53,6 +53,16 @@ use crate::store::{ObjectInfo, ObjectStore};
 /// Manifests read at once when collecting what earlier backups stored.
 const MANIFEST_READS: usize = 8;
 
+/// The longest a backup may take from choosing the stored blocks it reuses
+/// to writing its manifest: half of [`crate::retention::BLOCK_GRACE`], so
+/// that a prune on another machine (a generation that took over while this
+/// backup ran) never deletes a block this backup is about to reference.
+pub const MAX_REUSE_AGE: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+fn humanize(d: std::time::Duration) -> String {
+    format!("{} h", d.as_secs() / 3600)
+}
+
 pub(crate) async fn backup(
     store: &dyn ObjectStore,
     host: &str,
@@ -116,7 +126,10 @@ async fn upload_snapshot(
     snapshot: &Path,
 ) -> Result<BackupOutcome> {
     let ulids = block_dirs(snapshot)?;
-    let id = layout::new_backup_id(Utc::now());
+    let prefix = layout::state_prefix(host, &spec.name);
+    let earlier = layout::group(&prefix, &store.list(&prefix).await?);
+    let based_on = catalog::select(&earlier, &catalog::Selector::Latest).map(|b| b.id.clone());
+    let id = layout::next_backup_id(&earlier, spec.generation.as_deref(), Utc::now());
     let created = Utc::now();
 
     let skip: HashSet<PathBuf> = ulids.iter().map(PathBuf::from).collect();
@@ -149,7 +162,7 @@ async fn upload_snapshot(
 
     // Read after the data object exists: a prune that starts from now on sees
     // this backup in progress and leaves every block alone.
-    let prefix = layout::state_prefix(host, &spec.name);
+    let listed = std::time::Instant::now();
     let listing = store.list(&prefix).await?;
     let known = known_blocks(store, host, &spec.name, &listing).await?;
     let stored = stored_blocks(&prefix, &listing);
@@ -163,7 +176,14 @@ async fn upload_snapshot(
                 entries.push(entry);
             }
             BlockAction::Upload => {
-                let name = layout::block_name(&ulid, recipients);
+                // An object no manifest vouches for may hold the usual name:
+                // a leftover that a prune elsewhere may be deleting right
+                // now. Never upload over it; use a name of this upload's own.
+                let usual = layout::block_name(&ulid, recipients);
+                let object = stored
+                    .contains_key(usual.as_str())
+                    .then(|| layout::unique_block_name(&ulid, recipients));
+                let name = object.clone().unwrap_or(usual);
                 let key = layout::block_key(host, &spec.name, &name);
                 let tree = Tree {
                     root: snapshot.join(&ulid),
@@ -189,18 +209,32 @@ async fn upload_snapshot(
                     tar_bytes: p.tar_bytes,
                     files: p.stats.files,
                     dirs: p.stats.dirs,
+                    object,
                 });
             }
         }
     }
 
+    // Prune deletes a block only once it has been unreferenced for
+    // `retention::BLOCK_GRACE`; a manifest written within `MAX_REUSE_AGE` of
+    // the listing that vouched for its blocks is therefore seen by that prune.
+    if reused_blocks > 0 && listed.elapsed() > MAX_REUSE_AGE {
+        return Err(Error::Refused(format!(
+            "the backup took longer than {} since it chose which stored blocks to reuse,              so a prune may have deleted them meanwhile; no manifest written (the next backup              starts afresh)",
+            humanize(MAX_REUSE_AGE)
+        )));
+    }
     // A prune elsewhere could have removed a reused block since the listing.
     if reused_blocks > 0 {
         let relisted = store.list(&prefix).await?;
         let now = stored_blocks(&prefix, &relisted);
+        let name = |b: &BlockEntry| match &b.object {
+            Some(o) => o.clone(),
+            None => layout::block_name(&b.ulid, recipients),
+        };
         if let Some(gone) = entries
             .iter()
-            .find(|b| now.get(layout::block_name(&b.ulid, recipients).as_str()) != Some(&b.size))
+            .find(|b| now.get(name(b).as_str()) != Some(&b.size))
         {
             return Err(Error::Refused(format!(
                 "block {} disappeared from the store during the backup (a concurrent prune?); \
@@ -219,7 +253,7 @@ async fn upload_snapshot(
         root_mode: meta.mode() & 0o7777,
         root_mtime: meta.mtime(),
     };
-    let mut manifest = new_manifest(host, spec, &id, created, source, data);
+    let mut manifest = new_manifest(host, spec, &id, created, source, data, based_on);
     manifest.format = FORMAT_BLOCKS;
     manifest.blocks = entries;
     uploaded += put_manifest(store, &manifest).await?;

@@ -55,6 +55,22 @@ pub trait ObjectStore: Send + Sync {
         let _ = earlier;
         self.list(prefix).await
     }
+    /// The distinct "folders" right below `prefix` (`<prefix><name>/`),
+    /// sorted: S3's delimiter listing. The default lists every key.
+    async fn list_prefixes(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut out: Vec<String> = self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                let rest = o.key.strip_prefix(prefix)?;
+                let (name, _) = rest.split_once('/')?;
+                Some(format!("{prefix}{name}/"))
+            })
+            .collect();
+        out.dedup();
+        Ok(out)
+    }
     /// The object's metadata, or `None` if it does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
     /// Streams the object's bytes; [`StoreError::NotFound`] if it does not exist.

@@ -177,5 +177,6 @@ pub fn spec(name: &str, path: PathBuf) -> rehost_jobs::state::StateSpec {
         owner: None,
         kind: Default::default(),
         encryption: None,
+        generation: None,
     }
 }
