@@ -283,7 +283,7 @@ fn scan(dest: Option<&Dir>) -> io::Result<Local> {
         let dir = match dest.open_dir(&rel_dir) {
             Ok(d) => d,
             // Removed (or replaced by something else) since it was listed.
-            Err(e) if rel_dir.as_os_str().len() > 0 && e.kind() == io::ErrorKind::NotFound => {
+            Err(e) if !rel_dir.as_os_str().is_empty() && e.kind() == io::ErrorKind::NotFound => {
                 continue
             }
             Err(e) => return Err(e),

@@ -618,7 +618,7 @@ fn regular(fd: OwnedFd, path: &Path) -> io::Result<File> {
 /// Opens `path` from `/` (or the working directory), one component at a time
 /// (see the module header for which symlinks are followed).
 fn walk(path: &Path, create: Option<u32>) -> io::Result<Dir> {
-    let refuse = |msg: String| io::Error::new(io::ErrorKind::Other, msg);
+    let refuse = |msg: String| io::Error::other(msg);
     let start = if path.is_absolute() { "/" } else { "." };
     let root = openat(AT_FDCWD, start, path_flags(), Mode::empty()).map_err(errno)?;
     // The directories walked so far: `..` goes back to the one we came
