@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -252,16 +251,17 @@ fn split_labels(s: &str) -> Vec<(&str, String)> {
 /// Every job status found in `dir` (files named `rehost-*.prom`).
 pub fn read_dir(dir: &Path) -> io::Result<Vec<(PathBuf, JobStatus)>> {
     let mut out = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    let dir = Dir::open(dir)?;
+    for name in dir.entries()? {
+        let name = name.to_string_lossy().into_owned();
         if !(name.starts_with("rehost-") && name.ends_with(".prom")) {
             continue;
         }
-        let text = fs::read_to_string(&path)?;
+        let path = dir.path().join(&name);
+        // Not followed if someone made it a symlink: skipped, with a warning.
+        let Some(text) = read_previous(&dir, &name)? else {
+            continue;
+        };
         for s in parse(&text) {
             out.push((path.clone(), s));
         }
@@ -345,6 +345,7 @@ pub fn record_boot(dir: &Path, run: &Run, steps: &[(&str, Duration)]) -> io::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn run(at: u64, ok: bool, bytes: u64) -> Run {
         Run {
