@@ -89,7 +89,8 @@ fuzz_target!(|data: &[u8]| {
         preserve_owner: false,
         final_root: Some(final_root.clone()),
     };
-    let written = extract(reader(data), Sink::Dir(&staging), &opts).map(|(stats, mut rest)| {
+    let Ok(staging_dir) = rehost_jobs::safefs::Dir::open(&staging) else { return };
+    let written = extract(reader(data), Sink::Dir(&staging_dir), &opts).map(|(stats, mut rest)| {
         let _ = io::copy(&mut rest, &mut io::sink());
         stats
     });

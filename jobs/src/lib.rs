@@ -18,6 +18,7 @@ pub mod prometheus;
 pub mod pull;
 pub mod restore;
 pub mod retention;
+pub mod safefs;
 pub mod sqlite;
 pub mod state;
 pub mod store;

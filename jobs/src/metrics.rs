@@ -3,12 +3,19 @@
 //! reads half a file. The previous file is read back first: a failed run keeps
 //! the last success timestamp and bumps the failure counter, and a run that
 //! failed is never reported as a success.
+//!
+//! The textfile directory may be writable by other users (and `boot` records
+//! as root), so it is opened once as a [`Dir`] and everything happens relative
+//! to it: the previous file is read `O_NOFOLLOW`, the new one is an
+//! `O_EXCL|O_NOFOLLOW` temporary renamed over the name (a symlink there is
+//! replaced, never written through).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+
+use crate::safefs::Dir;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const LAST_SUCCESS: &str = "rehost_job_last_success_timestamp_seconds";
@@ -86,15 +93,15 @@ fn unix(t: SystemTime) -> f64 {
 
 /// Records `run` of `job` on `target` in `dir`, returning the new status.
 pub fn record(dir: &Path, job: &str, target: &str, run: &Run) -> io::Result<JobStatus> {
-    let path = dir.join(file_name(job, target));
-    let previous = match fs::read_to_string(&path) {
-        Ok(text) => parse(&text)
-            .into_iter()
-            .find(|s| s.job == job && s.target == target),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e),
-    }
-    .unwrap_or_default();
+    let name = file_name(job, target);
+    let dir = Dir::open_or_create(dir, 0o755)?;
+    let previous = read_previous(&dir, &name)?
+        .and_then(|text| {
+            parse(&text)
+                .into_iter()
+                .find(|s| s.job == job && s.target == target)
+        })
+        .unwrap_or_default();
     let status = JobStatus {
         job: job.to_string(),
         target: target.to_string(),
@@ -109,10 +116,30 @@ pub fn record(dir: &Path, job: &str, target: &str, run: &Run) -> io::Result<JobS
         failures: previous.failures + if run.ok { 0.0 } else { 1.0 },
         last_bytes: run.bytes as f64,
     };
-    fs::create_dir_all(dir)?;
     // 0644: node_exporter usually runs as another user.
-    crate::fsutil::write_atomic(&path, render(&status).as_bytes(), 0o644)?;
+    dir.write_atomic(name.as_ref(), render(&status).as_bytes(), 0o644)?;
     Ok(status)
+}
+
+/// The current content of the metrics file `name`, if it is a regular file.
+/// Anything else there (a symlink someone planted) counts as no previous
+/// run: it is replaced by the next write, never followed.
+fn read_previous(dir: &Dir, name: &str) -> io::Result<Option<String>> {
+    let mut f = match dir.open_file(Path::new(name)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e)
+            if e.kind() == io::ErrorKind::InvalidInput
+                || e.raw_os_error() == Some(nix::libc::ELOOP) =>
+        {
+            tracing::warn!(path = %dir.path().join(name).display(), error = %e, "metrics file is not a regular file; replacing it");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut text = String::new();
+    f.read_to_string(&mut text)?;
+    Ok(Some(text))
 }
 
 fn escape(v: &str) -> String {
@@ -224,16 +251,17 @@ fn split_labels(s: &str) -> Vec<(&str, String)> {
 /// Every job status found in `dir` (files named `rehost-*.prom`).
 pub fn read_dir(dir: &Path) -> io::Result<Vec<(PathBuf, JobStatus)>> {
     let mut out = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    let dir = Dir::open(dir)?;
+    for name in dir.entries()? {
+        let name = name.to_string_lossy().into_owned();
         if !(name.starts_with("rehost-") && name.ends_with(".prom")) {
             continue;
         }
-        let text = fs::read_to_string(&path)?;
+        let path = dir.path().join(&name);
+        // Not followed if someone made it a symlink: skipped, with a warning.
+        let Some(text) = read_previous(&dir, &name)? else {
+            continue;
+        };
         for s in parse(&text) {
             out.push((path.clone(), s));
         }
@@ -270,20 +298,17 @@ pub const BOOT_LAST_SUCCESS: &str = "rehost_boot_last_success_timestamp_seconds"
 /// step that ran (`docker`, `restore`, `up`…). Like [`record`], a failure
 /// keeps the last success.
 pub fn record_boot(dir: &Path, run: &Run, steps: &[(&str, Duration)]) -> io::Result<()> {
-    let path = dir.join(BOOT_FILE);
-    let previous = match fs::read_to_string(&path) {
-        Ok(text) => text
-            .lines()
-            .find_map(|l| {
+    let dir = Dir::open_or_create(dir, 0o755)?;
+    let previous = read_previous(&dir, BOOT_FILE)?
+        .and_then(|text| {
+            text.lines().find_map(|l| {
                 l.strip_prefix(BOOT_LAST_SUCCESS)?
                     .trim()
                     .parse::<f64>()
                     .ok()
             })
-            .unwrap_or(0.0),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => 0.0,
-        Err(e) => return Err(e),
-    };
+        })
+        .unwrap_or(0.0);
     let last_success = if run.ok {
         unix(run.started + run.duration)
     } else {
@@ -333,13 +358,13 @@ pub fn record_boot(dir: &Path, run: &Run, steps: &[(&str, Duration)]) -> io::Res
             );
         }
     }
-    fs::create_dir_all(dir)?;
-    crate::fsutil::write_atomic(&path, out.as_bytes(), 0o644)
+    dir.write_atomic(BOOT_FILE.as_ref(), out.as_bytes(), 0o644)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn run(at: u64, ok: bool, bytes: u64) -> Run {
         Run {

@@ -30,13 +30,20 @@
 //! - Durability: files are not fsynced one by one (that would make a full pull
 //!   several times slower than rclone); one `syncfs` at the end precedes the
 //!   index write, so the index never claims content a crash could lose.
+//! - Every filesystem step (scan, temporaries, renames, deletions, the index
+//!   and the lock) is relative to the descriptors of `dest` and of its parent
+//!   ([`Dir`]), following no symlink below them: a pull run by root, or a
+//!   symlink planted while it runs, cannot write outside `dest`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::fcntl::RenameFlags;
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -44,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::lock::StateLock;
+use crate::safefs::{Dir, Kind};
 use crate::store::{check_key, ObjectInfo, ObjectStore, StoreError};
 
 /// Marker in the names of our temporaries; keys containing it are refused.
@@ -80,7 +88,11 @@ pub struct PullOutcome {
 
 /// `<dest parent>/.rehost-pull-<name>.json`
 pub fn index_path(dest: &Path, name: &str) -> PathBuf {
-    fsutil::parent_dir(dest).join(format!(".rehost-pull-{name}.json"))
+    fsutil::parent_dir(dest).join(index_name(name))
+}
+
+fn index_name(name: &str) -> String {
+    format!(".rehost-pull-{name}.json")
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,16 +273,22 @@ fn plan(listing: Vec<ObjectInfo>, index: &Index, local: &Local, spec: &PullSpec)
 }
 
 /// Walks `dest` without following symlinks.
-fn scan(dest: &Path) -> io::Result<Local> {
+fn scan(dest: Option<&Dir>) -> io::Result<Local> {
     let mut local = Local::default();
-    if !dest.exists() {
+    let Some(dest) = dest else {
         return Ok(local);
-    }
+    };
     let mut stack = vec![PathBuf::new()];
     while let Some(rel_dir) = stack.pop() {
-        for entry in fs::read_dir(dest.join(&rel_dir))? {
-            let entry = entry?;
-            let name = entry.file_name();
+        let dir = match dest.open_dir(&rel_dir) {
+            Ok(d) => d,
+            // Removed (or replaced by something else) since it was listed.
+            Err(e) if !rel_dir.as_os_str().is_empty() && e.kind() == io::ErrorKind::NotFound => {
+                continue
+            }
+            Err(e) => return Err(e),
+        };
+        for name in dir.entries()? {
             let rel = rel_dir.join(&name);
             if name
                 .as_bytes()
@@ -280,13 +298,11 @@ fn scan(dest: &Path) -> io::Result<Local> {
                 local.temps.push(rel);
                 continue;
             }
-            let meta = match entry.metadata() {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+            let Some(meta) = dir.stat(Path::new(&name))? else {
+                continue;
             };
             let Some(text) = rel.to_str().map(str::to_string) else {
-                if meta.is_dir() {
+                if meta.kind == Kind::Dir {
                     // A directory with a non-UTF-8 name can hold no key; look
                     // inside only to let `delete_removed` empty it.
                     stack.push(rel.clone());
@@ -294,16 +310,16 @@ fn scan(dest: &Path) -> io::Result<Local> {
                 local.others.insert(rel);
                 continue;
             };
-            if meta.is_dir() {
+            if meta.kind == Kind::Dir {
                 local.dirs.insert(text);
                 stack.push(rel);
-            } else if meta.is_file() {
+            } else if meta.kind == Kind::File {
                 local.files.insert(
                     text,
                     LocalFile {
-                        size: meta.len(),
-                        mtime: meta.mtime(),
-                        mtime_nsec: meta.mtime_nsec(),
+                        size: meta.size,
+                        mtime: meta.mtime,
+                        mtime_nsec: meta.mtime_nsec,
                     },
                 );
             } else {
@@ -314,8 +330,15 @@ fn scan(dest: &Path) -> io::Result<Local> {
     Ok(local)
 }
 
-fn load_index(path: &Path) -> Index {
-    match fs::read(path) {
+fn load_index(parent: Option<&Dir>, name: &str) -> Index {
+    let path = parent.map_or_else(|| PathBuf::from(name), |p| p.path().join(name));
+    let read = || -> io::Result<Vec<u8>> {
+        let parent = parent.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let mut bytes = Vec::new();
+        parent.open_file(Path::new(name))?.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    match read() {
         Ok(bytes) => match serde_json::from_slice::<Index>(&bytes) {
             Ok(index) if index.version == INDEX_VERSION => index,
             Ok(_) | Err(_) => {
@@ -335,29 +358,45 @@ fn load_index(path: &Path) -> Index {
 /// Pulls the whole `store` (its root is the source prefix) into `spec.dest`.
 pub async fn pull(store: &dyn ObjectStore, spec: &PullSpec, dry_run: bool) -> Result<PullOutcome> {
     let dest = spec.dest.clone();
-    let parent = fsutil::parent_dir(&dest);
-    if !dry_run {
-        fs::create_dir_all(&dest)
-            .map_err(|e| Error::io(format!("create {}", dest.display()), e))?;
-    }
-    let _lock = if dry_run && !parent.exists() {
-        None
-    } else {
-        Some(StateLock::acquire(
-            &dest,
+    let parent_path = fsutil::parent_dir(&dest);
+    let open = |path: &Path| -> Result<Option<Dir>> {
+        let opened = if dry_run {
+            Dir::open(path)
+        } else {
+            Dir::open_or_create(path, 0o755)
+        };
+        match opened {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if dry_run && e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("open {}", path.display()), e)),
+        }
+    };
+    let parent = open(&parent_path)?;
+    let dest_dir = open(&dest)?.map(Arc::new);
+    let _lock = match &parent {
+        Some(p) => Some(StateLock::acquire_in(
+            p,
             &format!("pull-{}", spec.name),
             !dry_run,
-        )?)
+        )?),
+        None => None,
     };
     let index_file = index_path(&dest, &spec.name);
     // The listing waits on the network, the scan on the disk: on a
     // 20,000-file site doing them one after the other was most of a no-op
     // pull. The index comes first: its keys let the store list the source in
     // concurrent ranges from the first request.
-    let scan_dest = dest.clone();
-    let scan_task = tokio::task::spawn_blocking(move || scan(&scan_dest));
-    let index_at = index_file.clone();
-    let index = tokio::task::spawn_blocking(move || load_index(&index_at))
+    let scan_dest = dest_dir.clone();
+    let scan_task = tokio::task::spawn_blocking(move || scan(scan_dest.as_deref()));
+    let index_parent = match &parent {
+        Some(p) => Some(
+            p.try_clone()
+                .map_err(|e| Error::io("open the index directory", e))?,
+        ),
+        None => None,
+    };
+    let index_key = index_name(&spec.name);
+    let index = tokio::task::spawn_blocking(move || load_index(index_parent.as_ref(), &index_key))
         .await
         .map_err(|e| Error::io("index task", io::Error::other(e)))?;
     let earlier: Vec<&str> = index.entries.keys().map(String::as_str).collect();
@@ -388,6 +427,10 @@ pub async fn pull(store: &dyn ObjectStore, spec: &PullSpec, dry_run: bool) -> Re
         deleted: plan.delete.len(),
         refused: plan.refused.clone(),
     };
+    let (Some(dest_dir), Some(parent)) = (dest_dir, parent) else {
+        // Only a dry run gets here without them.
+        return Ok(outcome);
+    };
     if dry_run {
         return Ok(outcome);
     }
@@ -395,7 +438,7 @@ pub async fn pull(store: &dyn ObjectStore, spec: &PullSpec, dry_run: bool) -> Re
     // Leftovers of a killed run, then deletions (before downloads, as s3cmd
     // does by default: a file may have to make room for a directory).
     for rel in &local.temps {
-        let _ = fsutil::remove_any(&dest.join(rel));
+        let _ = dest_dir.remove(rel);
     }
     let deletes = plan.delete.clone();
     // Directories a killed run emptied but did not get to remove: no source
@@ -417,7 +460,7 @@ pub async fn pull(store: &dyn ObjectStore, spec: &PullSpec, dry_run: bool) -> Re
     } else {
         Vec::new()
     };
-    let del_dest = dest.clone();
+    let del_dest = Arc::clone(&dest_dir);
     tokio::task::spawn_blocking(move || delete_all(&del_dest, &deletes, &stale_dirs))
         .await
         .map_err(|e| Error::io("delete task", io::Error::other(e)))?
@@ -432,7 +475,7 @@ pub async fn pull(store: &dyn ObjectStore, spec: &PullSpec, dry_run: bool) -> Re
     let concurrency = spec.concurrency.max(1);
     let mut results = futures::stream::iter(plan.download.iter().cloned())
         .map(|obj| {
-            let dest = dest.clone();
+            let dest = Arc::clone(&dest_dir);
             async move {
                 let r = download(store, &dest, &obj).await;
                 (obj, r)
@@ -463,16 +506,16 @@ pub async fn pull(store: &dyn ObjectStore, spec: &PullSpec, dry_run: bool) -> Re
     // and there is nothing to make durable.
     let touched = downloaded > 0 || !plan.delete.is_empty() || !local.temps.is_empty();
     if touched || entries != index.entries || index.version != INDEX_VERSION {
-        let sync_dest = dest.clone();
+        let sync_dest = Arc::clone(&dest_dir);
         let index_bytes = serde_json::to_vec(&Index {
             version: INDEX_VERSION,
             entries,
         })
         .map_err(|e| Error::io("encode pull index", io::Error::other(e)))?;
-        let idx = index_file.clone();
+        let idx = index_name(&spec.name);
         tokio::task::spawn_blocking(move || -> io::Result<()> {
-            fsutil::sync_filesystem(&sync_dest)?;
-            fsutil::write_atomic(&idx, &index_bytes, 0o600)
+            sync_dest.syncfs()?;
+            parent.write_atomic(idx.as_ref(), &index_bytes, 0o600)
         })
         .await
         .map_err(|e| Error::io("index task", io::Error::other(e)))?
@@ -513,10 +556,10 @@ pub async fn pull(store: &dyn ObjectStore, spec: &PullSpec, dry_run: bool) -> Re
 }
 
 /// Deletes `rels` under `dest`, then the directories this left empty.
-fn delete_all(dest: &Path, rels: &[PathBuf], stale_dirs: &[PathBuf]) -> io::Result<()> {
+fn delete_all(dest: &Dir, rels: &[PathBuf], stale_dirs: &[PathBuf]) -> io::Result<()> {
     let mut dirs: BTreeSet<PathBuf> = stale_dirs.iter().cloned().collect();
     for rel in rels {
-        fsutil::remove_any(&dest.join(rel))?;
+        dest.remove(rel)?;
         let mut up = rel.parent();
         while let Some(d) = up.filter(|d| !d.as_os_str().is_empty()) {
             dirs.insert(d.to_path_buf());
@@ -528,78 +571,65 @@ fn delete_all(dest: &Path, rels: &[PathBuf], stale_dirs: &[PathBuf]) -> io::Resu
     dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
     for d in dirs {
         // Not empty (something else lives there) is fine.
-        let _ = fs::remove_dir(dest.join(d));
+        let _ = dest.remove_dir(&d);
     }
     Ok(())
 }
 
-/// Creates the parents of `rel` under `dest`, refusing to go through anything
-/// that is not a real directory (a symlink could point outside `dest`).
-fn prepare_parent(dest: &Path, rel: &str) -> io::Result<PathBuf> {
-    let mut dir = dest.to_path_buf();
-    for segment in ancestors(rel).map(|a| a.rsplit('/').next().unwrap_or(a)) {
-        dir.push(segment);
-        match fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("{} is not a directory", dir.display()),
-                ))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&dir) {
-                Ok(()) => {}
-                // Another download created it meanwhile; check what it is.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    if !fs::symlink_metadata(&dir)?.is_dir() {
-                        return Err(io::Error::new(
-                            io::ErrorKind::AlreadyExists,
-                            format!("{} is not a directory", dir.display()),
-                        ));
-                    }
-                }
-                Err(e) => return Err(e),
-            },
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(dir)
+/// Creates the parents of `rel` under `dest` and opens the last one,
+/// refusing to go through anything that is not a real directory (a symlink
+/// could point outside `dest`): see [`Dir::create_dir_all`].
+fn prepare_parent(dest: &Dir, rel: &str) -> io::Result<Dir> {
+    let parent = rel.rsplit_once('/').map_or("", |(p, _)| p);
+    dest.create_dir_all(Path::new(parent), 0o777)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ENOTDIR) | Some(nix::libc::ELOOP) => io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} is not a directory", dest.path().join(parent).display()),
+            ),
+            _ => e,
+        })
 }
 
 /// A file being downloaded: a hidden temporary in its final directory.
 struct Partial {
     file: fs::File,
+    dir: Dir,
     tmp: PathBuf,
-    path: PathBuf,
+    name: PathBuf,
 }
 
 impl Partial {
-    fn create(dest: &Path, key: &str) -> io::Result<Self> {
+    fn create(dest: &Dir, key: &str) -> io::Result<Self> {
         let dir = prepare_parent(dest, key)?;
         let name = key.rsplit('/').next().unwrap_or(key);
-        let path = dir.join(name);
-        let tmp = dir.join(format!(".{name}{TMP_MARKER}{}", fsutil::random_suffix()));
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        Ok(Partial { file, tmp, path })
+        let tmp = PathBuf::from(format!(".{name}{TMP_MARKER}{}", fsutil::random_suffix()));
+        let file = dir.create_file(&tmp, 0o644)?;
+        Ok(Partial {
+            file,
+            dir,
+            tmp,
+            name: PathBuf::from(name),
+        })
     }
 
     /// Renames the finished file into place; returns its metadata.
     fn commit(self) -> io::Result<fs::Metadata> {
         let meta = self.file.metadata()?;
         drop(self.file);
-        let mut renamed = fs::rename(&self.tmp, &self.path);
+        let rename = || {
+            self.dir
+                .rename(&self.tmp, &self.dir, &self.name, RenameFlags::empty())
+        };
+        let mut renamed = rename();
         if matches!(&renamed, Err(e) if e.kind() == io::ErrorKind::IsADirectory) {
             // An empty directory where the object goes: s3cmd replaces it too.
-            if fs::remove_dir(&self.path).is_ok() {
-                renamed = fs::rename(&self.tmp, &self.path);
+            if self.dir.remove_dir(&self.name).is_ok() {
+                renamed = rename();
             }
         }
         if let Err(e) = renamed {
-            let _ = fs::remove_file(&self.tmp);
+            let _ = self.dir.remove(&self.tmp);
             return Err(e);
         }
         Ok(meta)
@@ -621,7 +651,7 @@ impl Partial {
 
     fn abandon(self) {
         drop(self.file);
-        let _ = fs::remove_file(&self.tmp);
+        let _ = self.dir.remove(&self.tmp);
     }
 }
 
@@ -634,9 +664,13 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Streams one object into place. Small objects cost one blocking call.
-async fn download(store: &dyn ObjectStore, dest: &Path, obj: &ObjectInfo) -> Result<IndexEntry> {
+async fn download(
+    store: &dyn ObjectStore,
+    dest: &Arc<Dir>,
+    obj: &ObjectInfo,
+) -> Result<IndexEntry> {
     let mut stream = store.get(&obj.key).await?;
-    let what = || format!("write {}", dest.join(&obj.key).display());
+    let what = || format!("write {}", dest.path().join(&obj.key).display());
     let mut partial: Option<Partial> = None;
     let mut buf: Vec<u8> = Vec::new();
     let result: Result<fs::Metadata> = async {
@@ -650,7 +684,7 @@ async fn download(store: &dyn ObjectStore, dest: &Path, obj: &ObjectInfo) -> Res
                 continue;
             }
             let data = std::mem::take(&mut buf);
-            let (d, k) = (dest.to_path_buf(), obj.key.clone());
+            let (d, k) = (Arc::clone(dest), obj.key.clone());
             let current = partial.take();
             let expected = obj.size;
             if end && current.is_none() {
@@ -825,8 +859,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
-        assert!(prepare_parent(dir.path(), "link/x").is_err());
-        assert!(prepare_parent(dir.path(), "a/b/c").is_ok());
+        let dest = Dir::open(dir.path()).unwrap();
+        assert!(prepare_parent(&dest, "link/x").is_err());
+        assert!(prepare_parent(&dest, "link/y/z").is_err());
+        assert!(prepare_parent(&dest, "a/b/c").is_ok());
         assert!(dir.path().join("a/b").is_dir());
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 }

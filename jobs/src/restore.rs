@@ -6,13 +6,25 @@
 //!
 //! Directories are switched with `renameat2(RENAME_EXCHANGE)`, so readers see
 //! the old tree or the new one, never a missing target.
+//!
+//! Root-safety: restore runs as root while the target's parent (and maybe its
+//! parent's parent) belongs to another user, who may rename, replace or
+//! symlink any entry there at any instant. So every step works relative to
+//! descriptors ([`crate::safefs`]): the parent is opened once (walked from `/`
+//! without following an untrusted symlink), the lock, the staging directory
+//! and the switch are names in that descriptor; the new tree is built in
+//! `<staging>/tree`, where `<staging>` is a `root`-only `0700` directory we
+//! hold open, so extraction, owners, modes and the switch itself
+//! (`renameat2(<staging fd>, "tree", <parent fd>, <name>)`) never resolve a
+//! name the other user controls. Renaming the staging directory away only
+//! leaves an empty directory under the name that user chose; nothing is ever
+//! created, chmod'ed or chown'ed outside the target.
 
-use std::fs;
+use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use filetime::FileTime;
+use nix::fcntl::RenameFlags;
 
 use crate::archive::{ExtractOptions, SourceKind};
 use crate::catalog::{self, Selector};
@@ -20,9 +32,13 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::lock::StateLock;
 use crate::manifest::{BlockEntry, Manifest};
-use crate::state::{Owner, StateSpec};
+use crate::safefs::{self, Dir, Ident, Kind};
+use crate::state::StateSpec;
 use crate::store::ObjectStore;
 use crate::unpack::{unpack, unpack_block, Keys};
+
+/// The new tree's name inside the staging directory.
+const TREE: &str = "tree";
 
 /// `restore:` of a state entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -72,8 +88,23 @@ pub async fn restore(
     req: &RestoreRequest,
 ) -> Result<RestoreOutcome> {
     let target = &spec.path;
-    let missing = fsutil::is_missing_or_empty(target)
-        .map_err(|e| Error::io(format!("inspect {}", target.display()), e))?;
+    let parent_path = fsutil::parent_dir(target);
+    let target_name = target
+        .file_name()
+        .map(OsStr::to_os_string)
+        .ok_or_else(|| Error::Refused(format!("{} names no file to restore", target.display())))?;
+    let open_err = |e| Error::io(format!("open {}", parent_path.display()), e);
+    // Only looked at for now: the parent may not exist yet (first boot).
+    let existing_parent = match Dir::open(&parent_path) {
+        Ok(d) => Some(d),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(open_err(e)),
+    };
+    let missing = match &existing_parent {
+        None => true,
+        Some(p) => is_missing_or_empty(p, &target_name)
+            .map_err(|e| Error::io(format!("inspect {}", target.display()), e))?,
+    };
     if !req.force {
         match req.policy {
             RestorePolicy::Never => return Ok(RestoreOutcome::Skipped("restore: never".into())),
@@ -102,27 +133,44 @@ pub async fn restore(
         });
     }
 
-    let parent = fsutil::parent_dir(target);
-    fs::create_dir_all(&parent)
-        .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
-    let _lock = StateLock::acquire(target, &spec.name, true)?;
+    let parent = match existing_parent {
+        Some(p) => p,
+        None => Dir::open_or_create(&parent_path, 0o755)
+            .map_err(|e| Error::io(format!("create {}", parent_path.display()), e))?,
+    };
+    let _lock = StateLock::acquire_in(&parent, &spec.name, true)?;
     remove_leftovers(&parent, &spec.name)?;
     check_space(&parent, manifest.total_tar_bytes())?;
 
-    let staging = parent.join(format!(
+    let staging_name = PathBuf::from(format!(
         ".rehost-staging-{}-{}",
         spec.name,
         fsutil::random_suffix()
     ));
-    fs::create_dir(&staging).map_err(|e| Error::io(format!("create {}", staging.display()), e))?;
-    fs::set_permissions(&staging, fs::Permissions::from_mode(0o700))
-        .map_err(|e| Error::io(format!("chmod {}", staging.display()), e))?;
-    let result = restore_into(store, spec, &manifest, &keys, &staging).await;
-    // On success the staging path holds the previous content (or nothing).
-    let cleanup = fsutil::remove_any(&staging);
+    let staging_path = parent.path().join(&staging_name);
+    let staging = parent
+        .create_dir(&staging_name, 0o700)
+        .map_err(|e| Error::io(format!("create {}", staging_path.display()), e))?;
+    let staging_id = staging
+        .meta()
+        .map_err(|e| Error::io(format!("inspect {}", staging_path.display()), e))?
+        .ident;
+    let result = restore_into(
+        store,
+        spec,
+        &manifest,
+        &keys,
+        &parent,
+        &target_name,
+        &staging,
+    )
+    .await;
+    // On success the staging directory holds the previous content (or
+    // nothing); on failure, the partial new tree.
+    let cleanup = discard_staging(&parent, &staging_name, &staging, staging_id);
     let stats = result?;
     if let Err(e) = cleanup {
-        tracing::warn!(path = %staging.display(), error = %e, "could not remove the previous content");
+        tracing::warn!(path = %staging_path.display(), error = %e, "could not remove the previous content");
     }
     Ok(RestoreOutcome::Restored {
         id: manifest.id,
@@ -136,9 +184,16 @@ async fn restore_into(
     spec: &StateSpec,
     manifest: &Manifest,
     keys: &Keys,
-    staging: &Path,
+    parent: &Dir,
+    target_name: &OsStr,
+    staging: &Dir,
 ) -> Result<u64> {
     let target = &spec.path;
+    let tree_path = staging.path().join(TREE);
+    let io_err = |what: &str, e: io::Error| Error::io(format!("{what} {}", tree_path.display()), e);
+    let tree = staging
+        .create_dir(Path::new(TREE), 0o700)
+        .map_err(|e| io_err("create", e))?;
     let opts = ExtractOptions {
         preserve_owner: nix::unistd::geteuid().is_root(),
         final_root: match manifest.source.kind {
@@ -146,33 +201,63 @@ async fn restore_into(
             SourceKind::File => None,
         },
     };
-    let mut files = unpack(store, manifest, keys, Some(staging.to_path_buf()), opts)
-        .await?
-        .files;
+    let into = tree.try_clone().map_err(|e| io_err("open", e))?;
+    let mut files = unpack(store, manifest, keys, Some(into), opts).await?.files;
     for block in &manifest.blocks {
-        files += restore_block(store, manifest, block, keys, staging, target).await?;
+        files += restore_block(store, manifest, block, keys, staging, &tree, target).await?;
     }
-    let st = staging.to_path_buf();
     let spec2 = spec.clone();
     let kind = manifest.source.kind;
     let (root_mode, root_mtime) = (manifest.source.root_mode, manifest.source.root_mtime);
+    let parent = parent.try_clone().map_err(|e| io_err("open", e))?;
+    let staging = staging.try_clone().map_err(|e| io_err("open", e))?;
+    let target_name = target_name.to_os_string();
     tokio::task::spawn_blocking(move || {
-        let new_root = match kind {
-            SourceKind::File => single_file(&st)?,
-            SourceKind::Dir => {
-                set_root_meta(&st, root_mode & 0o1777, root_mtime)?;
-                st.clone()
+        let target = &spec2.path;
+        let at = |what: &str, e: io::Error| Error::io(format!("{what} {}", target.display()), e);
+        match kind {
+            SourceKind::File => {
+                let name = single_file(&tree)?;
+                let rel = Path::new(&name);
+                if let Some(owner) = spec2.owner {
+                    tree.chown_at(rel, owner.uid, owner.gid)
+                        .map_err(|e| at("chown", e))?;
+                }
+                if let Some(mode) = spec2.mode {
+                    tree.chmod_at(rel, mode).map_err(|e| at("chmod", e))?;
+                }
+                tree.syncfs().map_err(|e| at("sync", e))?;
+                if parent
+                    .stat(Path::new(&target_name))
+                    .map_err(|e| at("inspect", e))?
+                    .is_some_and(|m| m.kind == Kind::Dir)
+                {
+                    return Err(Error::Refused(format!(
+                        "{} is a directory but the backup holds a single file",
+                        target.display()
+                    )));
+                }
+                // rename(2) replaces whatever is at the name, a symlink
+                // included, without following it.
+                tree.rename(rel, &parent, Path::new(&target_name), RenameFlags::empty())
+                    .map_err(|e| at("replace", e))?;
             }
-        };
-        if let Some(owner) = spec2.owner {
-            chown_tree(&new_root, owner)?;
+            SourceKind::Dir => {
+                tree.set_mode(root_mode & 0o1777)
+                    .map_err(|e| at("chmod", e))?;
+                tree.set_mtime(root_mtime)
+                    .map_err(|e| at("set times of", e))?;
+                if let Some(owner) = spec2.owner {
+                    safefs::chown_tree(&tree, owner.uid, owner.gid).map_err(|e| at("chown", e))?;
+                }
+                if let Some(mode) = spec2.mode {
+                    tree.set_mode(mode).map_err(|e| at("chmod", e))?;
+                }
+                tree.syncfs().map_err(|e| at("sync", e))?;
+                switch_dir(&staging, &parent, &target_name, target)?;
+            }
         }
-        if let Some(mode) = spec2.mode {
-            fs::set_permissions(&new_root, fs::Permissions::from_mode(mode))
-                .map_err(|e| Error::io(format!("chmod {}", new_root.display()), e))?;
-        }
-        fsutil::sync_filesystem(&st).map_err(|e| Error::io(format!("sync {}", st.display()), e))?;
-        switch(kind, &new_root, &st, &spec2.path)
+        parent.sync().map_err(|e| at("sync the directory of", e))
     })
     .await
     .map_err(|e| Error::Refused(format!("restore task failed: {e}")))??;
@@ -181,31 +266,34 @@ async fn restore_into(
 
 /// Extracts one shared block into a fresh directory of its own (so that
 /// nothing the data object or another block created can redirect it), checks
-/// that it holds exactly `<ulid>/`, and moves that into the staging directory.
+/// that it holds exactly `<ulid>/`, and moves that into the new tree.
 async fn restore_block(
     store: &dyn ObjectStore,
     manifest: &Manifest,
     block: &BlockEntry,
     keys: &Keys,
-    staging: &Path,
+    staging: &Dir,
+    tree: &Dir,
     target: &Path,
 ) -> Result<u64> {
-    let tmp = staging.join(format!(".rehost-block-{}", block.ulid));
-    fs::create_dir(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+    let tmp_name = PathBuf::from(format!(".rehost-block-{}", block.ulid));
+    let tmp_path = staging.path().join(&tmp_name);
+    let io_err = |what: &str, e: io::Error| Error::io(format!("{what} {}", tmp_path.display()), e);
+    let tmp = staging
+        .create_dir(&tmp_name, 0o700)
+        .map_err(|e| io_err("create", e))?;
     let opts = ExtractOptions {
         preserve_owner: nix::unistd::geteuid().is_root(),
         final_root: Some(target.to_path_buf()),
     };
-    let stats = unpack_block(store, manifest, block, keys, Some(tmp.clone()), opts).await?;
-    let names: Vec<_> = fs::read_dir(&tmp)
-        .map_err(|e| Error::io(format!("read {}", tmp.display()), e))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<io::Result<_>>()
-        .map_err(|e| Error::io(format!("read {}", tmp.display()), e))?;
-    let dir = tmp.join(&block.ulid);
-    let is_dir = fs::symlink_metadata(&dir)
-        .map(|m| m.is_dir())
-        .unwrap_or(false);
+    let into = tmp.try_clone().map_err(|e| io_err("open", e))?;
+    let stats = unpack_block(store, manifest, block, keys, Some(into), opts).await?;
+    let names = tmp.entries().map_err(|e| io_err("read", e))?;
+    let ulid = Path::new(&block.ulid);
+    let is_dir = tmp
+        .stat(ulid)
+        .map_err(|e| io_err("read", e))?
+        .is_some_and(|m| m.kind == Kind::Dir);
     if names.len() != 1 || !is_dir {
         return Err(Error::Mismatch {
             state: manifest.state.clone(),
@@ -216,96 +304,97 @@ async fn restore_block(
             ),
         });
     }
-    let to = staging.join(&block.ulid);
-    fsutil::rename_noreplace(&dir, &to)
-        .map_err(|e| Error::io(format!("move block into {}", to.display()), e))?;
-    fs::remove_dir(&tmp).map_err(|e| Error::io(format!("remove {}", tmp.display()), e))?;
+    tmp.rename(ulid, tree, ulid, RenameFlags::RENAME_NOREPLACE)
+        .map_err(|e| io_err("move the block out of", e))?;
+    staging
+        .remove_dir(&tmp_name)
+        .map_err(|e| io_err("remove", e))?;
     Ok(stats.files)
 }
 
 /// The one file a single-file backup extracts to.
-fn single_file(staging: &Path) -> Result<PathBuf> {
-    let mut entries =
-        fs::read_dir(staging).map_err(|e| Error::io(format!("read {}", staging.display()), e))?;
-    let first = entries
-        .next()
-        .transpose()
-        .map_err(|e| Error::io("read staging", e))?;
-    match (first, entries.next()) {
-        (Some(e), None) if e.file_type().map(|t| t.is_file()).unwrap_or(false) => Ok(e.path()),
-        _ => Err(Error::Refused(
-            "a single-file backup must extract to exactly one regular file".into(),
-        )),
+fn single_file(tree: &Dir) -> Result<OsString> {
+    let read = |e| Error::io(format!("read {}", tree.path().display()), e);
+    let names = tree.entries().map_err(read)?;
+    if let [one] = names.as_slice() {
+        if tree
+            .stat(Path::new(one))
+            .map_err(read)?
+            .is_some_and(|m| m.kind == Kind::File)
+        {
+            return Ok(one.clone());
+        }
     }
+    Err(Error::Refused(
+        "a single-file backup must extract to exactly one regular file".into(),
+    ))
 }
 
-fn set_root_meta(root: &Path, mode: u32, mtime: i64) -> Result<()> {
-    fs::set_permissions(root, fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io(format!("chmod {}", root.display()), e))?;
-    let t = FileTime::from_unix_time(mtime, 0);
-    filetime::set_file_times(root, t, t)
-        .map_err(|e| Error::io(format!("set times of {}", root.display()), e))
-}
-
-fn chown_tree(root: &Path, owner: Owner) -> Result<()> {
-    let chown = |p: &Path| {
-        std::os::unix::fs::lchown(p, Some(owner.uid), Some(owner.gid))
-            .map_err(|e| Error::io(format!("chown {}", p.display()), e))
-    };
-    chown(root)?;
-    if fs::symlink_metadata(root)
-        .map(|m| m.is_dir())
-        .unwrap_or(false)
-    {
-        crate::archive::walk(root, &mut |e| {
-            std::os::unix::fs::lchown(e.abs, Some(owner.uid), Some(owner.gid))
-        })
-        .map_err(|e| Error::io(format!("chown below {}", root.display()), e))?;
-    }
-    Ok(())
-}
-
-/// Puts `new_root` in place of `target`. Afterwards `staging` holds whatever
-/// was there before (or nothing), for the caller to remove.
-fn switch(kind: SourceKind, new_root: &Path, staging: &Path, target: &Path) -> Result<()> {
-    let parent = fsutil::parent_dir(target);
-    let existing = fs::symlink_metadata(target).ok();
+/// Puts `<staging>/tree` in place of `target_name` in `parent`. Afterwards
+/// `<staging>/tree` holds whatever was there before (or nothing), for the
+/// caller to remove.
+fn switch_dir(staging: &Dir, parent: &Dir, target_name: &OsStr, target: &Path) -> Result<()> {
     let io_err = |what: &str, e: io::Error| Error::io(format!("{what} {}", target.display()), e);
-    match (kind, existing) {
-        (SourceKind::File, Some(m)) if m.is_dir() => {
-            return Err(Error::Refused(format!(
-                "{} is a directory but the backup holds a single file",
-                target.display()
-            )))
-        }
-        (SourceKind::File, _) => fs::rename(new_root, target).map_err(|e| io_err("replace", e))?,
-        (SourceKind::Dir, Some(m)) if m.is_dir() => {
-            fsutil::exchange(staging, target).map_err(|e| io_err("switch", e))?
-        }
-        (SourceKind::Dir, Some(_)) => {
+    let name = Path::new(target_name);
+    let existing = parent.stat(name).map_err(|e| io_err("inspect", e))?;
+    let flags = match existing {
+        Some(m) if m.kind == Kind::Dir => RenameFlags::RENAME_EXCHANGE,
+        Some(_) => {
             return Err(Error::Refused(format!(
                 "{} is not a directory but the backup holds one",
                 target.display()
             )))
         }
-        (SourceKind::Dir, None) => {
-            fsutil::rename_noreplace(staging, target).map_err(|e| io_err("create", e))?
-        }
-    }
-    fsutil::fsync_dir(&parent).map_err(|e| Error::io(format!("sync {}", parent.display()), e))
+        None => RenameFlags::RENAME_NOREPLACE,
+    };
+    staging
+        .rename(Path::new(TREE), parent, name, flags)
+        .map_err(|e| io_err("switch", e))
 }
 
-/// Removes staging directories left by a run that crashed.
-fn remove_leftovers(parent: &Path, name: &str) -> Result<()> {
+/// Empties the staging directory through its descriptor and removes it, if
+/// its name in `parent` is still the directory we created (another user may
+/// have renamed it away: then only an empty directory is left to them).
+fn discard_staging(parent: &Dir, name: &Path, staging: &Dir, ident: Ident) -> io::Result<()> {
+    staging.clear()?;
+    if parent.holds(name, ident)? {
+        parent.remove_dir(name)
+    } else {
+        tracing::warn!(
+            path = %staging.path().display(),
+            "the staging directory was renamed by someone else; leaving it, empty, where they put it"
+        );
+        Ok(())
+    }
+}
+
+/// Whether a target counts as absent for `restore: if-missing`. An empty file or
+/// directory counts as absent: provisioning commonly pre-creates them with the
+/// right owner (`touch acme.json && chmod 600`, `install -d /srv/prometheus`).
+fn is_missing_or_empty(parent: &Dir, name: &OsStr) -> io::Result<bool> {
+    let rel = Path::new(name);
+    Ok(match parent.stat(rel)? {
+        None => true,
+        Some(m) if m.kind == Kind::Dir => parent.open_dir(rel)?.entries()?.is_empty(),
+        Some(m) if m.kind == Kind::File => m.size == 0,
+        Some(_) => false,
+    })
+}
+
+/// Removes staging directories left by a run that crashed (never following
+/// a symlink another user may have put under such a name).
+fn remove_leftovers(parent: &Dir, name: &str) -> Result<()> {
     let prefix = format!(".rehost-staging-{name}-");
-    let entries =
-        fs::read_dir(parent).map_err(|e| Error::io(format!("read {}", parent.display()), e))?;
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        if file_name.to_string_lossy().starts_with(&prefix) {
-            tracing::info!(path = %entry.path().display(), "removing what an interrupted restore left");
-            fsutil::remove_any(&entry.path())
-                .map_err(|e| Error::io(format!("remove {}", entry.path().display()), e))?;
+    let entries = parent
+        .entries()
+        .map_err(|e| Error::io(format!("read {}", parent.path().display()), e))?;
+    for entry in entries {
+        if entry.to_string_lossy().starts_with(&prefix) {
+            let path = parent.path().join(&entry);
+            tracing::info!(path = %path.display(), "removing what an interrupted restore left");
+            parent
+                .remove(Path::new(&entry))
+                .map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
         }
     }
     Ok(())
@@ -313,14 +402,14 @@ fn remove_leftovers(parent: &Path, name: &str) -> Result<()> {
 
 /// Refuses to start when the archive cannot fit: better than filling the disk
 /// that the running services also write to.
-fn check_space(dir: &Path, needed: u64) -> Result<()> {
-    let st = nix::sys::statvfs::statvfs(dir)
-        .map_err(|e| Error::io(format!("statfs {}", dir.display()), io::Error::from(e)))?;
-    let available = st.blocks_available() as u64 * st.fragment_size() as u64;
+fn check_space(dir: &Dir, needed: u64) -> Result<()> {
+    let available = dir
+        .available_bytes()
+        .map_err(|e| Error::io(format!("statfs {}", dir.path().display()), e))?;
     if needed > available {
         return Err(Error::Refused(format!(
             "restoring needs {needed} bytes but {} has only {available} available",
-            dir.display()
+            dir.path().display()
         )));
     }
     Ok(())

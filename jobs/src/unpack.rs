@@ -4,7 +4,6 @@
 //! `restore` (into a staging directory) and `verify` (into nothing).
 
 use std::io::{self, Read};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use age::x25519;
@@ -17,6 +16,7 @@ use crate::encryption::{self, Encryption};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::manifest::{BlockEntry, Manifest};
+use crate::safefs::Dir;
 use crate::store::ObjectStore;
 
 /// What one archive object must hold, from its manifest.
@@ -69,12 +69,12 @@ impl Keys {
 }
 
 /// The backup's data object. `None` validates only; `Some(dir)` extracts into
-/// the existing empty `dir`.
+/// the existing empty `dir`, relative to its descriptor.
 pub(crate) async fn unpack(
     store: &dyn ObjectStore,
     manifest: &Manifest,
     keys: &Keys,
-    into: Option<PathBuf>,
+    into: Option<Dir>,
     opts: ExtractOptions,
 ) -> Result<ExtractStats> {
     let data = manifest
@@ -99,7 +99,7 @@ pub(crate) async fn unpack_block(
     manifest: &Manifest,
     block: &BlockEntry,
     keys: &Keys,
-    into: Option<PathBuf>,
+    into: Option<Dir>,
     opts: ExtractOptions,
 ) -> Result<ExtractStats> {
     let expected = Expected {
@@ -119,7 +119,7 @@ async fn unpack_object(
     manifest: &Manifest,
     keys: &Keys,
     data: Expected,
-    into: Option<PathBuf>,
+    into: Option<Dir>,
     opts: ExtractOptions,
 ) -> Result<ExtractStats> {
     let stream = store.get(&data.key).await?;

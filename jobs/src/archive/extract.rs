@@ -3,6 +3,9 @@
 //! Invariants, whatever the archive holds:
 //! - nothing is written outside the staging directory: absolute paths, `..`,
 //!   entries below a symlink, and links pointing outside the target are refused;
+//!   and every entry is created relative to the staging directory's descriptor
+//!   ([`Dir`]) with no symlink followed, so even another process that renames
+//!   the staging directory or plants symlinks meanwhile cannot redirect a write;
 //! - only regular files, directories, symlinks and hard links to files of the
 //!   same archive are accepted: device nodes and FIFOs are refused;
 //! - setuid/setgid bits are dropped (a restore running as root must not plant
@@ -15,14 +18,14 @@
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
-use filetime::FileTime;
 use tar::{Archive, EntryType};
+
+use crate::safefs::Dir;
 
 use super::writers::{self, FileMeta, WriterPool, SMALL_FILE};
 use super::ArchiveError;
@@ -30,7 +33,7 @@ use super::ArchiveError;
 /// Where extracted entries go.
 pub enum Sink<'a> {
     /// Into this (existing, empty) directory.
-    Dir(&'a Path),
+    Dir(&'a Dir),
     /// Nowhere: parse and validate every entry and read all data.
     Check,
 }
@@ -61,7 +64,10 @@ pub fn extract<R: Read>(
 ) -> Result<(ExtractStats, R), ArchiveError> {
     let mut archive = Archive::new(reader);
     let pool = match sink {
-        Sink::Dir(_) => Some(WriterPool::new()?),
+        Sink::Dir(root) => Some(WriterPool::new(Arc::new(
+            root.try_clone()
+                .map_err(|e| ArchiveError::write(root.path(), e))?,
+        ))?),
         Sink::Check => None,
     };
     let mut state = State {
@@ -274,15 +280,14 @@ impl State<'_, '_> {
                 }
                 if let Sink::Dir(root) = self.sink {
                     self.mkparents(&rel)?;
-                    let path = root.join(&rel);
-                    std::os::unix::fs::symlink(&target, &path)
+                    let path = root.path().join(&rel);
+                    root.symlink(&target, &rel)
                         .map_err(|e| ArchiveError::write(&path, e))?;
                     if let Some((uid, gid)) = owner {
-                        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+                        root.chown_at(&rel, uid, gid)
                             .map_err(|e| ArchiveError::write(&path, e))?;
                     }
-                    let t = FileTime::from_unix_time(mtime, 0);
-                    filetime::set_symlink_file_times(&path, t, t)
+                    root.set_mtime_at(&rel, mtime)
                         .map_err(|e| ArchiveError::write(&path, e))?;
                 }
                 self.symlinks.insert(rel);
@@ -306,8 +311,8 @@ impl State<'_, '_> {
                     if let Some(pool) = &self.pool {
                         pool.wait_idle()?;
                     }
-                    let path = root.join(&rel);
-                    fs::hard_link(root.join(&target), &path)
+                    let path = root.path().join(&rel);
+                    root.hard_link(&target, &rel)
                         .map_err(|e| ArchiveError::write(&path, e))?;
                 }
                 self.files.insert(rel);
@@ -340,16 +345,16 @@ impl State<'_, '_> {
             Sink::Check => io::copy(entry, &mut io::sink()).map_err(ArchiveError::Read)?,
             Sink::Dir(root) => {
                 self.mkparents(rel)?;
-                let path = root.join(rel);
+                let path = root.path().join(rel);
                 match &self.pool {
                     Some(pool) if entry.size() <= SMALL_FILE => {
                         let mut data = Vec::with_capacity(entry.size() as usize);
                         let n = copy_entry(entry, &mut data, &path)?;
-                        pool.submit(path, data, meta)?;
+                        pool.submit(rel.to_path_buf(), data, meta)?;
                         n
                     }
                     _ => {
-                        let mut f = writers::create(&path)?;
+                        let mut f = writers::create(root, rel)?;
                         let n = copy_entry(entry, &mut f, &path)?;
                         writers::apply_meta(&f, &path, meta)?;
                         n
@@ -378,10 +383,10 @@ impl State<'_, '_> {
             return Ok(());
         }
         if let Sink::Dir(root) = self.sink {
-            let path = root.join(rel);
-            // Parents were checked not to be symlinks of the archive, and the
-            // staging directory started empty, so this cannot leave it.
-            fs::create_dir_all(&path).map_err(|e| ArchiveError::write(&path, e))?;
+            // Parents were checked not to be symlinks of the archive, and
+            // `create_dir_all` follows none anyway: this cannot leave `root`.
+            root.create_dir_all(rel, 0o755)
+                .map_err(|e| ArchiveError::write(&root.path().join(rel), e))?;
         }
         Ok(())
     }
@@ -394,15 +399,14 @@ impl State<'_, '_> {
         self.dirs
             .sort_by_key(|d| std::cmp::Reverse(d.rel.components().count()));
         for d in &self.dirs {
-            let path = root.join(&d.rel);
+            let path = root.path().join(&d.rel);
+            let write = |e| ArchiveError::write(&path, e);
+            let dir = root.open_dir(&d.rel).map_err(write)?;
             if let Some((uid, gid)) = d.owner {
-                std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
-                    .map_err(|e| ArchiveError::write(&path, e))?;
+                dir.set_owner(uid, gid).map_err(write)?;
             }
-            fs::set_permissions(&path, fs::Permissions::from_mode(d.mode))
-                .map_err(|e| ArchiveError::write(&path, e))?;
-            let t = FileTime::from_unix_time(d.mtime, 0);
-            filetime::set_file_times(&path, t, t).map_err(|e| ArchiveError::write(&path, e))?;
+            dir.set_mode(d.mode).map_err(write)?;
+            dir.set_mtime(d.mtime).map_err(write)?;
         }
         Ok(())
     }

@@ -5,12 +5,14 @@
 //! reading thread directly, so memory stays bounded by the queue.
 //!
 //! Invariants: a job's parent directory exists before it is queued; files are
-//! created with `O_CREAT|O_EXCL|O_NOFOLLOW`, never through anything already
-//! there; the first error stops the pool and is returned by the next call.
+//! created relative to the staging directory's descriptor with
+//! `O_CREAT|O_EXCL|O_NOFOLLOW` and no symlink followed on the way
+//! ([`Dir::create_file`]), never through anything already there; the first
+//! error stops the pool and is returned by the next call.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -20,6 +22,7 @@ use std::thread::JoinHandle;
 use filetime::FileTime;
 
 use super::ArchiveError;
+use crate::safefs::Dir;
 
 /// Files up to this size are queued; larger ones are streamed by the caller.
 pub const SMALL_FILE: u64 = 256 * 1024;
@@ -34,15 +37,10 @@ pub struct FileMeta {
     pub owner: Option<(u32, u32)>,
 }
 
-/// Creates `path` exclusively, without following a symlink in its place.
-pub fn create(path: &Path) -> Result<File, ArchiveError> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| ArchiveError::write(path, e))
+/// Creates `rel` below `root` exclusively, following no symlink.
+pub fn create(root: &Dir, rel: &Path) -> Result<File, ArchiveError> {
+    root.create_file(rel, 0o600)
+        .map_err(|e| ArchiveError::write(&root.path().join(rel), e))
 }
 
 /// Owner, mode and mtime, in that order: chown clears setuid-like bits.
@@ -58,7 +56,8 @@ pub fn apply_meta(f: &File, path: &Path, meta: FileMeta) -> Result<(), ArchiveEr
 }
 
 struct Job {
-    path: PathBuf,
+    /// Relative to the pool's root.
+    rel: PathBuf,
     data: Vec<u8>,
     meta: FileMeta,
 }
@@ -100,16 +99,17 @@ pub struct WriterPool {
 }
 
 impl WriterPool {
-    pub fn new() -> Result<Self, ArchiveError> {
+    /// Writers creating files below `root`.
+    pub fn new(root: Arc<Dir>) -> Result<Self, ArchiveError> {
         let (tx, rx) = sync_channel::<Job>(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
         let shared = Arc::new(Shared::default());
         let mut threads = Vec::with_capacity(WRITERS);
         for i in 0..WRITERS {
-            let (rx, shared) = (Arc::clone(&rx), Arc::clone(&shared));
+            let (rx, shared, root) = (Arc::clone(&rx), Arc::clone(&shared), Arc::clone(&root));
             let spawned = std::thread::Builder::new()
                 .name(format!("restore-writer-{i}"))
-                .spawn(move || writer(&rx, &shared))
+                .spawn(move || writer(&root, &rx, &shared))
                 .map_err(|e| ArchiveError::write(Path::new("<writer thread>"), e))?;
             threads.push(spawned);
         }
@@ -120,8 +120,9 @@ impl WriterPool {
         })
     }
 
-    /// Queues a file; returns an earlier writer's error instead, if any.
-    pub fn submit(&self, path: PathBuf, data: Vec<u8>, meta: FileMeta) -> Result<(), ArchiveError> {
+    /// Queues the file `rel` (below the pool's root); returns an earlier
+    /// writer's error instead, if any.
+    pub fn submit(&self, rel: PathBuf, data: Vec<u8>, meta: FileMeta) -> Result<(), ArchiveError> {
         self.shared.take_error()?;
         if let Ok(mut n) = self.shared.pending.lock() {
             *n += 1;
@@ -129,7 +130,7 @@ impl WriterPool {
         let sent = self
             .jobs
             .as_ref()
-            .map(|tx| tx.send(Job { path, data, meta }).is_ok());
+            .map(|tx| tx.send(Job { rel, data, meta }).is_ok());
         if sent != Some(true) {
             self.shared.take_error()?;
             return Err(ArchiveError::Write {
@@ -173,7 +174,7 @@ impl Drop for WriterPool {
     }
 }
 
-fn writer(jobs: &Mutex<Receiver<Job>>, shared: &Shared) {
+fn writer(root: &Dir, jobs: &Mutex<Receiver<Job>>, shared: &Shared) {
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -182,10 +183,11 @@ fn writer(jobs: &Mutex<Receiver<Job>>, shared: &Shared) {
         let Ok(job) = job else { return };
         // After a failure, drain the queue without writing: the restore is lost.
         if !shared.failed.load(Ordering::SeqCst) {
-            let written = create(&job.path).and_then(|mut f| {
+            let path = root.path().join(&job.rel);
+            let written = create(root, &job.rel).and_then(|mut f| {
                 f.write_all(&job.data)
-                    .map_err(|e| ArchiveError::write(&job.path, e))?;
-                apply_meta(&f, &job.path, job.meta)
+                    .map_err(|e| ArchiveError::write(&path, e))?;
+                apply_meta(&f, &path, job.meta)
             });
             if let Err(e) = written {
                 shared.fail(e);
