@@ -25,6 +25,8 @@ pub struct S3Store {
     bucket: String,
     prefix: String,
     url: String,
+    /// Aborts of multipart uploads whose `put` was dropped ([`upload`]).
+    cleanups: tokio_util::task::TaskTracker,
 }
 
 #[async_trait]
@@ -109,6 +111,17 @@ impl ObjectStore for S3Store {
                 other => Err(other),
             },
         }
+    }
+
+    async fn settle(&self) {
+        self.cleanups.close();
+        if tokio::time::timeout(upload::ABORT_TIMEOUT, self.cleanups.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(store = %self.url, "multipart upload aborts still pending");
+        }
+        self.cleanups.reopen();
     }
 
     fn url(&self) -> String {

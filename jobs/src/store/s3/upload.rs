@@ -1,11 +1,15 @@
 //! Uploads: a body that fits in one part is one PUT; a larger one is a
 //! multipart upload with a bounded number of parts in flight.
 
+use std::time::Duration;
+
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::task::JoinSet;
+
+use aws_sdk_s3::Client;
 
 use super::errors::classify;
 use super::S3Store;
@@ -39,6 +43,61 @@ async fn fill_part(body: &mut PutBody, key: &str) -> Result<(Bytes, bool), Store
         }
     }
     Ok((buf.freeze(), false))
+}
+
+/// Longest an abort of a multipart upload is waited for.
+pub(super) const ABORT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A multipart upload neither completed nor aborted yet. Dropped while
+/// `upload_id` is still set (the `put` future was dropped), it sends the abort
+/// from a task of the store's [`S3Store::cleanups`], which
+/// [`ObjectStore::settle`](crate::store::ObjectStore::settle) waits for.
+struct PendingUpload<'a> {
+    store: &'a S3Store,
+    full: String,
+    upload_id: Option<String>,
+}
+
+impl Drop for PendingUpload<'_> {
+    fn drop(&mut self) {
+        let Some(id) = self.upload_id.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(key = %self.full, "multipart upload left behind: no runtime to abort it");
+            return;
+        };
+        let (client, bucket, full) = (
+            self.store.client.clone(),
+            self.store.bucket.clone(),
+            std::mem::take(&mut self.full),
+        );
+        self.store
+            .cleanups
+            .spawn_on(abort_upload(client, bucket, full, id), &runtime);
+    }
+}
+
+/// Sends AbortMultipartUpload, bounded by [`ABORT_TIMEOUT`]; a failure is
+/// logged (a leftover upload is invisible, but holds space until it expires).
+async fn abort_upload(client: Client, bucket: String, full: String, upload_id: String) {
+    let sent = tokio::time::timeout(
+        ABORT_TIMEOUT,
+        client
+            .abort_multipart_upload()
+            .bucket(&bucket)
+            .key(&full)
+            .upload_id(&upload_id)
+            .send(),
+    )
+    .await;
+    match sent {
+        Ok(Ok(_)) => tracing::debug!(key = %full, "multipart upload aborted"),
+        Ok(Err(e)) => {
+            tracing::warn!(key = %full, error = %super::errors::chain_text(&e), "could not abort the multipart upload")
+        }
+        Err(_) => tracing::warn!(key = %full, "aborting the multipart upload timed out"),
+    }
 }
 
 impl S3Store {
@@ -79,22 +138,26 @@ impl S3Store {
                 message: "the store returned no multipart upload id".into(),
             });
         };
+        // From here on the upload exists: it is completed or aborted on every
+        // path, a dropped future included (S3 keeps the parts of an upload
+        // never aborted, and bills them, unless a lifecycle rule expires them).
+        let mut pending = PendingUpload {
+            store: self,
+            full: full.clone(),
+            upload_id: Some(upload_id.clone()),
+        };
         let result = self
             .upload_parts(key, &full, &upload_id, first, &mut body)
             .await;
         match result {
-            Ok(total) => Ok(total),
+            Ok(total) => {
+                pending.upload_id = None;
+                Ok(total)
+            }
             Err(e) => {
-                // Best effort: a leftover upload is invisible and stores expire them,
-                // but it holds space until then.
-                let _ = self
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(&full)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await;
+                if let Some(id) = pending.upload_id.take() {
+                    abort_upload(self.client.clone(), self.bucket.clone(), full, id).await;
+                }
                 Err(e)
             }
         }
