@@ -73,10 +73,15 @@ pub async fn run(ctx: &Ctx, global: &GlobalArgs, opts: &BootOptions) -> anyhow::
                 ok: result.is_ok(),
                 bytes: 0,
             };
-            let recorded = metrics::record_boot(&m.textfile_dir, &run, &steps)
-                .with_context(|| format!("write boot metrics into {}", m.textfile_dir.display()));
-            if let (Ok(()), Err(e)) = (&result, recorded) {
-                return Err(e);
+            // Never fatal: a boot that failed here after the stack is up
+            // would keep `rehost.service` (which requires the boot unit)
+            // from starting, and nothing would be backed up. `rehost status`
+            // and `rehost check` report the directory.
+            if let Err(e) = metrics::record_boot(&m.textfile_dir, &run, &steps) {
+                tracing::error!(
+                    dir = %m.textfile_dir.display(),
+                    "cannot write the boot metrics (the boot itself is not affected): {e:#}"
+                );
             }
         }
     }
