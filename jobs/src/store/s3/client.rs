@@ -46,7 +46,7 @@ impl S3Store {
             bucket: settings.bucket.clone(),
             prefix: settings.prefix.clone(),
             url,
-            cleanups: tokio_util::task::TaskTracker::new(),
+            cleanups: std::sync::Mutex::new(Vec::new()),
         })
     }
 

@@ -26,7 +26,7 @@ pub struct S3Store {
     prefix: String,
     url: String,
     /// Aborts of multipart uploads whose `put` was dropped ([`upload`]).
-    cleanups: tokio_util::task::TaskTracker,
+    cleanups: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 #[async_trait]
@@ -114,14 +114,17 @@ impl ObjectStore for S3Store {
     }
 
     async fn settle(&self) {
-        self.cleanups.close();
-        if tokio::time::timeout(upload::ABORT_TIMEOUT, self.cleanups.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(store = %self.url, "multipart upload aborts still pending");
+        // Each abort is bounded by ABORT_TIMEOUT itself; a poisoned list only
+        // means a panicked pusher, whose handles are still in it.
+        let pending = match self.cleanups.lock() {
+            Ok(mut list) => std::mem::take(&mut *list),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        for abort in pending {
+            if let Err(e) = abort.await {
+                tracing::warn!(store = %self.url, error = %e, "a multipart upload abort task failed");
+            }
         }
-        self.cleanups.reopen();
     }
 
     fn url(&self) -> String {

@@ -46,7 +46,7 @@ async fn fill_part(body: &mut PutBody, key: &str) -> Result<(Bytes, bool), Store
 }
 
 /// Longest an abort of a multipart upload is waited for.
-pub(super) const ABORT_TIMEOUT: Duration = Duration::from_secs(30);
+const ABORT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A multipart upload neither completed nor aborted yet. Dropped while
 /// `upload_id` is still set (the `put` future was dropped), it sends the abort
@@ -72,9 +72,11 @@ impl Drop for PendingUpload<'_> {
             self.store.bucket.clone(),
             std::mem::take(&mut self.full),
         );
-        self.store
-            .cleanups
-            .spawn_on(abort_upload(client, bucket, full, id), &runtime);
+        let abort = runtime.spawn(abort_upload(client, bucket, full, id));
+        match self.store.cleanups.lock() {
+            Ok(mut list) => list.push(abort),
+            Err(poisoned) => poisoned.into_inner().push(abort),
+        }
     }
 }
 
