@@ -5,8 +5,11 @@
 // Test support: setup failures should panic loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod daemon;
 pub mod deploy;
 pub mod faultproxy;
+
+pub use daemon::{wait, Daemon};
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -212,14 +212,23 @@ impl Ctx {
             Some(e) => Some(Arc::new(e.build().context("storage.encryption")?)),
             None => None,
         };
-        Ok(Ctx {
+        Ok(Ctx::new(config, store, encryption, global.dry_run))
+    }
+
+    pub fn new(
+        config: Config,
+        store: Arc<dyn ObjectStore>,
+        encryption: Option<Arc<Encryption>>,
+        dry_run: bool,
+    ) -> Self {
+        Ctx {
             config,
             store,
             encryption,
-            dry_run: global.dry_run,
+            dry_run,
             superseded: std::sync::OnceLock::new(),
             lineage: tokio::sync::Mutex::new(()),
-        })
+        }
     }
 
     /// The state entries NAMEs select (all when empty), in configuration order.

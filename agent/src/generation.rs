@@ -150,8 +150,7 @@ pub async fn ensure_decided(ctx: &Ctx, entry: &StateEntry, generation: &str) -> 
         );
     };
     let spec = ctx.resolve(entry, false).await?;
-    let empty = rehost_jobs::fsutil::is_missing_or_empty(&spec.path)
-        .with_context(|| format!("inspect {}", spec.path.display()))?;
+    let empty = rehost_jobs::restore::target_is_missing_or_empty(&spec.path)?;
     if !empty {
         anyhow::bail!(
             "state `{}` was not restored in this machine's generation (its boot could not reach \

@@ -2,6 +2,7 @@
 //! around [`cli::run`], so that fuzz targets and tests can reach the config
 //! and compose parsers without going through a process.
 
+pub(crate) mod cleanup;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -8,6 +8,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use rehost::{cli, exit_code, logging, EXIT_CONFIG, EXIT_JOB_FAILED, EXIT_OK};
 
+/// Longest wait for blocking threads once the command has returned.
+const SHUTDOWN_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn main() -> ExitCode {
     bound_allocator_memory();
     let args = cli::Args::parse();
@@ -25,7 +28,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_JOB_FAILED);
         }
     };
-    match runtime.block_on(cli::run(args)) {
+    let result = runtime.block_on(cli::run(args));
+    // Dropping the runtime would wait for every blocking task, however long;
+    // the commands await theirs, and one still stuck in a system call (a
+    // cancelled job's read on a hung disk) must not keep `rehost run` from
+    // exiting within its grace period. Exiting with it is safe: every output
+    // is written to a temporary name and renamed.
+    runtime.shutdown_timeout(SHUTDOWN_BOUND);
+    match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => {
             eprintln!("rehost: {e:#}");

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::archive::{self, Entry, ParallelGzWriter, SourceKind, SourceScan, TarOptions};
 use crate::bridge;
+use crate::cancel::{unless_cancelled, CancellationToken};
 use crate::catalog::{self, Selector};
 use crate::encryption::Encryption;
 use crate::error::{Error, Result};
@@ -71,25 +72,45 @@ pub async fn backup(
     spec: &StateSpec,
     dry_run: bool,
 ) -> Result<BackupOutcome> {
+    backup_until(store, host, spec, dry_run, &CancellationToken::new()).await
+}
+
+/// [`backup`], stopping with [`Error::Cancelled`] soon after `cancel` is
+/// cancelled: blocking work checks it between files and chunks and is
+/// awaited (never left running), requests to the store are dropped, and an
+/// upload under way is aborted. The entry's lock is shared with the blocking
+/// tasks, so it is released only when the last of them has ended, even if
+/// this future is dropped.
+pub async fn backup_until(
+    store: &dyn ObjectStore,
+    host: &str,
+    spec: &StateSpec,
+    dry_run: bool,
+    cancel: &CancellationToken,
+) -> Result<BackupOutcome> {
     if let StateKind::Prometheus { api } = &spec.kind {
-        return crate::prometheus::backup(store, host, spec, api, dry_run).await;
+        return crate::prometheus::backup(store, host, spec, api, dry_run, cancel).await;
     }
-    let _lock = if dry_run {
+    let lock = Arc::new(if dry_run {
         None
     } else {
         Some(StateLock::acquire(&spec.path, &spec.name, false)?)
-    };
-    let path = spec.path.clone();
-    let scan: SourceScan = tokio::task::spawn_blocking(move || archive::scan(&path))
-        .await
-        .map_err(|e| Error::Refused(format!("scan task failed: {e}")))?
-        .map_err(|e| Error::io(format!("read source {}", spec.path.display()), e))?;
+    });
+    let (path, held, token) = (spec.path.clone(), Arc::clone(&lock), cancel.clone());
+    let scan: SourceScan = tokio::task::spawn_blocking(move || {
+        let _held = held;
+        archive::scan_until(&path, &token)
+    })
+    .await
+    .map_err(|e| Error::Refused(format!("scan task failed: {e}")))?
+    .map_err(|e| Error::io(format!("read source {}", spec.path.display()), e))?;
 
     let recipients = spec.encryption.as_deref().map(|e| e.digest());
-    let backups = catalog::list(store, host, &spec.name).await?;
+    let backups = unless_cancelled(cancel, catalog::list(store, host, &spec.name)).await?;
     let based_on = catalog::select(&backups, &Selector::Latest).map(|b| b.id.clone());
     if let Some(id) = &based_on {
-        let latest = catalog::load_manifest(store, host, &spec.name, id).await?;
+        let latest =
+            unless_cancelled(cancel, catalog::load_manifest(store, host, &spec.name, id)).await?;
         // Switching encryption on (or to other keys) is a change too, and a
         // new generation's first backup is always made: until it has one of
         // its own, a late backup of the generation it took over would be
@@ -118,9 +139,10 @@ pub async fn backup(
             } else {
                 databases.clone()
             };
-            let path = spec.path.clone();
+            let (path, held, token) = (spec.path.clone(), Arc::clone(&lock), cancel.clone());
             let copies = tokio::task::spawn_blocking(move || {
-                crate::sqlite::copy_databases(&path, &patterns)
+                let _held = held;
+                crate::sqlite::copy_databases_until(&path, &patterns, &token)
             })
             .await
             .map_err(|e| Error::Refused(format!("database copy task failed: {e}")))??;
@@ -144,6 +166,8 @@ pub async fn backup(
         prefix: None,
         filter,
         encryption: spec.encryption.clone(),
+        cancel: cancel.clone(),
+        _lock: Arc::clone(&lock),
     };
     let produced = upload_tree(store, &data_key, tree, &spec.name, &id).await?;
 
@@ -164,7 +188,7 @@ pub async fn backup(
             spec.path.display()
         )));
     }
-    let manifest_len = put_manifest(store, &manifest).await?;
+    let manifest_len = unless_cancelled(cancel, put_manifest(store, &manifest)).await?;
     Ok(BackupOutcome::Uploaded {
         id,
         files,
@@ -239,6 +263,10 @@ pub(crate) struct Tree {
     pub filter: Option<Filter>,
     /// Encrypt the archive to these recipients.
     pub encryption: Option<Arc<Encryption>>,
+    /// Stops the archiving (between files and chunks) and the upload.
+    pub cancel: CancellationToken,
+    /// The entry's lock, held by the archiving thread until it has ended.
+    pub _lock: Arc<Option<StateLock>>,
 }
 
 /// Archives `tree` into the object `key` while it is uploaded.
@@ -250,9 +278,25 @@ pub(crate) async fn upload_tree(
     id: &str,
 ) -> Result<Produced> {
     let (tx, body) = bridge::put_channel();
+    let cancel = tree.cancel.clone();
     let producer = tokio::task::spawn_blocking(move || produce(&tree, tx));
-    let (put, produced) = tokio::join!(store.put(key, body), producer);
+    // On cancellation the upload is dropped (a stalled store may never read
+    // the body again), which ends the producer's sends, and the producer is
+    // awaited: it stops at its next check whatever it is reading.
+    let upload = async {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            put = store.put(key, body) => Some(put),
+        }
+    };
+    let (put, produced) = tokio::join!(upload, producer);
     let produced = produced.map_err(|e| Error::Refused(format!("archive task failed: {e}")))?;
+    let Some(put) = put else {
+        // The dropped upload's clean-up (a multipart abort) is part of this run.
+        store.settle().await;
+        return Err(Error::Cancelled);
+    };
     // Whichever side failed first explains the other: an upload abandoned
     // because the archive failed reports the archive's error, and vice versa.
     match (produced, put) {
@@ -303,6 +347,7 @@ fn produce(tree: &Tree, tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) -
                 .filter
                 .as_deref()
                 .map(|f| f as archive::EntryFilter<'_>),
+            cancel: Some(&tree.cancel),
         };
         let (gz, stats) = archive::write_tar_with(path, gz, &opts)?;
         let totals = gz.finish()?;
@@ -323,6 +368,7 @@ fn produce(tree: &Tree, tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) -
         }),
         Err(e) => {
             // Tell the upload to abort rather than complete a truncated object.
+            // (A cancelled upload was dropped: this send fails at once.)
             let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
             Err(Error::io(format!("archive {}", path.display()), e))
         }

@@ -40,6 +40,9 @@ pub enum Error {
     /// The operation was refused before anything changed.
     #[error("{0}")]
     Refused(String),
+    /// The operation was cancelled (a timeout, a shutdown) and stopped.
+    #[error("cancelled")]
+    Cancelled,
     /// The operation did what it could, but some items were refused or failed.
     #[error("{what}: {detail}")]
     Incomplete { what: String, detail: String },
@@ -52,6 +55,9 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(what: impl Into<String>, source: io::Error) -> Self {
+        if crate::cancel::io_cancelled(&source) {
+            return Error::Cancelled;
+        }
         Error::Io {
             what: what.into(),
             source,

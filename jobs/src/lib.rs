@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod backup;
 mod bridge;
+pub mod cancel;
 pub mod catalog;
 pub mod encryption;
 pub mod error;

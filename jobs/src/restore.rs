@@ -368,6 +368,20 @@ fn discard_staging(parent: &Dir, name: &Path, staging: &Dir, ident: Ident) -> io
     }
 }
 
+/// [`is_missing_or_empty`] for a target path, as `restore: if-missing` sees it
+/// (a missing parent directory counts as missing).
+pub fn target_is_missing_or_empty(target: &Path) -> Result<bool> {
+    let inspect = |e| Error::io(format!("inspect {}", target.display()), e);
+    let name = target
+        .file_name()
+        .ok_or_else(|| Error::Refused(format!("{} names no file", target.display())))?;
+    match Dir::open(&fsutil::parent_dir(target)) {
+        Ok(parent) => is_missing_or_empty(&parent, name).map_err(inspect),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(inspect(e)),
+    }
+}
+
 /// Whether a target counts as absent for `restore: if-missing`. An empty file or
 /// directory counts as absent: provisioning commonly pre-creates them with the
 /// right owner (`touch acme.json && chmod 600`, `install -d /srv/prometheus`).

@@ -23,6 +23,7 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::archive::{self, Entry, SourceKind};
+use crate::cancel::{self, CancellationToken};
 use crate::error::{Error, Result};
 
 /// Database files when the entry names none: what Grafana and most
@@ -68,6 +69,16 @@ impl Copies {
 /// Copies every database of `root` that matches `patterns` (see [`matches`]).
 /// A `root` that is a single file is itself the database.
 pub fn copy_databases(root: &Path, patterns: &[String]) -> Result<Copies> {
+    copy_databases_until(root, patterns, &CancellationToken::new())
+}
+
+/// [`copy_databases`], stopping with [`Error::Cancelled`] once `cancel` is
+/// cancelled (checked between files and between steps of a copy).
+pub fn copy_databases_until(
+    root: &Path,
+    patterns: &[String],
+    cancel: &CancellationToken,
+) -> Result<Copies> {
     let dir = tempfile::Builder::new()
         .prefix(".rehost-sqlite-")
         .tempdir()
@@ -76,6 +87,7 @@ pub fn copy_databases(root: &Path, patterns: &[String]) -> Result<Copies> {
         .map_err(|e| Error::io(format!("read source {}", root.display()), e))?;
     let mut found: Vec<PathBuf> = Vec::new();
     archive::walk(root, &mut |e| {
+        cancel::check(cancel)?;
         if e.meta.is_file() && (kind == SourceKind::File || matches_any(patterns, e.rel)) {
             found.push(e.rel.to_path_buf());
         }
@@ -92,7 +104,7 @@ pub fn copy_databases(root: &Path, patterns: &[String]) -> Result<Copies> {
         };
         // Numbered names: the copies' directory needs no tree of its own.
         let copy = dir.path().join(format!("{i}.db"));
-        copy_one(&live, &copy)?;
+        copy_one(&live, &copy, cancel)?;
         for suffix in COMPANIONS {
             let mut name = OsString::from(rel.as_os_str());
             name.push(suffix);
@@ -117,7 +129,10 @@ fn db_error(path: &Path, detail: impl std::fmt::Display) -> Error {
 
 /// Online backup of `live` into the new file `copy`, then an integrity check
 /// of the copy.
-fn copy_one(live: &Path, copy: &Path) -> Result<()> {
+fn copy_one(live: &Path, copy: &Path, cancel: &CancellationToken) -> Result<()> {
+    if cancel.is_cancelled() {
+        return Err(Error::Cancelled);
+    }
     // Read-only, never created: a backup must not make an empty database
     // appear where the application expects to create its own.
     let source = Connection::open_with_flags(
@@ -132,7 +147,13 @@ fn copy_one(live: &Path, copy: &Path) -> Result<()> {
     {
         let backup =
             Backup::new(&source, &mut dest).map_err(|e| db_error(live, format!("backup: {e}")))?;
-        run_backup(&backup).map_err(|e| db_error(live, format!("backup: {e}")))?;
+        run_backup(&backup, cancel).map_err(|e| {
+            if cancel.is_cancelled() {
+                Error::Cancelled
+            } else {
+                db_error(live, format!("backup: {e}"))
+            }
+        })?;
     }
     drop(source);
     let problems = integrity_problems(&dest).map_err(|e| db_error(live, e))?;
@@ -153,10 +174,19 @@ fn copy_one(live: &Path, copy: &Path) -> Result<()> {
 /// Steps through the database; a write by another connection restarts the
 /// copy, so when the application keeps writing, the rest is copied in one
 /// step (which holds a read lock only as long as that copy takes).
-fn run_backup(backup: &Backup<'_, '_>) -> rusqlite::Result<()> {
+fn run_backup(backup: &Backup<'_, '_>, cancel: &CancellationToken) -> rusqlite::Result<()> {
     let mut steps: u64 = 0;
     let mut limit: u64 = 16;
+    let interrupted = || {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERRUPT),
+            Some("cancelled".into()),
+        )
+    };
     loop {
+        if cancel.is_cancelled() {
+            return Err(interrupted());
+        }
         match backup.step(PAGES_PER_STEP)? {
             StepResult::Done => return Ok(()),
             StepResult::More | StepResult::Busy | StepResult::Locked => {}
@@ -174,6 +204,9 @@ fn run_backup(backup: &Backup<'_, '_>) -> rusqlite::Result<()> {
         std::thread::sleep(PAUSE_BETWEEN_STEPS);
     }
     for _ in 0..MAX_BUSY_ROUNDS {
+        if cancel.is_cancelled() {
+            return Err(interrupted());
+        }
         match backup.step(-1)? {
             StepResult::Done => return Ok(()),
             _ => std::thread::sleep(Duration::from_millis(50)),

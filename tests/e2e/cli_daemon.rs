@@ -7,15 +7,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rehost_tests::{garage, promtool_check, rehost_bin, Garage, Run, TestEnv};
+use rehost_tests::{garage, promtool_check, rehost_bin, wait, Daemon, Garage, Run, TestEnv};
 
 const USER: &str = "rehost-test";
 
@@ -122,90 +121,6 @@ fn command(env: &TestEnv, user: Option<(u32, u32)>, args: &[&str]) -> Command {
     }
     cmd.env("HOME", env.dir.path());
     cmd
-}
-
-/// A running daemon; killed (SIGKILL) if the test ends without stopping it.
-struct Daemon {
-    child: Option<Child>,
-    log: Arc<Mutex<String>>,
-}
-
-impl Daemon {
-    fn start(mut cmd: Command) -> Daemon {
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut text = sink.lock().unwrap();
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
-        Daemon {
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits up to `limit` for `cond` on the log.
-    fn wait_log(&self, limit: Duration, cond: impl Fn(&str) -> bool) -> bool {
-        wait(limit, || cond(&self.log()))
-    }
-
-    /// SIGTERM, then the exit code and how long the exit took.
-    fn terminate(&mut self, limit: Duration) -> (i32, Duration) {
-        let mut child = self.child.take().unwrap();
-        let started = Instant::now();
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        while started.elapsed() < limit {
-            if let Some(status) = child.try_wait().unwrap() {
-                // Let the reader thread drain the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                return (status.code().unwrap_or(-1), started.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "the daemon did not exit within {limit:?} of SIGTERM\n{}",
-            self.log()
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn wait(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    cond()
 }
 
 /// A metric of `rehost-<job>-<target>.prom`, if the file exists.
@@ -465,7 +380,7 @@ fn boot_hands_the_daemon_to_run_as() {
         "{}",
         daemon.log()
     );
-    let pid = daemon.child.as_ref().unwrap().id();
+    let pid = daemon.pid();
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
     let uids: Vec<u32> = uid_line

@@ -76,7 +76,8 @@ fn systemd_units_pass_systemd_analyze_verify() {
         "ReadWritePaths=/srv",
         "PrivateTmp=yes",
         "Requires=rehost-boot.service",
-        "After=rehost-boot.service network-online.target",
+        "After=rehost-boot.service network-online.target time-sync.target",
+        "Wants=network-online.target time-sync.target",
         "EnvironmentFile=/etc/rehost/rehost.env",
     ] {
         assert!(
@@ -88,7 +89,8 @@ fn systemd_units_pass_systemd_analyze_verify() {
     for line in [
         "Type=oneshot",
         "ExecStart=/usr/local/bin/rehost boot --no-run",
-        "After=network-online.target docker.service",
+        "After=network-online.target docker.service time-sync.target",
+        "Wants=network-online.target docker.service time-sync.target",
         "EnvironmentFile=/etc/rehost/rehost.env",
     ] {
         assert!(

@@ -21,7 +21,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rehost_tests::{docker, free_port, garage, http_get, output_ok, rehost_bin, S3cmd, TestEnv};
+use rehost_tests::faultproxy::{Fault, FaultProxy, Rule};
+use rehost_tests::{
+    docker, free_port, garage, http_get, output_ok, rehost_bin, Daemon, S3cmd, TestEnv,
+};
 
 /// Waits (bounded) until `f` returns `Some`.
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -414,6 +417,89 @@ fn services_are_stopped_for_a_backup_and_started_again() {
     run.expect(1);
     assert!(run.stderr().contains("service `nope`"), "{}", run.stderr());
     assert_eq!(started_at(&project), again, "a container was restarted");
+}
+
+/// `rehost run` as root, clean environment.
+fn run_daemon(env: &TestEnv, grace: &str) -> Daemon {
+    let mut cmd = Command::new(rehost_bin());
+    cmd.arg("-c")
+        .arg(&env.config)
+        .args(["run", "--allow-root", "--grace", grace]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") || k == "REHOST_CONFIG" || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    Daemon::start(cmd)
+}
+
+/// `stop:` services are started again when the daemon cancels the backup:
+/// at its timeout, and at the end of the grace period after SIGTERM. The
+/// store stalls every request (faultproxy), so the backup never finishes.
+#[test]
+fn stop_services_run_again_after_a_timeout_or_sigterm_on_a_stalled_store() {
+    let Some((g, env, project, _cleanup)) = stack_env("stopcancel") else {
+        return;
+    };
+    let proxy = FaultProxy::start(&g.endpoint, vec![Rule::always(Fault::Stall)]);
+    let dir = env.dir.path().to_path_buf();
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/app.db"), "rows\n").unwrap();
+    std::fs::write(
+        dir.join("compose.yml"),
+        format!(
+            "services:\n  app:\n    image: rehost-test/busybox:latest\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n    volumes:\n      - {}:/data\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let state = |timeout: &str| {
+        format!(
+            "  data:\n    path: {}/data\n    stop: [app]\n    run_at_start: true\n    timeout: {timeout}\nstack:\n  compose: {}/compose.yml\n  project: {project}",
+            dir.display(),
+            dir.display()
+        )
+    };
+    env.write_config(&g, &g.endpoint, &state("5s"));
+    env.rehost(&["up"]).expect(0);
+    let before = started_at(&project);
+    assert!(before.starts_with("true "), "{before}");
+    env.write_config(&g, &proxy.endpoint(), &state("5s"));
+
+    // Timeout: the service was stopped, the backup timed out, it runs again.
+    let mut d = run_daemon(&env, "5s");
+    assert!(
+        d.wait_log(Duration::from_secs(60), |l| l
+            .contains("timed out after 5s")),
+        "{}",
+        d.log()
+    );
+    let after = wait_for("app running again", Duration::from_secs(30), || {
+        let now = started_at(&project);
+        (now.starts_with("true ") && now != before).then_some(now)
+    });
+    let (code, _) = d.terminate(Duration::from_secs(30));
+    assert_eq!(code, 0, "{}", d.log());
+
+    // SIGTERM with a backup that would run for 10 minutes: after the grace
+    // period it is cancelled, and the service runs again before the exit.
+    env.write_config(&g, &proxy.endpoint(), &state("10m"));
+    let mut d = run_daemon(&env, "2s");
+    wait_for(
+        "app stopped for the backup",
+        Duration::from_secs(60),
+        || started_at(&project).starts_with("false ").then_some(()),
+    );
+    let (code, took) = d.terminate(Duration::from_secs(2 + 20));
+    println!("exit {took:?} after SIGTERM (grace 2 s)");
+    assert_eq!(code, 0, "{}", d.log());
+    let last = started_at(&project);
+    assert!(
+        last.starts_with("true ") && last != after,
+        "app not running after the daemon exited: {last}\n{}",
+        d.log()
+    );
+    drop(proxy);
 }
 
 fn volume_labels(name: &str) -> Option<String> {

@@ -2,9 +2,11 @@
 //! the command and the daemon both run.
 
 use anyhow::Context;
-use rehost_jobs::backup::{backup, BackupOutcome};
+use rehost_jobs::backup::{backup_until, BackupOutcome};
+use rehost_jobs::cancel::CancellationToken;
 
 use super::{run_jobs, Done};
+use crate::cleanup;
 use crate::cli::Ctx;
 use crate::config::StateEntry;
 use crate::output::{bytes, count};
@@ -24,6 +26,17 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
 
 /// Backs `entry` up once (honouring `--dry-run`); the caller logs and records.
 pub async fn backup_one(ctx: &Ctx, entry: &StateEntry) -> anyhow::Result<Done> {
+    backup_one_until(ctx, entry, &CancellationToken::new()).await
+}
+
+/// [`backup_one`], stopping soon after `cancel` is cancelled (the daemon's
+/// timeout and shutdown). `stop:` services are started again on every path:
+/// after the backup, or from a [`RestartGuard`] if this future is dropped.
+pub async fn backup_one_until(
+    ctx: &Ctx,
+    entry: &StateEntry,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Done> {
     // Before anything is written: a machine that was taken over stops here
     // (exit 4), and an entry whose restore was never decided is not backed up.
     let generation = crate::generation::for_writing(ctx).await?;
@@ -33,13 +46,21 @@ pub async fn backup_one(ctx: &Ctx, entry: &StateEntry) -> anyhow::Result<Done> {
     let mut spec = ctx.resolve(entry, false).await?;
     spec.generation = generation;
     let stopped = match (&ctx.config.stack, entry.stop.is_empty() || ctx.dry_run) {
-        (Some(stack), false) => Some(stop_for_backup(&stack.project, &entry.stop).await?),
+        (Some(stack), false) => Some(RestartGuard(Some(
+            stop_for_backup(&stack.project, &entry.stop).await?,
+        ))),
         _ => None,
     };
-    let outcome = backup(ctx.store.as_ref(), &ctx.config.host, &spec, ctx.dry_run)
-        .await
-        .with_context(|| format!("back up {}", entry.path.display()));
-    if let Some((docker, ids)) = stopped {
+    let outcome = backup_until(
+        ctx.store.as_ref(),
+        &ctx.config.host,
+        &spec,
+        ctx.dry_run,
+        cancel,
+    )
+    .await
+    .with_context(|| format!("back up {}", entry.path.display()));
+    if let Some((docker, ids)) = stopped.and_then(|mut g| g.0.take()) {
         // Started again whatever the backup did; a failure to start is an
         // error of this run even when the backup itself succeeded.
         let started = engine::start_services(&docker, &ids)
@@ -92,6 +113,26 @@ pub async fn backup_one(ctx: &Ctx, entry: &StateEntry) -> anyhow::Result<Done> {
         message,
         bytes: outcome.uploaded_bytes(),
     })
+}
+
+/// Services stopped for a backup; dropped while still holding them (the
+/// backup's future was dropped), it starts them from a tracked clean-up task.
+struct RestartGuard(Option<(bollard::Docker, Vec<String>)>);
+
+impl Drop for RestartGuard {
+    fn drop(&mut self) {
+        if let Some((docker, ids)) = self.0.take() {
+            cleanup::spawn("start the `stop:` services again", async move {
+                match engine::start_services(&docker, &ids).await {
+                    Ok(()) => tracing::info!(
+                        containers = ids.len(),
+                        "`stop:` services started again after an abandoned backup"
+                    ),
+                    Err(e) => tracing::error!("cannot start the `stop:` services again: {e:#}"),
+                }
+            });
+        }
+    }
 }
 
 /// `stop:` — for applications with no online backup: their containers are

@@ -82,10 +82,15 @@ pub async fn run(ctx: &Ctx, global: &GlobalArgs, opts: &BootOptions) -> anyhow::
                 ok: result.is_ok(),
                 bytes: 0,
             };
-            let recorded = metrics::record_boot(&m.textfile_dir, &run, &steps)
-                .with_context(|| format!("write boot metrics into {}", m.textfile_dir.display()));
-            if let (Ok(()), Err(e)) = (&result, recorded) {
-                return Err(e);
+            // Never fatal: a boot that failed here after the stack is up
+            // would keep `rehost.service` (which requires the boot unit)
+            // from starting, and nothing would be backed up. `rehost status`
+            // and `rehost check` report the directory.
+            if let Err(e) = metrics::record_boot(&m.textfile_dir, &run, &steps) {
+                tracing::error!(
+                    dir = %m.textfile_dir.display(),
+                    "cannot write the boot metrics (the boot itself is not affected): {e:#}"
+                );
             }
         }
     }
@@ -199,7 +204,8 @@ async fn restore_all(ctx: &Ctx) -> anyhow::Result<()> {
         Ok(listing) => listing,
         Err(e) if e.is_unavailable() && required.is_empty() => {
             tracing::warn!(
-                "storage {} is unreachable ({e}); no entry is `required`, so the stack starts                  without restoring anything, and nothing is backed up until the store answers",
+                "storage {} is unreachable ({e}); no entry is `required`, so the stack starts \
+                 without restoring anything, and nothing is backed up until the store answers",
                 c.storage.display_url()
             );
             if !ctx.dry_run {
@@ -218,7 +224,9 @@ async fn restore_all(ctx: &Ctx) -> anyhow::Result<()> {
     if listing.is_empty() && !required.is_empty() {
         let known = generation::known_hosts(ctx.store.as_ref()).await?;
         anyhow::bail!(
-            "host `{}` is unknown to {}: it was never registered (`rehost init`) nor backed up,              so {} (required) cannot be restored. A typo in `host:` of {}? The store knows: {}.              For a new host, run `rehost init` once. Nothing was started",
+            "host `{}` is unknown to {}: it was never registered (`rehost init`) nor backed up, \
+             so {} (required) cannot be restored. A typo in `host:` of {}? The store knows: {}. \
+             For a new host, run `rehost init` once. Nothing was started",
             c.host,
             ctx.store.url(),
             required.join(", "),

@@ -10,6 +10,7 @@ use anyhow::Context;
 use nix::unistd::{access, AccessFlags};
 
 use crate::cli::{Ctx, UsageError};
+use crate::config::StateEntry;
 use crate::stack::compose;
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
@@ -111,6 +112,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
             format!("missing, and so is {}", parent.display())
         };
         println!("state {}: {} {status}", entry.name, entry.path.display());
+        println!("state {}: {}", entry.name, schedule_summary(entry));
     }
     if let Some(m) = &c.metrics {
         let ok = writable(&m.textfile_dir);
@@ -133,13 +135,55 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `rehost run` does with an entry: its backup schedule, the prune
+/// after each backup (`keep:`), its verify schedule.
+pub(crate) fn schedule_summary(entry: &StateEntry) -> String {
+    let backup = match (&entry.backup, entry.keep) {
+        (Some(cron), Some(_)) => format!("backup {cron:?}, then prune (keep:)"),
+        (Some(cron), None) => format!("backup {cron:?}, every backup kept (no keep:)"),
+        (None, _) => "no scheduled backup".to_string(),
+    };
+    let verify = match (&entry.verify, &entry.backup) {
+        (Some(cron), _) => format!("verify {cron:?}"),
+        (None, Some(_)) => "never verified (no verify:)".to_string(),
+        (None, None) => "no scheduled verify".to_string(),
+    };
+    format!("{backup}; {verify}")
+}
+
 /// A directory that exists and that we may write into (or that we could create).
-fn writable(dir: &Path) -> bool {
+pub(crate) fn writable(dir: &Path) -> bool {
     if dir.is_dir() {
         return access(dir, AccessFlags::W_OK).is_ok();
     }
+    // The nearest existing ancestor is where it would be created: a file
+    // there (even for root) makes it impossible.
     dir.ancestors()
         .skip(1)
-        .find(|a| a.is_dir())
-        .is_some_and(|a| access(a, AccessFlags::W_OK).is_ok())
+        .find(|a| a.symlink_metadata().is_ok())
+        .is_some_and(|a| a.is_dir() && access(a, AccessFlags::W_OK).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_summary_names_backup_prune_and_verify() {
+        let text = "host: h\nstorage:\n  url: file:///tmp/x\nstate:\n  a:\n    path: /srv/a\n    backup: \"0 3 * * *\"\n    keep: { last: 2 }\n    verify: \"15 4 * * *\"\n  b:\n    path: /srv/b\n    backup: \"0 5 * * *\"\n  c:\n    path: /srv/c\n";
+        let config =
+            crate::config::parse(Path::new("/etc/rehost/rehost.yaml"), text, &|_| None).unwrap();
+        assert_eq!(
+            schedule_summary(&config.state["a"]),
+            "backup \"0 3 * * *\", then prune (keep:); verify \"15 4 * * *\""
+        );
+        assert_eq!(
+            schedule_summary(&config.state["b"]),
+            "backup \"0 5 * * *\", every backup kept (no keep:); never verified (no verify:)"
+        );
+        assert_eq!(
+            schedule_summary(&config.state["c"]),
+            "no scheduled backup; no scheduled verify"
+        );
+    }
 }

@@ -10,12 +10,17 @@ use anyhow::Context;
 use rehost_jobs::metrics;
 use tokio::signal::unix::{signal, SignalKind};
 
-use super::backup::backup_one;
+use rehost_jobs::cancel::CancellationToken;
+use rehost_jobs::catalog::Selector;
+
+use super::backup::backup_one_until;
+use super::prune::prune_one;
 use super::pull::pull_one;
+use super::verify::verify_one;
 use crate::cli::{Ctx, UsageError};
-use crate::config::{JobKind, JobRef};
+use crate::config::{JobKind, JobRef, StateEntry};
 use crate::daemon::schedule::{Schedule, SystemClock};
-use crate::daemon::{self, JobDef, Op, Outcome, Recorder};
+use crate::daemon::{self, FollowUp, JobDef, Op, Outcome, Recorder};
 
 pub async fn run(ctx: Ctx, allow_root: bool, grace: Duration) -> anyhow::Result<()> {
     if nix::unistd::geteuid().is_root() && !allow_root {
@@ -51,10 +56,12 @@ pub async fn run(ctx: Ctx, allow_root: bool, grace: Duration) -> anyhow::Result<
     );
     if jobs.is_empty() {
         tracing::warn!(
-            "nothing to schedule: no `backup:`, `schedule:` or `run_at_start:` in the config"
+            "nothing to schedule: no `backup:`, `verify:`, `schedule:` or `run_at_start:` in the config"
         );
     }
     let report = daemon::run(jobs, Arc::new(SystemClock), recorder(&ctx), grace, shutdown).await;
+    // `stop:` services of an abandoned backup are being started again.
+    crate::cleanup::wait(Duration::from_secs(5)).await;
     tracing::info!(
         runs = report.started,
         skipped = report.skipped,
@@ -68,54 +75,110 @@ pub async fn run(ctx: Ctx, allow_root: bool, grace: Duration) -> anyhow::Result<
 fn jobs(ctx: &Arc<Ctx>) -> anyhow::Result<Vec<JobDef>> {
     ctx.config
         .jobs()
-        .filter(|j| j.schedule.is_some() || j.overrides.run_at_start)
+        .filter(|j| j.schedule.is_some() || j.run_at_start)
         .map(|j| job_def(ctx, j))
         .collect()
 }
 
 /// Starts one attempt of a job on the entry named by the `String`.
-type Attempt = fn(Arc<Ctx>, String) -> daemon::JobFuture;
+type Attempt = fn(Arc<Ctx>, String, CancellationToken) -> daemon::JobFuture;
+
+fn state_entry<'a>(ctx: &'a Ctx, name: &str) -> anyhow::Result<&'a StateEntry> {
+    ctx.config
+        .state
+        .get(name)
+        .with_context(|| format!("state entry {name} vanished"))
+}
 
 /// One attempt of a backup of the state entry named `name`.
-fn backup_attempt(ctx: Arc<Ctx>, name: String) -> daemon::JobFuture {
+fn backup_attempt(ctx: Arc<Ctx>, name: String, cancel: CancellationToken) -> daemon::JobFuture {
+    Box::pin(async move { backup_one_until(&ctx, state_entry(&ctx, &name)?, &cancel).await })
+}
+
+/// The prune that follows a successful backup of `name`, per its `keep:`.
+fn prune_attempt(ctx: Arc<Ctx>, name: String, cancel: CancellationToken) -> daemon::JobFuture {
     Box::pin(async move {
-        let entry = ctx
-            .config
-            .state
-            .get(&name)
-            .with_context(|| format!("state entry {name} vanished"))?;
-        backup_one(&ctx, entry).await
+        let entry = state_entry(&ctx, &name)?;
+        let policy = entry
+            .keep
+            .with_context(|| format!("state entry {name} has no keep policy"))?;
+        // Retention only sends requests: dropping it at cancellation stops
+        // it between deletes (manifests go first, so nothing is left half-deleted
+        // that a later prune does not finish).
+        tokio::select! {
+            _ = cancel.cancelled() => anyhow::bail!("cancelled"),
+            pruned = prune_one(&ctx, entry, &policy) => {
+                let pruned = pruned?;
+                for line in &pruned.lines {
+                    tracing::info!(job = "prune", target = %name, "{line}");
+                }
+                Ok(pruned.done)
+            }
+        }
+    })
+}
+
+/// One attempt of a verify of the newest backup of `name`.
+fn verify_attempt(ctx: Arc<Ctx>, name: String, cancel: CancellationToken) -> daemon::JobFuture {
+    Box::pin(async move {
+        let entry = state_entry(&ctx, &name)?;
+        // Verify only reads the store: dropping it stops it.
+        tokio::select! {
+            _ = cancel.cancelled() => anyhow::bail!("cancelled"),
+            done = verify_one(&ctx, entry, &Selector::Latest) => done,
+        }
     })
 }
 
 /// One attempt of a pull of the pull entry named `name`.
-fn pull_attempt(ctx: Arc<Ctx>, name: String) -> daemon::JobFuture {
+fn pull_attempt(ctx: Arc<Ctx>, name: String, cancel: CancellationToken) -> daemon::JobFuture {
     Box::pin(async move {
         let entry = ctx
             .config
             .pull
             .get(&name)
             .with_context(|| format!("pull entry {name} vanished"))?;
-        pull_one(&ctx, entry).await
+        tokio::select! {
+            _ = cancel.cancelled() => anyhow::bail!("cancelled"),
+            done = pull_one(&ctx, entry) => done,
+        }
     })
+}
+
+fn op(ctx: &Arc<Ctx>, target: &str, attempt: Attempt) -> Op {
+    let (ctx, target) = (Arc::clone(ctx), target.to_string());
+    Arc::new(move |cancel| attempt(Arc::clone(&ctx), target.clone(), cancel))
 }
 
 fn job_def(ctx: &Arc<Ctx>, j: JobRef<'_>) -> anyhow::Result<JobDef> {
     let (key, attempt): (String, Attempt) = match j.kind {
         JobKind::Backup => (format!("state.{}.backup", j.target), backup_attempt),
         JobKind::Pull => (format!("pull.{}.schedule", j.target), pull_attempt),
+        JobKind::Verify => (format!("state.{}.verify", j.target), verify_attempt),
     };
     let schedule = j.schedule.map(Schedule::parse).transpose().context(key)?;
     let settings = ctx.config.jobs.resolve(j.overrides);
-    let (ctx, target) = (Arc::clone(ctx), j.target.to_string());
-    let op: Op = Arc::new(move || attempt(Arc::clone(&ctx), target.clone()));
+    // `keep:` is applied after each successful backup of its entry.
+    let then = match j.kind {
+        JobKind::Backup => ctx
+            .config
+            .state
+            .get(j.target)
+            .and_then(|e| e.keep)
+            .map(|_| FollowUp {
+                job: "prune",
+                op: op(ctx, j.target, prune_attempt),
+            }),
+        JobKind::Pull | JobKind::Verify => None,
+    };
     Ok(JobDef {
         job: j.kind.as_str(),
         target: j.target.to_string(),
         schedule,
-        run_at_start: j.overrides.run_at_start,
+        run_at_start: j.run_at_start,
         settings,
-        op,
+        op: op(ctx, j.target, attempt),
+        then,
     })
 }
 
@@ -133,4 +196,53 @@ fn recorder(ctx: &Arc<Ctx>) -> Recorder {
             tracing::error!(job = o.job, target = %o.target, attempts = o.attempts, "cannot record the run: {e:#}");
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// Every schedule the configuration names becomes a job of the daemon:
+    /// backups (with the prune after them where `keep:` is set), pulls and
+    /// verifies.
+    #[test]
+    fn every_configured_schedule_is_scheduled() {
+        let text = "host: h\nstorage:\n  url: file:///tmp/rehost-unused\nstate:\n  a:\n    path: /srv/a\n    backup: \"0 3 * * *\"\n    keep: { last: 2 }\n    verify: \"15 4 * * *\"\n  b:\n    path: /srv/b\n    backup: \"0 5 * * *\"\n  c:\n    path: /srv/c\n    run_at_start: true\n  d:\n    path: /srv/d\npull:\n  www:\n    source: s3://content/www/\n    dest: /srv/www\n    schedule: \"*/5 * * * *\"\n";
+        let config =
+            crate::config::parse(Path::new("/etc/rehost/rehost.yaml"), text, &|_| None).unwrap();
+        let ctx = Arc::new(Ctx::new(
+            config,
+            Arc::new(rehost_jobs::store::FsStore::new(
+                "/tmp/rehost-unused".into(),
+            )),
+            None,
+            false,
+        ));
+        let jobs: Vec<_> = jobs(&ctx)
+            .unwrap()
+            .into_iter()
+            .map(|j| {
+                (
+                    j.job,
+                    j.target,
+                    j.schedule.map(|s| s.as_str().to_string()),
+                    j.run_at_start,
+                    j.then.map(|t| t.job),
+                )
+            })
+            .collect();
+        let s = |t: &str| Some(t.to_string());
+        assert_eq!(
+            jobs,
+            [
+                ("backup", "a".into(), s("0 3 * * *"), false, Some("prune")),
+                ("backup", "b".into(), s("0 5 * * *"), false, None),
+                ("backup", "c".into(), None, true, None),
+                ("pull", "www".into(), s("*/5 * * * *"), false, None),
+                ("verify", "a".into(), s("15 4 * * *"), false, None),
+            ]
+        );
+    }
 }

@@ -11,6 +11,8 @@
 //! consecutive occurrences of its cron schedule (over its next 32). A job
 //! whose last run failed is not stale while an earlier success is recent
 //! enough: one failure is tolerated, two missed periods are not.
+//! An unwritable metrics directory is reported too (exit 1): runs then go
+//! unrecorded (jobs log it but do not fail because of it).
 //! Without a `metrics:` section there is nothing to read: exit 2.
 
 use std::fmt::Write as _;
@@ -48,16 +50,30 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let now = Utc::now();
     let rows = assess(&ctx.config, found, now);
     print!("{}", table(&rows, now));
+    // Jobs never fail because of their metrics (they log it): this is where
+    // an operator sees that runs are going unrecorded.
+    let unwritable = !super::check::writable(&m.textfile_dir);
+    if unwritable {
+        println!(
+            "metrics {}: NOT writable by this user: runs are not recorded, and alerts on them go blind",
+            m.textfile_dir.display()
+        );
+    }
     let stale: Vec<String> = rows
         .iter()
         .filter(|r| r.state == State::Stale)
         .map(|r| format!("{} {}", r.job, r.target))
         .collect();
-    if stale.is_empty() {
-        Ok(())
-    } else {
-        Err(Stale(stale).into())
+    if !stale.is_empty() {
+        return Err(Stale(stale).into());
     }
+    if unwritable {
+        anyhow::bail!(
+            "the metrics directory {} is not writable by this user",
+            m.textfile_dir.display()
+        );
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,6 +6,7 @@ use rehost_jobs::verify::verify;
 
 use super::{run_jobs, Done};
 use crate::cli::Ctx;
+use crate::config::StateEntry;
 use crate::output::{bytes, count};
 
 pub async fn run(ctx: &Ctx, names: &[String], selector: Selector) -> anyhow::Result<()> {
@@ -17,43 +18,52 @@ pub async fn run(ctx: &Ctx, names: &[String], selector: Selector) -> anyhow::Res
         |e| e.name.clone(),
         |entry| {
             let selector = selector.clone();
-            async move {
-                let report = verify(
-                    ctx.store.as_ref(),
-                    &ctx.config.host,
-                    &entry.name,
-                    &selector,
-                    ctx.encryption.as_deref(),
-                    !ctx.dry_run,
-                )
-                .await
-                .context("verify backup")?;
-                Ok(match report {
-                    Some(r) if r.content_checked => Done {
-                        message: format!(
-                            "backup {} is intact ({}, {} checked)",
-                            r.id,
-                            count(r.files, "file"),
-                            bytes(r.bytes)
-                        ),
-                        bytes: r.bytes,
-                    },
-                    Some(r) => Done {
-                        message: format!(
-                            "backup {}: the encrypted objects match their manifest ({} checked); \
-                             their content was not checked: no storage.encryption.identity_file here",
-                            r.id,
-                            bytes(r.bytes)
-                        ),
-                        bytes: r.bytes,
-                    },
-                    None => Done {
-                        message: "no backup in storage yet; nothing to verify".into(),
-                        bytes: 0,
-                    },
-                })
-            }
+            async move { verify_one(ctx, entry, &selector).await }
         },
     )
     .await
+}
+
+/// Verifies the backup of `entry` that `selector` names (recording it in
+/// `verified.json` unless `--dry-run`): the code path of `rehost verify` and
+/// of the daemon's scheduled verify.
+pub(crate) async fn verify_one(
+    ctx: &Ctx,
+    entry: &StateEntry,
+    selector: &Selector,
+) -> anyhow::Result<Done> {
+    let report = verify(
+        ctx.store.as_ref(),
+        &ctx.config.host,
+        &entry.name,
+        selector,
+        ctx.encryption.as_deref(),
+        !ctx.dry_run,
+    )
+    .await
+    .context("verify backup")?;
+    Ok(match report {
+        Some(r) if r.content_checked => Done {
+            message: format!(
+                "backup {} is intact ({}, {} checked)",
+                r.id,
+                count(r.files, "file"),
+                bytes(r.bytes)
+            ),
+            bytes: r.bytes,
+        },
+        Some(r) => Done {
+            message: format!(
+                "backup {}: the encrypted objects match their manifest ({} checked); \
+                 their content was not checked: no storage.encryption.identity_file here",
+                r.id,
+                bytes(r.bytes)
+            ),
+            bytes: r.bytes,
+        },
+        None => Done {
+            message: "no backup in storage yet; nothing to verify".into(),
+            bytes: 0,
+        },
+    })
 }

@@ -120,7 +120,11 @@ pub struct StateEntry {
     pub required: bool,
     /// Cron schedule of backups (5 fields, or 6 with seconds first).
     pub backup: Option<String>,
+    /// Applied by `rehost prune`, and by `rehost run` after each successful
+    /// scheduled backup of this entry.
     pub keep: Option<rehost_jobs::retention::KeepPolicy>,
+    /// Cron schedule of `rehost run`'s verify of the newest backup.
+    pub verify: Option<String>,
     /// Admin API base URL (`http://` only), for [`StateKind::Prometheus`]:
     /// always set for that kind (default [`DEFAULT_PROMETHEUS_API`]).
     pub api: Option<String>,
@@ -218,6 +222,8 @@ pub enum JobKind {
     Backup,
     /// Pull a pull entry.
     Pull,
+    /// Verify the newest backup of a state entry.
+    Verify,
 }
 
 impl JobKind {
@@ -226,6 +232,7 @@ impl JobKind {
         match self {
             JobKind::Backup => "backup",
             JobKind::Pull => "pull",
+            JobKind::Verify => "verify",
         }
     }
 }
@@ -238,27 +245,47 @@ pub struct JobRef<'a> {
     /// The entry's name: the metrics' `target` label.
     pub target: &'a str,
     pub schedule: Option<&'a str>,
+    /// Timeout, jitter and retries (the entry's).
     pub overrides: &'a JobOverrides,
+    /// Also run once when the daemon starts: the entry's `run_at_start` for
+    /// backups and pulls; never for verifies (a verify at every start would
+    /// download every backup on every boot).
+    pub run_at_start: bool,
 }
 
 impl Config {
     /// Every job of the configuration: a backup per state entry, then a pull
-    /// per pull entry, in file order. `rehost run` schedules these and
-    /// `rehost status` reports on them.
+    /// per pull entry, then a verify per state entry with `verify:`, in file
+    /// order. `rehost run` schedules these and `rehost status` reports on
+    /// them. (Prune is no job of its own: the daemon applies `keep:` after
+    /// each successful backup.)
     pub fn jobs(&self) -> impl Iterator<Item = JobRef<'_>> {
         let backups = self.state.values().map(|e| JobRef {
             kind: JobKind::Backup,
             target: &e.name,
             schedule: e.backup.as_deref(),
             overrides: &e.job,
+            run_at_start: e.job.run_at_start,
         });
         let pulls = self.pull.values().map(|e| JobRef {
             kind: JobKind::Pull,
             target: &e.name,
             schedule: e.schedule.as_deref(),
             overrides: &e.job,
+            run_at_start: e.job.run_at_start,
         });
-        backups.chain(pulls)
+        let verifies = self
+            .state
+            .values()
+            .filter(|e| e.verify.is_some())
+            .map(|e| JobRef {
+                kind: JobKind::Verify,
+                target: &e.name,
+                schedule: e.verify.as_deref(),
+                overrides: &e.job,
+                run_at_start: false,
+            });
+        backups.chain(pulls).chain(verifies)
     }
 }
 

@@ -90,6 +90,8 @@ pub(crate) struct RawState {
     pub(crate) backup: Option<String>,
     pub(crate) keep: Option<RawKeep>,
     #[serde(default, deserialize_with = "lenient::string")]
+    pub(crate) verify: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     pub(crate) api: Option<String>,
     #[serde(default)]
     pub(crate) databases: Option<Vec<String>>,

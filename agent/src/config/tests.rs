@@ -59,6 +59,7 @@ state:
     required: true               # boot fails when storage is unreachable
     backup: "* * * * *"          # cron, 5 or 6 fields
     keep: { last: 10, daily: 14 }
+    verify: "15 4 * * *"         # scheduled verify of the newest backup
   prometheus:
     path: /srv/prometheus
     kind: prometheus             # consistent snapshot via the admin API
@@ -132,6 +133,7 @@ fn spec_example_parses_with_every_value() {
                 daily: 14,
                 ..KeepPolicy::default()
             }),
+            verify: Some("15 4 * * *".to_string()),
             api: None,
             databases: vec![],
             stop: vec![],
@@ -149,6 +151,7 @@ fn spec_example_parses_with_every_value() {
     assert!(!prometheus.required);
     assert_eq!(prometheus.mode, None);
     assert_eq!(prometheus.keep, None);
+    assert_eq!(prometheus.verify, None);
     assert_eq!(config.state["grafana"].path, PathBuf::from("/srv/grafana"));
 
     assert_eq!(
@@ -201,6 +204,20 @@ fn shipped_example_parses() {
     assert_eq!(config.state["prometheus"].kind, StateKind::Prometheus);
     assert_eq!(config.state["grafana"].kind, StateKind::Sqlite);
     assert_eq!(config.state["grafana"].databases, ["*.db"]);
+    // Every entry is verified daily, and every entry with backups prunes them.
+    for entry in config.state.values() {
+        let verify = entry.verify.as_deref().unwrap_or_default();
+        assert!(
+            verify.ends_with(" * * *"),
+            "{}: verify {verify:?}",
+            entry.name
+        );
+        assert!(
+            entry.backup.is_none() || entry.keep.is_some(),
+            "{}",
+            entry.name
+        );
+    }
     assert_eq!(
         config.state["grafana"].keep,
         Some(KeepPolicy {
@@ -523,6 +540,13 @@ fn errors_name_line_column_and_key() {
             column: Some(5),
             key: Some("state.acme.backup"),
             message: "expected a cron schedule with 5 or 6 fields like \"*/5 * * * *\", got \"every minute\"",
+        },
+        Case {
+            text: "state:\n  acme:\n    path: /srv/acme\n    verify: daily\n",
+            line: Some(7),
+            column: Some(5),
+            key: Some("state.acme.verify"),
+            message: "expected a cron schedule with 5 or 6 fields like \"*/5 * * * *\", got \"daily\"",
         },
         Case {
             text: "pull:\n  site:\n    source: s3://content\n    dest: /srv/www\n    schedule: \"* * * *\"\n",
@@ -1045,4 +1069,23 @@ fn pull_source_may_be_a_local_directory() {
         "{BASE}pull:\n  p:\n    source: file://relative\n    dest: /srv/www\n"
     ));
     assert!(e.to_string().contains("pull.p.source"), "{e}");
+}
+
+#[test]
+fn a_verify_schedule_is_a_job_that_never_runs_at_start() {
+    let config = ok(&format!(
+        "{BASE}state:\n  acme:\n    path: /srv/acme\n    backup: \"0 * * * *\"\n    verify: \"15 4 * * *\"\n    run_at_start: true\n  site:\n    path: /srv/site\n"
+    ));
+    let jobs: Vec<(&str, &str, Option<&str>, bool)> = config
+        .jobs()
+        .map(|j| (j.kind.as_str(), j.target, j.schedule, j.run_at_start))
+        .collect();
+    assert_eq!(
+        jobs,
+        [
+            ("backup", "acme", Some("0 * * * *"), true),
+            ("backup", "site", None, false),
+            ("verify", "acme", Some("15 4 * * *"), false),
+        ]
+    );
 }

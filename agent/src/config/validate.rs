@@ -346,6 +346,11 @@ fn state_entry(name: &str, raw: RawState) -> Result<StateEntry, Problem> {
         .map(|s| cron(&s))
         .transpose()
         .map_err(|m| Problem::new(key("backup"), m))?;
+    let verify = raw
+        .verify
+        .map(|s| cron(&s))
+        .transpose()
+        .map_err(|m| Problem::new(key("verify"), m))?;
     let keep = raw
         .keep
         .map(keep_policy)
@@ -414,6 +419,7 @@ fn state_entry(name: &str, raw: RawState) -> Result<StateEntry, Problem> {
         required: raw.required.unwrap_or(false),
         backup,
         keep,
+        verify,
         api,
         databases,
         stop,

@@ -7,17 +7,27 @@
 //!   life (jitter, attempts, backoff); an occurrence that finds the lock taken
 //!   is skipped and logged (`warn`, with job and target), never queued.
 //! - A run is: a random delay in `0..=jitter`, then up to `1 + retries`
-//!   attempts, each bounded by `timeout` (the attempt's future is dropped when
-//!   it expires), with a backoff of 1 s, 2 s, 4 s … capped at 60 s between
-//!   them. Every failed attempt is logged; only the run's final outcome is
-//!   recorded, once, through [`Recorder`] (one metrics run per run).
+//!   attempts, each bounded by `timeout`, with a backoff of 1 s, 2 s, 4 s …
+//!   capped at 60 s between them. Every failed attempt is logged; only the
+//!   run's final outcome is recorded, once, through [`Recorder`] (one metrics
+//!   run per run).
+//! - Each attempt gets a cancellation token. At its timeout (or when the
+//!   runs are abandoned) the token is cancelled and the attempt is awaited
+//!   for up to [`WIND_DOWN`] more, so that its blocking work stops, its
+//!   `stop:` services start again and its upload is aborted *before* a retry
+//!   or the exit; only an attempt still going after that is dropped. The next
+//!   attempt never starts while the previous one is still winding down.
+//! - After a successful run, the job's follow-up (a backup's prune, per
+//!   `keep:`) runs within the same run, so it never overlaps the job, and is
+//!   recorded under its own job name; its failure does not fail the run.
 //! - Dropping a backup mid-way is safe: its manifest is written last, so an
 //!   abandoned upload is an incomplete backup that does not exist for restore
 //!   and that prune removes later.
 //! - Shutdown is passed in as a future and fanned out as two tokens: `stop`
 //!   (no new run, no new attempt, no jitter or backoff wait) when the future
 //!   resolves, then `abandon` when the grace period is over; runs still going
-//!   then are dropped and recorded as failed. Every spawned task is awaited.
+//!   then are cancelled and recorded as failed. [`run`] returns at most
+//!   `grace` + [`WIND_DOWN`] after the shutdown future resolved.
 
 pub(crate) mod schedule;
 
@@ -38,15 +48,18 @@ use tokio_util::task::TaskTracker;
 
 use crate::cmd::Done;
 use crate::config::JobDefaults;
-use schedule::{sleep_until_wall, Clock, Schedule};
+use schedule::{sleep_until_wall, Clock, Schedule, Wake};
 
 /// First backoff between attempts; doubled after each failed attempt.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a cancelled attempt is awaited before it is dropped.
+pub(crate) const WIND_DOWN: Duration = Duration::from_secs(10);
 
 pub(crate) type JobFuture = Pin<Box<dyn Future<Output = anyhow::Result<Done>> + Send>>;
-/// Starts one attempt of a job.
-pub(crate) type Op = Arc<dyn Fn() -> JobFuture + Send + Sync>;
+/// Starts one attempt of a job; the attempt should stop (soon) once the token
+/// is cancelled.
+pub(crate) type Op = Arc<dyn Fn(CancellationToken) -> JobFuture + Send + Sync>;
 /// Receives the final outcome of every run (writes the metrics).
 pub(crate) type Recorder = Arc<dyn Fn(&Outcome) + Send + Sync>;
 
@@ -59,6 +72,15 @@ pub(crate) struct JobDef {
     pub schedule: Option<Schedule>,
     pub run_at_start: bool,
     pub settings: JobDefaults,
+    pub op: Op,
+    /// Runs once after each successful run (a backup's prune).
+    pub then: Option<FollowUp>,
+}
+
+/// Work that follows a successful run of a job, recorded as its own job.
+pub(crate) struct FollowUp {
+    /// The metrics' `job` label (`prune`).
+    pub job: &'static str,
     pub op: Op,
 }
 
@@ -133,7 +155,15 @@ pub(crate) async fn run(
             "grace period over: abandoning the runs still going"
         );
         ctl.abandon.cancel();
-        ctl.runs.wait().await;
+        // Each run awaits its cancelled attempt for at most WIND_DOWN; the
+        // margin covers recording the outcomes.
+        let bound = WIND_DOWN + Duration::from_secs(2);
+        if tokio::time::timeout(bound, ctl.runs.wait()).await.is_err() {
+            tracing::error!(
+                running = ctl.runs.len(),
+                "runs still going after their cancellation; exiting anyway"
+            );
+        }
     }
     Report {
         started: ctl.started.load(Ordering::Relaxed),
@@ -151,19 +181,36 @@ async fn job_loop(def: Arc<JobDef>, ctl: Arc<Control>) {
         return;
     };
     tracing::info!(job = def.job, target = %def.target, schedule = schedule.as_str(), "scheduled");
+    let mut from = ctl.clock.now();
     loop {
-        let Some(next) = schedule.next_after(ctl.clock.now()) else {
+        let Some(next) = schedule.next_after(from) else {
             tracing::warn!(job = def.job, target = %def.target, schedule = schedule.as_str(), "the schedule has no further occurrence");
             return;
         };
-        tokio::select! {
+        let wake = tokio::select! {
             _ = ctl.stop.cancelled() => return,
-            _ = sleep_until_wall(&ctl.clock, next) => {}
-        }
+            wake = sleep_until_wall(&ctl.clock, next) => wake,
+        };
         if ctl.stop.is_cancelled() {
             return;
         }
-        start(&def, &ctl, &running, "schedule");
+        match wake {
+            // From now: occurrences that a forward step jumped over are one
+            // run, not a burst.
+            Wake::Due => {
+                start(&def, &ctl, &running, "schedule");
+                from = ctl.clock.now();
+            }
+            Wake::SteppedBack { since } => {
+                tracing::warn!(
+                    job = def.job,
+                    target = %def.target,
+                    "the wall clock was stepped back: computing the next run again"
+                );
+                // Strictly after `from`: an occurrence exactly at `since` counts.
+                from = since - chrono::Duration::milliseconds(1);
+            }
+        }
     }
 }
 
@@ -242,18 +289,7 @@ async fn run_once(def: &JobDef, ctl: &Control, trigger: &'static str) {
     let mut attempts = 0u32;
     let result = loop {
         attempts += 1;
-        let attempt = tokio::select! {
-            biased;
-            _ = ctl.abandon.cancelled() => Attempt::Abandoned,
-            r = tokio::time::timeout(settings.timeout, (def.op)()) => match r {
-                Ok(Ok(done)) => Attempt::Done(done),
-                Ok(Err(e)) => Attempt::Failed(e),
-                Err(_) => Attempt::Failed(anyhow::anyhow!(
-                    "timed out after {}",
-                    humantime::format_duration(settings.timeout)
-                )),
-            },
-        };
+        let attempt = attempt_once(def.job, target, &def.op, settings.timeout, ctl).await;
         match attempt {
             Attempt::Done(done) => break Ok(done),
             Attempt::Abandoned => {
@@ -323,12 +359,106 @@ async fn run_once(def: &JobDef, ctl: &Control, trigger: &'static str) {
             Err(format!("{e:#}"))
         }
     };
+    let succeeded = result.is_ok();
     (ctl.recorder)(&Outcome {
         job,
         target: def.target.clone(),
         started,
         duration,
         attempts,
+        result,
+    });
+    if let Some(then) = def.then.as_ref().filter(|_| succeeded) {
+        follow_up(then, target, settings.timeout, ctl).await;
+    }
+}
+
+/// One attempt of `op`, bounded by `timeout` and by the abandon token; a
+/// cancelled attempt is awaited for up to [`WIND_DOWN`] (see the module header).
+async fn attempt_once(
+    job: &'static str,
+    target: &str,
+    op: &Op,
+    timeout: Duration,
+    ctl: &Control,
+) -> Attempt {
+    let token = ctl.abandon.child_token();
+    let mut fut = op(token.clone());
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let ended = tokio::select! {
+        biased;
+        _ = ctl.abandon.cancelled() => Attempt::Abandoned,
+        r = &mut fut => return match r {
+            Ok(done) => Attempt::Done(done),
+            Err(e) => Attempt::Failed(e),
+        },
+        _ = &mut deadline => Attempt::Failed(anyhow::anyhow!(
+            "timed out after {}",
+            humantime::format_duration(timeout)
+        )),
+    };
+    token.cancel();
+    match tokio::time::timeout(WIND_DOWN, fut).await {
+        Ok(r) => tracing::debug!(job, target, ok = r.is_ok(), "cancelled attempt ended"),
+        Err(_) => tracing::error!(
+            job,
+            target,
+            wind_down_ms = WIND_DOWN.as_millis() as u64,
+            "the cancelled attempt did not end; dropped"
+        ),
+    }
+    ended
+}
+
+/// Runs `then` once after a successful run, recorded under its own job name.
+async fn follow_up(then: &FollowUp, target: &str, timeout: Duration, ctl: &Control) {
+    let job = then.job;
+    if ctl.stop.is_cancelled() {
+        tracing::info!(job, target, "shutting down: {job} not started");
+        return;
+    }
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let result = match attempt_once(job, target, &then.op, timeout, ctl).await {
+        Attempt::Done(done) => {
+            tracing::info!(
+                job,
+                target,
+                result = "ok",
+                duration_ms = clock.elapsed().as_millis() as u64,
+                bytes = done.bytes,
+                "{job} {target}: {}",
+                done.message
+            );
+            Ok(done.bytes)
+        }
+        Attempt::Failed(e) => {
+            tracing::error!(
+                job,
+                target,
+                result = "failed",
+                duration_ms = clock.elapsed().as_millis() as u64,
+                "{job} {target} failed: {e:#}"
+            );
+            Err(format!("{e:#}"))
+        }
+        Attempt::Abandoned => {
+            tracing::error!(
+                job,
+                target,
+                result = "failed",
+                "{job} {target} abandoned: still running when the shutdown grace period ended"
+            );
+            Err("abandoned: still running when the shutdown grace period ended".to_string())
+        }
+    };
+    (ctl.recorder)(&Outcome {
+        job,
+        target: target.to_string(),
+        started,
+        duration: clock.elapsed(),
+        attempts: 1,
         result,
     });
 }

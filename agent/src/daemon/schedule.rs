@@ -90,17 +90,48 @@ impl Clock for SystemClock {
 }
 
 /// Longest single sleep: the wall clock is re-read at least this often, so a
-/// clock step (NTP, a resumed VM) delays a run by at most this much.
+/// clock step (NTP, a resumed VM) is noticed within this much.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// A wall clock that reads this much less than it should after a sleep was
+/// stepped back (tokio's timer may wake a little late, never early).
+const STEP_TOLERANCE: Duration = Duration::from_secs(2);
 
-/// Sleeps until the wall clock `clock` reads `at` or later.
-pub(crate) async fn sleep_until_wall(clock: &Arc<dyn Clock>, at: DateTime<Utc>) {
+/// Why [`sleep_until_wall`] returned.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// The wall clock reads `at` or later.
+    Due,
+    /// The wall clock was stepped back: `at` was computed from a time that
+    /// no longer holds (a VM that booted with its clock ahead and was then
+    /// corrected by NTP), and waiting for it could skip hours or days of
+    /// occurrences. The step happened at `since` or later (new time): the
+    /// caller computes the next occurrence again from there, so one that
+    /// fell between the step and its detection still runs (late).
+    SteppedBack { since: DateTime<Utc> },
+}
+
+/// Sleeps until the wall clock `clock` reads `at` or later, or until it is
+/// stepped back. A forward step past `at` wakes once: the caller then asks
+/// for the next occurrence after the new time, so no burst of the skipped
+/// occurrences follows.
+pub(crate) async fn sleep_until_wall(clock: &Arc<dyn Clock>, at: DateTime<Utc>) -> Wake {
     loop {
-        let left = match (at - clock.now()).to_std() {
+        let before = clock.now();
+        let left = match (at - before).to_std() {
             Ok(left) if !left.is_zero() => left,
-            _ => return,
+            _ => return Wake::Due,
         };
-        tokio::time::sleep(left.min(MAX_SLEEP)).await;
+        let nap = left.min(MAX_SLEEP);
+        let slept_from = tokio::time::Instant::now();
+        tokio::time::sleep(nap).await;
+        let slept =
+            chrono::Duration::from_std(slept_from.elapsed()).unwrap_or(chrono::TimeDelta::MAX);
+        let tolerance =
+            chrono::Duration::from_std(STEP_TOLERANCE).unwrap_or(chrono::TimeDelta::MAX);
+        let now = clock.now();
+        if now < before + slept - tolerance {
+            return Wake::SteppedBack { since: now - slept };
+        }
     }
 }
 

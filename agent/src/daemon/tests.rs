@@ -50,6 +50,7 @@ fn job(schedule: Option<&str>, run_at_start: bool, settings: JobDefaults, op: Op
         run_at_start,
         settings,
         op,
+        then: None,
     }
 }
 
@@ -82,7 +83,7 @@ async fn a_job_never_overlaps_itself_and_skips_are_counted() {
     let current = Arc::new(AtomicU32::new(0));
     let most = Arc::new(AtomicU32::new(0));
     let (c, m) = (Arc::clone(&current), Arc::clone(&most));
-    let op: Op = Arc::new(move || {
+    let op: Op = Arc::new(move |_| {
         let (c, m) = (Arc::clone(&c), Arc::clone(&m));
         Box::pin(async move {
             let now = c.fetch_add(1, Ordering::SeqCst) + 1;
@@ -123,10 +124,10 @@ impl Drop for DropFlag {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_hung_attempt_is_dropped_at_its_timeout_and_recorded_as_failed() {
+async fn a_hung_attempt_that_ignores_its_cancellation_is_dropped_after_the_wind_down() {
     let dropped = Arc::new(AtomicU32::new(0));
     let d = Arc::clone(&dropped);
-    let op: Op = Arc::new(move || {
+    let op: Op = Arc::new(move |_| {
         let flag = DropFlag(Arc::clone(&d));
         Box::pin(async move {
             let _flag = flag;
@@ -141,14 +142,15 @@ async fn a_hung_attempt_is_dropped_at_its_timeout_and_recorded_as_failed() {
         clock(),
         rec,
         Duration::from_secs(30),
-        sleep(Duration::from_secs(10)),
+        sleep(Duration::from_secs(20)),
     )
     .await;
-    assert_eq!(t0.elapsed(), Duration::from_secs(10), "no grace was needed");
+    assert_eq!(t0.elapsed(), Duration::from_secs(20), "no grace was needed");
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].duration, Duration::from_secs(3));
+    // It ignored its cancellation: awaited for WIND_DOWN, then dropped.
+    assert_eq!(seen[0].duration, Duration::from_secs(3) + WIND_DOWN);
     let err = seen[0].result.clone().unwrap_err();
     assert!(err.contains("timed out after 3s"), "{err}");
 }
@@ -165,7 +167,7 @@ async fn retries_back_off_and_only_the_final_outcome_is_recorded() {
     let t0 = Instant::now();
     let attempts_at = Arc::new(Mutex::new(Vec::new()));
     let a = Arc::clone(&attempts_at);
-    let op: Op = Arc::new(move || {
+    let op: Op = Arc::new(move |_| {
         a.lock().unwrap().push(t0.elapsed().as_secs());
         Box::pin(async { Err(anyhow::anyhow!("storage down")) })
     });
@@ -190,7 +192,7 @@ async fn retries_back_off_and_only_the_final_outcome_is_recorded() {
 async fn a_retry_that_succeeds_records_one_success() {
     let calls = Arc::new(AtomicU32::new(0));
     let c = Arc::clone(&calls);
-    let op: Op = Arc::new(move || {
+    let op: Op = Arc::new(move |_| {
         let n = c.fetch_add(1, Ordering::SeqCst);
         Box::pin(async move {
             if n < 2 {
@@ -229,7 +231,7 @@ async fn a_run_starts_after_its_jitter_and_never_later() {
     let t0 = Instant::now();
     let started_at = Arc::new(Mutex::new(Vec::new()));
     let s = Arc::clone(&started_at);
-    let op: Op = Arc::new(move || {
+    let op: Op = Arc::new(move |_| {
         s.lock().unwrap().push(t0.elapsed());
         Box::pin(async { Ok(done()) })
     });
@@ -261,13 +263,13 @@ async fn a_run_starts_after_its_jitter_and_never_later() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_waits_for_running_jobs_then_abandons_them() {
-    let slow: Op = Arc::new(|| {
+    let slow: Op = Arc::new(|_| {
         Box::pin(async {
             sleep(Duration::from_secs(100)).await;
             Ok(done())
         })
     });
-    let quick: Op = Arc::new(|| {
+    let quick: Op = Arc::new(|_| {
         Box::pin(async {
             sleep(Duration::from_secs(3)).await;
             Ok(done())
@@ -286,7 +288,9 @@ async fn shutdown_waits_for_running_jobs_then_abandons_them() {
         sleep(Duration::from_secs(1)),
     )
     .await;
-    assert_eq!(t0.elapsed(), Duration::from_secs(6), "1 s + 5 s of grace");
+    // 1 s + 5 s of grace, then the slow run (which ignores its cancellation)
+    // is awaited for WIND_DOWN and dropped.
+    assert_eq!(t0.elapsed(), Duration::from_secs(6) + WIND_DOWN);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
     let quick = seen.iter().find(|o| o.target == "acme").unwrap();
@@ -302,7 +306,7 @@ async fn shutdown_waits_for_running_jobs_then_abandons_them() {
 async fn shutdown_stops_retrying_and_starts_nothing_new() {
     let calls = Arc::new(AtomicU32::new(0));
     let c = Arc::clone(&calls);
-    let op: Op = Arc::new(move || {
+    let op: Op = Arc::new(move |_| {
         c.fetch_add(1, Ordering::SeqCst);
         Box::pin(async { Err(anyhow::anyhow!("down")) })
     });
@@ -328,4 +332,227 @@ async fn shutdown_stops_retrying_and_starts_nothing_new() {
         .clone()
         .unwrap_err()
         .contains("not retried: shutting down"));
+}
+
+/// An op that honours its token: it takes `work` to finish, and `wind_down`
+/// to stop once cancelled; it counts how many attempts run at once.
+fn cancellable(
+    work: Duration,
+    wind_down: Duration,
+    current: Arc<AtomicU32>,
+    most: Arc<AtomicU32>,
+    starts: Arc<Mutex<Vec<Duration>>>,
+    t0: Instant,
+) -> Op {
+    Arc::new(move |token: CancellationToken| {
+        let (c, m, s) = (Arc::clone(&current), Arc::clone(&most), Arc::clone(&starts));
+        Box::pin(async move {
+            s.lock().unwrap().push(t0.elapsed());
+            let now = c.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            let result = tokio::select! {
+                _ = sleep(work) => Ok(done()),
+                _ = token.cancelled() => {
+                    sleep(wind_down).await;
+                    Err(anyhow::anyhow!("cancelled"))
+                }
+            };
+            c.fetch_sub(1, Ordering::SeqCst);
+            result
+        })
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_attempt_is_cancelled_and_awaited_before_its_retry() {
+    let t0 = Instant::now();
+    let (current, most) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let op = cancellable(
+        Duration::from_secs(100),
+        Duration::from_secs(2),
+        current,
+        Arc::clone(&most),
+        Arc::clone(&starts),
+        t0,
+    );
+    let (rec, seen) = recorder();
+    run(
+        vec![job(None, true, settings(3, 1, 0), op)],
+        clock(),
+        rec,
+        Duration::from_secs(30),
+        sleep(Duration::from_secs(30)),
+    )
+    .await;
+    // Timeout at 3 s, 2 s of winding down, 1 s of backoff: the retry starts
+    // at 6 s, not at 4 s while the first attempt still runs.
+    assert_eq!(
+        *starts.lock().unwrap(),
+        [Duration::ZERO, Duration::from_secs(6)]
+    );
+    assert_eq!(most.load(Ordering::SeqCst), 1, "attempts overlapped");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].duration, Duration::from_secs(11));
+    assert!(seen[0]
+        .result
+        .clone()
+        .unwrap_err()
+        .contains("timed out after 3s"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_cancels_the_runs_after_the_grace_and_returns_once_they_stopped() {
+    let t0 = Instant::now();
+    let (current, most) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let op = cancellable(
+        Duration::from_secs(1000),
+        Duration::from_secs(3),
+        Arc::clone(&current),
+        most,
+        starts,
+        t0,
+    );
+    let (rec, seen) = recorder();
+    run(
+        vec![job(None, true, settings(600, 0, 0), op)],
+        clock(),
+        rec,
+        Duration::from_secs(5),
+        sleep(Duration::from_secs(1)),
+    )
+    .await;
+    // Shutdown at 1 s, 5 s of grace, then 3 s for the run to stop.
+    assert_eq!(t0.elapsed(), Duration::from_secs(9));
+    assert_eq!(current.load(Ordering::SeqCst), 0, "the attempt had ended");
+    let seen = seen.lock().unwrap();
+    assert!(seen[0].result.clone().unwrap_err().contains("abandoned"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_successful_run_is_followed_by_its_prune_and_a_failed_one_is_not() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    // Backups at 1, 2, 3, 4 s: the 2nd and 4th fail.
+    let op: Op = Arc::new(move |_| {
+        let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+        Box::pin(async move {
+            if n % 2 == 0 {
+                Err(anyhow::anyhow!("storage down"))
+            } else {
+                Ok(done())
+            }
+        })
+    });
+    let prunes = Arc::new(AtomicU32::new(0));
+    let p = Arc::clone(&prunes);
+    let prune: Op = Arc::new(move |_| {
+        p.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Ok(done()) })
+    });
+    let mut backup = job(Some("* * * * * *"), false, settings(60, 0, 0), op);
+    backup.then = Some(FollowUp {
+        job: "prune",
+        op: prune,
+    });
+    let (rec, seen) = recorder();
+    run(
+        vec![backup],
+        clock(),
+        rec,
+        Duration::from_secs(30),
+        sleep(Duration::from_millis(4500)),
+    )
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(prunes.load(Ordering::SeqCst), 2);
+    let seen = seen.lock().unwrap();
+    let jobs: Vec<(&str, bool)> = seen.iter().map(|o| (o.job, o.result.is_ok())).collect();
+    assert_eq!(
+        jobs,
+        [
+            ("backup", true),
+            ("prune", true),
+            ("backup", false),
+            ("backup", true),
+            ("prune", true),
+            ("backup", false),
+        ]
+    );
+    assert!(seen.iter().all(|o| o.target == "acme"));
+}
+
+/// Wall time = [`TokioClock`]'s, plus an offset that a test steps.
+struct SteppedClock {
+    inner: TokioClock,
+    offset_secs: std::sync::atomic::AtomicI64,
+}
+
+impl Clock for SteppedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.now() + chrono::Duration::seconds(self.offset_secs.load(Ordering::SeqCst))
+    }
+}
+
+/// Runs a job every 10 minutes (at :00 seconds) for `minutes` of tokio time,
+/// with the wall clock stepped by `step_secs` at 5 s; returns the tokio times
+/// of the runs.
+async fn runs_around_a_clock_step(step_secs: i64, minutes: u64) -> Vec<Duration> {
+    let t0 = Instant::now();
+    let clock = Arc::new(SteppedClock {
+        inner: TokioClock {
+            wall: DateTime::parse_from_rfc3339("2026-01-01T00:00:00.250Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            base: t0,
+        },
+        offset_secs: std::sync::atomic::AtomicI64::new(0),
+    });
+    let stepper = Arc::clone(&clock);
+    tokio::spawn(async move {
+        sleep(Duration::from_secs(5)).await;
+        stepper.offset_secs.store(step_secs, Ordering::SeqCst);
+    });
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let r = Arc::clone(&runs);
+    let op: Op = Arc::new(move |_| {
+        r.lock().unwrap().push(t0.elapsed());
+        Box::pin(async { Ok(done()) })
+    });
+    let (rec, _seen) = recorder();
+    run(
+        vec![job(Some("0 */10 * * * *"), false, settings(60, 0, 0), op)],
+        clock,
+        rec,
+        Duration::from_secs(30),
+        sleep(Duration::from_secs(minutes * 60)),
+    )
+    .await;
+    let runs = runs.lock().unwrap().clone();
+    runs
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backward_clock_step_never_skips_the_next_occurrence() {
+    // The clock read 00:00 but the true time was 22:59:59: corrected at 5 s
+    // (NTP after boot). The occurrence 23:00 comes 1 s of true time later;
+    // it runs once the step is noticed (within 30 s), rather than the
+    // scheduler waiting for 00:10, one hour and ten minutes later.
+    let runs = runs_around_a_clock_step(-3606, 15).await;
+    assert!(!runs.is_empty(), "no run in 15 minutes");
+    assert!(runs[0] <= Duration::from_secs(40), "{runs:?}");
+    // Then every 10 minutes of the new time: 23:10 at about 11 min.
+    assert_eq!(runs.len(), 2, "{runs:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_forward_clock_step_runs_once_not_a_burst() {
+    // One hour forward: the six occurrences jumped over are one run, then
+    // the schedule goes on from the new time.
+    let runs = runs_around_a_clock_step(3600, 12).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(runs[0] <= Duration::from_secs(40), "{runs:?}");
+    assert!(runs[1] >= Duration::from_secs(9 * 60), "{runs:?}");
 }

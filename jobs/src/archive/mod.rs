@@ -13,7 +13,7 @@ mod writers;
 pub use extract::{extract, safe_relative, ExtractOptions, ExtractStats, Sink};
 pub use gzip::{compress_member, GzipTotals, MemberSink, ParallelGzWriter, CHUNK};
 pub use io::{CappedReader, HashingReader};
-pub use walk::{scan, source_kind, walk, SourceKind, SourceScan, WalkEntry};
+pub use walk::{scan, scan_until, source_kind, walk, SourceKind, SourceScan, WalkEntry};
 pub use write::{write_tar, write_tar_with, Entry, EntryFilter, TarOptions, WriteStats};
 
 use std::path::Path;

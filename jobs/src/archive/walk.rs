@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::cancel::{self, CancellationToken};
+
 /// What a source path is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -120,11 +122,17 @@ pub struct SourceScan {
 
 /// Walks the source once, without reading file contents.
 pub fn scan(root: &Path) -> io::Result<SourceScan> {
+    scan_until(root, &CancellationToken::new())
+}
+
+/// [`scan`], stopping between entries once `cancel` is cancelled.
+pub fn scan_until(root: &Path, cancel: &CancellationToken) -> io::Result<SourceScan> {
     let mut hasher = Sha256::new();
     let mut out = SourceScan::default();
     let (_, root_meta) = source_kind(root)?;
     hash_meta(&mut hasher, b"", &root_meta, None);
     walk(root, &mut |e| {
+        cancel::check(cancel)?;
         let target = if e.meta.file_type().is_symlink() {
             out.symlinks += 1;
             Some(fs::read_link(e.abs)?)

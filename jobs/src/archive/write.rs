@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use tar::{Builder, EntryType, Header};
 
 use super::walk::{walk, WalkEntry};
+use crate::cancel::{self, CancellationToken};
 
 /// What went into the archive.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -50,6 +51,9 @@ pub struct TarOptions<'a> {
     /// (with the root's metadata), so that `tar xf` recreates it.
     pub prefix: Option<&'a Path>,
     pub filter: Option<EntryFilter<'a>>,
+    /// Stop (with an error [`crate::cancel::io_cancelled`] recognizes) between
+    /// entries and between chunks of a file once this is cancelled.
+    pub cancel: Option<&'a CancellationToken>,
 }
 
 /// [`write_tar`] with a name prefix and a per-entry filter.
@@ -68,6 +72,9 @@ pub fn write_tar_with<W: Write>(
     }
     let mut skipped: Vec<PathBuf> = Vec::new();
     walk(root, &mut |e| {
+        if let Some(token) = opts.cancel {
+            cancel::check(token)?;
+        }
         if skipped.iter().any(|s| e.rel.starts_with(s)) {
             return Ok(());
         }
@@ -94,7 +101,13 @@ pub fn write_tar_with<W: Write>(
             abs: e.abs,
             meta: e.meta,
         };
-        append(&mut builder, &named, replacement.as_deref(), &mut stats)
+        append(
+            &mut builder,
+            &named,
+            replacement.as_deref(),
+            opts.cancel,
+            &mut stats,
+        )
     })?;
     let out = builder.into_inner()?;
     Ok((out, stats))
@@ -115,6 +128,7 @@ fn append<W: Write>(
     b: &mut Builder<W>,
     e: &WalkEntry<'_>,
     replacement: Option<&Path>,
+    cancel: Option<&CancellationToken>,
     stats: &mut WriteStats,
 ) -> io::Result<()> {
     let ft = e.meta.file_type();
@@ -151,9 +165,16 @@ fn append<W: Write>(
             inner: file.take(size),
             left: size,
             short: false,
+            cancel,
         };
-        b.append_data(&mut h, e.rel, &mut reader)
-            .map_err(with_path)?;
+        b.append_data(&mut h, e.rel, &mut reader).map_err(|err| {
+            // Kept as is, so that the caller still sees a cancellation.
+            if cancel::io_cancelled(&err) {
+                err
+            } else {
+                with_path(err)
+            }
+        })?;
         if reader.short
             || reader
                 .inner
@@ -176,16 +197,21 @@ fn append<W: Write>(
 
 /// Yields exactly `left` bytes: the file's, then zeros if it shrank meanwhile,
 /// because a tar header announces the size before the data follows.
-struct ExactSize {
+struct ExactSize<'a> {
     inner: io::Take<File>,
     left: u64,
     short: bool,
+    /// Checked before every read: a 2 GiB file stops within one chunk.
+    cancel: Option<&'a CancellationToken>,
 }
 
-impl Read for ExactSize {
+impl Read for ExactSize<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.left == 0 {
             return Ok(0);
+        }
+        if let Some(token) = self.cancel {
+            cancel::check(token)?;
         }
         let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
         let mut n = self.inner.read(&mut buf[..want])?;

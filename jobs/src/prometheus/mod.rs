@@ -35,6 +35,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -42,6 +43,7 @@ use sha2::{Digest, Sha256};
 
 use crate::archive::Entry;
 use crate::backup::{new_manifest, put_manifest, upload_tree, BackupOutcome, Filter, Tree};
+use crate::cancel::{unless_cancelled, CancellationToken};
 use crate::catalog;
 use crate::error::{Error, Result};
 use crate::layout::{self, BackupRef};
@@ -69,12 +71,13 @@ pub(crate) async fn backup(
     spec: &StateSpec,
     api_url: &str,
     dry_run: bool,
+    cancel: &CancellationToken,
 ) -> Result<BackupOutcome> {
     if dry_run {
         return dry_run_estimate(store, host, spec).await;
     }
-    let _lock = StateLock::acquire(&spec.path, &spec.name, false)?;
-    let name = api::snapshot(api_url).await?;
+    let lock = Arc::new(Some(StateLock::acquire(&spec.path, &spec.name, false)?));
+    let name = unless_cancelled(cancel, api::snapshot(api_url)).await?;
     let snapshot = Snapshot(spec.path.join("snapshots").join(&name));
     if !snapshot.0.is_dir() {
         return Err(Error::Refused(format!(
@@ -84,7 +87,7 @@ pub(crate) async fn backup(
         )));
     }
     tracing::debug!(snapshot = %snapshot.0.display(), "snapshot taken");
-    upload_snapshot(store, host, spec, &snapshot.0).await
+    upload_snapshot(store, host, spec, &snapshot.0, cancel, &lock).await
 }
 
 /// Removes the snapshot directory when the backup ends, however it ends.
@@ -124,10 +127,15 @@ async fn upload_snapshot(
     host: &str,
     spec: &StateSpec,
     snapshot: &Path,
+    cancel: &CancellationToken,
+    lock: &Arc<Option<StateLock>>,
 ) -> Result<BackupOutcome> {
     let ulids = block_dirs(snapshot)?;
     let prefix = layout::state_prefix(host, &spec.name);
-    let earlier = layout::group(&prefix, &store.list(&prefix).await?);
+    let earlier = layout::group(
+        &prefix,
+        &unless_cancelled(cancel, store.list(&prefix)).await?,
+    );
     let based_on = catalog::select(&earlier, &catalog::Selector::Latest).map(|b| b.id.clone());
     let id = layout::next_backup_id(&earlier, spec.generation.as_deref(), Utc::now());
     let created = Utc::now();
@@ -151,6 +159,8 @@ async fn upload_snapshot(
             prefix: None,
             filter: Some(filter),
             encryption: spec.encryption.clone(),
+            cancel: cancel.clone(),
+            _lock: Arc::clone(lock),
         },
         &spec.name,
         &id,
@@ -163,8 +173,8 @@ async fn upload_snapshot(
     // Read after the data object exists: a prune that starts from now on sees
     // this backup in progress and leaves every block alone.
     let listed = std::time::Instant::now();
-    let listing = store.list(&prefix).await?;
-    let known = known_blocks(store, host, &spec.name, &listing).await?;
+    let listing = unless_cancelled(cancel, store.list(&prefix)).await?;
+    let known = unless_cancelled(cancel, known_blocks(store, host, &spec.name, &listing)).await?;
     let stored = stored_blocks(&prefix, &listing);
 
     let mut entries = Vec::with_capacity(ulids.len());
@@ -190,6 +200,8 @@ async fn upload_snapshot(
                     prefix: Some(PathBuf::from(&ulid)),
                     filter: None,
                     encryption: spec.encryption.clone(),
+                    cancel: cancel.clone(),
+                    _lock: Arc::clone(lock),
                 };
                 let p = upload_tree(store, &key, tree, &spec.name, &id).await?;
                 if p.stats.symlinks != 0 {
@@ -220,13 +232,15 @@ async fn upload_snapshot(
     // the listing that vouched for its blocks is therefore seen by that prune.
     if reused_blocks > 0 && listed.elapsed() > MAX_REUSE_AGE {
         return Err(Error::Refused(format!(
-            "the backup took longer than {} since it chose which stored blocks to reuse,              so a prune may have deleted them meanwhile; no manifest written (the next backup              starts afresh)",
+            "the backup took longer than {} since it chose which stored blocks to reuse, \
+             so a prune may have deleted them meanwhile; no manifest written (the next backup \
+             starts afresh)",
             humanize(MAX_REUSE_AGE)
         )));
     }
     // A prune elsewhere could have removed a reused block since the listing.
     if reused_blocks > 0 {
-        let relisted = store.list(&prefix).await?;
+        let relisted = unless_cancelled(cancel, store.list(&prefix)).await?;
         let now = stored_blocks(&prefix, &relisted);
         let name = |b: &BlockEntry| match &b.object {
             Some(o) => o.clone(),
@@ -256,7 +270,7 @@ async fn upload_snapshot(
     let mut manifest = new_manifest(host, spec, &id, created, source, data, based_on);
     manifest.format = FORMAT_BLOCKS;
     manifest.blocks = entries;
-    uploaded += put_manifest(store, &manifest).await?;
+    uploaded += unless_cancelled(cancel, put_manifest(store, &manifest)).await?;
     Ok(BackupOutcome::Uploaded {
         id,
         files,

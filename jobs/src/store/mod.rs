@@ -80,6 +80,11 @@ pub trait ObjectStore: Send + Sync {
     async fn put(&self, key: &str, body: PutBody) -> Result<u64, StoreError>;
     /// Deletes the object; deleting a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Waits (bounded) for the clean-up requests that dropped `put`s left
+    /// behind: a `put` future dropped mid-way (a cancelled backup) cannot
+    /// await its own clean-up, so the S3 store sends the abort of its
+    /// multipart upload from a task that this waits for.
+    async fn settle(&self) {}
     /// `s3://bucket/prefix` or `file:///dir`, for messages.
     fn url(&self) -> String;
 }
