@@ -153,13 +153,9 @@ pub(crate) fn schedule_summary(entry: &StateEntry) -> String {
 
 /// A directory that exists and that we may write into (or that we could create).
 pub(crate) fn writable(dir: &Path) -> bool {
-    if dir.is_dir() {
-        return access(dir, AccessFlags::W_OK).is_ok();
-    }
-    // The nearest existing ancestor is where it would be created: a file
-    // there (even for root) makes it impossible.
+    // The directory itself, or else the nearest existing ancestor, where it
+    // would be created: a file there (even for root) makes it impossible.
     dir.ancestors()
-        .skip(1)
         .find(|a| a.symlink_metadata().is_ok())
         .is_some_and(|a| a.is_dir() && access(a, AccessFlags::W_OK).is_ok())
 }
@@ -167,6 +163,16 @@ pub(crate) fn writable(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_in_the_way_is_not_a_writable_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(writable(dir.path()));
+        assert!(writable(&dir.path().join("new/metrics")));
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        assert!(!writable(&dir.path().join("file")));
+        assert!(!writable(&dir.path().join("file/metrics")));
+    }
 
     #[test]
     fn the_schedule_summary_names_backup_prune_and_verify() {

@@ -42,7 +42,16 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     };
     let found = match metrics::read_dir(&m.textfile_dir) {
         Ok(found) => found.into_iter().map(|(_, s)| s).collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        // No directory there (yet): no run recorded; reported below when
+        // it cannot be created either.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Vec::new()
+        }
         Err(e) => {
             return Err(e).with_context(|| format!("read metrics in {}", m.textfile_dir.display()))
         }
