@@ -494,3 +494,25 @@ impl Rng {
         out
     }
 }
+
+/// `rehost -c CONFIG run --allow-root --grace GRACE` with a clean
+/// environment, once it logged that it started.
+pub fn run_daemon(env: &TestEnv, grace: &str) -> Daemon {
+    let mut cmd = Command::new(rehost_bin());
+    cmd.arg("-c")
+        .arg(&env.config)
+        .args(["run", "--allow-root", "--grace", grace]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") || k == "REHOST_CONFIG" || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    let d = Daemon::start(cmd);
+    assert!(
+        d.wait_log(std::time::Duration::from_secs(10), |l| l
+            .contains("daemon started")),
+        "{}",
+        d.log()
+    );
+    d
+}

@@ -14,32 +14,16 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rehost_tests::faultproxy::{Fault, FaultProxy, Rule};
-use rehost_tests::{garage, metric, promtool_check, rehost_bin, wait, Daemon, Garage, TestEnv};
+use rehost_tests::{garage, metric, promtool_check, wait, Daemon, Garage, TestEnv};
 
 /// `rehost -c CONFIG run --allow-root --grace GRACE`, clean environment.
 fn daemon(env: &TestEnv, grace: &str) -> Daemon {
-    let mut cmd = Command::new(rehost_bin());
-    cmd.arg("-c")
-        .arg(&env.config)
-        .args(["run", "--allow-root", "--grace", grace]);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") || k == "REHOST_CONFIG" || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    let d = Daemon::start(cmd);
-    assert!(
-        d.wait_log(Duration::from_secs(10), |l| l.contains("daemon started")),
-        "{}",
-        d.log()
-    );
-    d
+    rehost_tests::run_daemon(env, grace)
 }
 
 fn prom(env: &TestEnv, job: &str, target: &str) -> std::path::PathBuf {

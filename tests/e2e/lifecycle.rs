@@ -191,3 +191,90 @@ fn a_boot_that_could_not_reach_the_store_backs_nothing_up_over_the_stored_state(
     // superseded.
     first.rehost(&["backup"]).expect(4);
 }
+
+/// Two daemons of the same host run at once (the old VM not destroyed yet),
+/// backing up every 2 s and pruning to the 3 newest while the state keeps
+/// changing on both: the old one stops writing once the new one booted, and
+/// every backup left in the store verifies.
+#[test]
+fn two_daemons_of_one_host_leave_only_verifiable_backups() {
+    let Some(g) = garage() else { return };
+    let schedule = |env: &TestEnv| {
+        format!(
+            "  acme:\n    path: {}\n    backup: \"*/2 * * * * *\"\n    keep: {{ last: 3 }}\n",
+            env.path("acme.json").display()
+        )
+    };
+    let old = TestEnv::new(&g, "");
+    old.write_config(&g, &g.endpoint, &schedule(&old));
+    let mut new = TestEnv::new(&g, "");
+    new.prefix = old.prefix.clone();
+    new.write_config(&g, &g.endpoint, &schedule(&new));
+
+    fs::write(old.path("acme.json"), "old 0").unwrap();
+    old.rehost(&["boot", "--no-run"]).expect(0);
+    let mut old_daemon = rehost_tests::run_daemon(&old, "5s");
+    let changes = |env: &TestEnv, name: &str, from: u32, to: u32| {
+        for i in from..to {
+            fs::write(env.path("acme.json"), format!("{name} {i}")).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(700));
+        }
+    };
+    changes(&old, "old", 1, 8);
+    new.rehost(&["boot", "--no-run"]).expect(0);
+    let mut new_daemon = rehost_tests::run_daemon(&new, "5s");
+    // Both keep changing their copy for a while; only NEW may write.
+    std::thread::scope(|s| {
+        s.spawn(|| changes(&old, "old", 8, 30));
+        s.spawn(|| changes(&new, "new", 0, 30));
+    });
+    assert_eq!(
+        old_daemon.terminate(std::time::Duration::from_secs(30)).0,
+        0
+    );
+    assert_eq!(
+        new_daemon.terminate(std::time::Duration::from_secs(30)).0,
+        0
+    );
+
+    let log = old_daemon.log();
+    assert_eq!(
+        log.matches("stops backing up and pruning").count(),
+        1,
+        "the takeover is said once\n{log}"
+    );
+    let status = |env: &TestEnv, job: &str| {
+        rehost_tests::metric(
+            &env.metrics().join(format!("rehost-{job}-acme.prom")),
+            "rehost_job_last_status",
+            job,
+            "acme",
+        )
+    };
+    assert_eq!(status(&old, "backup"), Some(0.0), "{log}");
+    assert_eq!(status(&new, "backup"), Some(1.0), "{}", new_daemon.log());
+    assert_eq!(status(&new, "prune"), Some(1.0), "{}", new_daemon.log());
+
+    // What is left: NEW's newest backups (its prune kept 3), all verifiable,
+    // and the newest holds NEW's content.
+    let list = new.rehost(&["backups", "list", "acme"]);
+    list.expect(0);
+    let ids: Vec<String> = list
+        .stdout()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|id| id.starts_with('g'))
+        .map(str::to_string)
+        .collect();
+    assert!(!ids.is_empty() && ids.len() <= 3, "{}", list.stdout());
+    for id in &ids {
+        new.rehost(&["verify", "acme", "--backup", id]).expect(0);
+    }
+    let third = TestEnv::new(&g, "");
+    let mut third = third;
+    third.prefix = old.prefix.clone();
+    third.write_config(&g, &g.endpoint, &schedule(&third));
+    third.rehost(&["restore"]).expect(0);
+    let restored = fs::read_to_string(third.path("acme.json")).unwrap();
+    assert!(restored.starts_with("new "), "{restored}");
+}
