@@ -32,13 +32,21 @@ pub(crate) async fn verify_one(
     entry: &StateEntry,
     selector: &Selector,
 ) -> anyhow::Result<Done> {
+    // A machine whose generation was taken over still checks, but records
+    // nothing in the store.
+    let record = !ctx.dry_run
+        && match crate::generation::for_writing(ctx).await {
+            Ok(_) => true,
+            Err(e) if crate::generation::is_superseded(&e) => false,
+            Err(e) => return Err(e),
+        };
     let report = verify(
         ctx.store.as_ref(),
         &ctx.config.host,
         &entry.name,
         selector,
         ctx.encryption.as_deref(),
-        !ctx.dry_run,
+        record,
     )
     .await
     .context("verify backup")?;
