@@ -49,26 +49,50 @@ impl Stack {
     fn new(test: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&fixtures(), &dir.path().join("stack"));
-        let project = format!("rehost-e2e-{test}-{}", std::process::id());
         let env = BTreeMap::from([
             ("WEB_PORT".to_string(), free_port().to_string()),
             ("PROM_PORT".to_string(), free_port().to_string()),
         ]);
+        Stack::in_dir(dir, test, env)
+    }
+
+    /// A stack made of `files` (path under the stack folder → content).
+    fn with_files(test: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = dir.path().join("stack").join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, text).unwrap();
+        }
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Stack::in_dir(dir, test, env)
+    }
+
+    fn in_dir(dir: tempfile::TempDir, test: &str, env: BTreeMap<String, String>) -> Self {
+        let project = format!("rehost-e2e-{test}-{}", std::process::id());
         let s = Stack { dir, project, env };
         fs::create_dir(s.dir.path().join("store")).unwrap();
+        s.configure("");
+        s.write_env();
+        s
+    }
+
+    /// Writes rehost.yaml, with `extra` lines appended to its `stack:`.
+    fn configure(&self, extra: &str) {
         fs::write(
-            s.dir.path().join("rehost.yaml"),
+            self.dir.path().join("rehost.yaml"),
             format!(
-                "host: e2e\nstorage:\n  url: file://{}\nstack:\n  compose: {}\n  project: {}\n  env_file: {}\n",
-                s.dir.path().join("store").display(),
-                s.compose().display(),
-                s.project,
-                s.dir.path().join("stack.env").display()
+                "host: e2e\nstorage:\n  url: file://{}\nstack:\n  compose: {}\n  project: {}\n  env_file: {}\n{extra}",
+                self.dir.path().join("store").display(),
+                self.compose().display(),
+                self.project,
+                self.dir.path().join("stack.env").display()
             ),
         )
         .unwrap();
-        s.write_env();
-        s
     }
 
     fn compose(&self) -> PathBuf {
@@ -86,6 +110,10 @@ impl Stack {
     }
 
     fn rehost(&self, args: &[&str]) -> Run {
+        self.rehost_with(args, &[])
+    }
+
+    fn rehost_with(&self, args: &[&str], env: &[(&str, &Path)]) -> Run {
         let mut cmd = Command::new(rehost_bin());
         cmd.arg("-c")
             .arg(self.dir.path().join("rehost.yaml"))
@@ -101,12 +129,15 @@ impl Stack {
                     "GREETING",
                     "SITE",
                     "EXPORTER_ROLE",
+                    "API_TOKEN",
+                    "DOCKER_CONFIG",
                 ]
                 .contains(&k.as_str())
             {
                 cmd.env_remove(k);
             }
         }
+        cmd.envs(env.iter().map(|(k, v)| (*k, *v)));
         Run(cmd.output().unwrap())
     }
 
@@ -317,4 +348,202 @@ fn unreachable_engine_is_exit_code_3() {
             run.stderr()
         );
     }
+}
+
+/// `docker inspect -f FORMAT NAME`, trimmed.
+fn inspect(name: &str, format: &str) -> String {
+    docker(&["inspect", "-f", format, name]).trim().to_string()
+}
+
+/// `docker exec NAME ARGS...` stdout, or panics with its stderr.
+fn exec(name: &str, args: &[&str]) -> String {
+    let o = Command::new("docker")
+        .arg("exec")
+        .arg(name)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "docker exec {name} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+const FEATURES_DOCKERFILE: &str = "\
+FROM rehost-test/busybox:latest AS build
+RUN echo built-in-the-build-stage > /stage.txt
+FROM rehost-test/busybox:latest AS runtime
+COPY --from=build /stage.txt /stage.txt
+CMD [\"sh\", \"-c\", \"trap 'exit 0' TERM; echo app started; while true; do sleep 1; done\"]
+FROM rehost-test/busybox:latest AS debug
+RUN echo the-debug-stage > /stage.txt
+";
+
+const FEATURES_COMPOSE: &str = "\
+secrets:
+  db_password:
+    file: ./secrets/db_password.txt
+  api_token:
+    environment: API_TOKEN
+services:
+  app:
+    build:
+      context: ./app
+      target: runtime
+    container_name: ${APP_NAME}
+    expose: ['8080']
+    links: ['db:database']
+    cap_drop: [ALL]
+    read_only: true
+    tmpfs: [/scratch]
+    deploy:
+      resources:
+        limits: {memory: 64m}
+    stop_grace_period: 3s
+    secrets: [db_password]
+    depends_on: [db]
+    healthcheck:
+      test: [CMD, test, -s, /run/secrets/db_password]
+      interval: 2s
+      start_period: 20s
+      start_interval: 1s
+      retries: 10
+  db:
+    image: rehost-test/busybox:latest
+    command: sh -c \"trap 'exit 0' TERM; while true; do sleep 1; done\"
+    secrets:
+      - source: api_token
+        target: token
+        mode: 0400
+  debug:
+    image: rehost-test/busybox:latest
+    profiles: [debug]
+    command: sh -c \"trap 'exit 0' TERM; while true; do sleep 1; done\"
+";
+
+/// The keys real compose files use, applied on the real Engine: secrets
+/// (file and variable), a multi-stage build's target, container_name,
+/// expose, links, cap_drop, read_only + tmpfs, a memory limit, the
+/// healthcheck's start_interval, stop_grace_period and a profile.
+#[test]
+fn compose_features_are_applied_and_secrets_stay_secret() {
+    if !docker_ready() {
+        return;
+    }
+    let file_secret = "file-secret-8d1f0c";
+    let env_secret = "env-secret-77ab31";
+    let app_name = format!("rehost-e2e-features-app-{}", std::process::id());
+    let mut stack = Stack::with_files(
+        "features",
+        &[
+            ("docker-compose.yml", FEATURES_COMPOSE),
+            ("app/Dockerfile", FEATURES_DOCKERFILE),
+            ("secrets/db_password.txt", file_secret),
+        ],
+        &[("APP_NAME", &app_name), ("API_TOKEN", env_secret)],
+    );
+    let p = stack.project.clone();
+    let db = format!("{p}-db-1");
+    // Debug logs too: the secrets must not be in any of rehost's output.
+    let debug_log = [("RUST_LOG", Path::new("debug"))];
+
+    let run = stack.rehost_with(&["up"], &debug_log);
+    run.expect(0);
+    let out = run.all();
+    assert!(!out.contains(file_secret) && !out.contains(env_secret), "{out}");
+    let first = stack.containers();
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        vec![&app_name, &db],
+        "the profile's service is not started: {out}"
+    );
+
+    // Healthy, with every setting applied.
+    assert_eq!(inspect(&app_name, "{{.State.Health.Status}}"), "healthy");
+    assert_eq!(exec(&app_name, &["cat", "/stage.txt"]).trim(), "built-in-the-build-stage");
+    assert!(inspect(&app_name, "{{json .Config.ExposedPorts}}").contains("8080/tcp"));
+    assert_eq!(
+        inspect(&app_name, &format!("{{{{json (index .NetworkSettings.Networks \"{p}_default\").Links}}}}")),
+        format!("[\"{db}:database\"]")
+    );
+    assert_eq!(inspect(&app_name, "{{json .HostConfig.CapDrop}}"), "[\"ALL\"]");
+    assert_eq!(inspect(&app_name, "{{.HostConfig.ReadonlyRootfs}}"), "true");
+    assert!(inspect(&app_name, "{{json .HostConfig.Tmpfs}}").contains("/scratch"));
+    exec(&app_name, &["touch", "/scratch/ok"]);
+    assert_eq!(inspect(&app_name, "{{.HostConfig.Memory}}"), (64u64 << 20).to_string());
+    assert_eq!(inspect(&app_name, "{{.Config.StopTimeout}}"), "3");
+    assert_eq!(inspect(&app_name, "{{.Config.Healthcheck.Interval}}"), "2000000000");
+    // `StartInterval` exists from Engine API 1.44 on; an older Engine drops it.
+    let api: f64 = docker(&["version", "--format", "{{.Server.APIVersion}}"])
+        .trim()
+        .parse()
+        .unwrap();
+    if api >= 1.44 {
+        assert_eq!(
+            inspect(&app_name, "{{.Config.Healthcheck.StartInterval}}"),
+            "1000000000"
+        );
+    }
+
+    // The secrets are readable inside, and nowhere else.
+    assert_eq!(exec(&app_name, &["cat", "/run/secrets/db_password"]), file_secret);
+    assert_eq!(exec(&db, &["cat", "/run/secrets/token"]), env_secret);
+    assert_eq!(exec(&db, &["stat", "-c", "%a", "/run/secrets/token"]).trim(), "400");
+    for name in [&app_name, &db] {
+        let labels = inspect(name, "{{json .Config.Labels}}");
+        let env = inspect(name, "{{json .Config.Env}}");
+        let logs = Command::new("docker").args(["logs", name]).output().unwrap();
+        let logs = format!(
+            "{}{}",
+            String::from_utf8_lossy(&logs.stdout),
+            String::from_utf8_lossy(&logs.stderr)
+        );
+        for text in [labels, env, logs] {
+            assert!(
+                !text.contains(file_secret) && !text.contains(env_secret),
+                "{name}: {text}"
+            );
+        }
+    }
+    let history = docker(&["history", "--no-trunc", &inspect(&app_name, "{{.Image}}")]);
+    assert!(!history.contains(file_secret), "{history}");
+
+    // `up` again recreates nothing.
+    let run = stack.rehost(&["up"]);
+    run.expect(0);
+    assert!(run.stdout().contains("unchanged"), "{}", run.all());
+    assert_eq!(stack.containers(), first);
+
+    // A new content of the file recreates its user only, and so does a new
+    // value of the variable.
+    fs::write(stack.dir.path().join("stack/secrets/db_password.txt"), "rotated-1").unwrap();
+    let run = stack.rehost_with(&["up"], &debug_log);
+    run.expect(0);
+    assert!(!run.all().contains("rotated-1"), "{}", run.all());
+    let after = stack.containers();
+    assert_ne!(after[&app_name], first[&app_name], "{}", run.all());
+    assert_eq!(after[&db], first[&db], "{}", run.all());
+    assert_eq!(exec(&app_name, &["cat", "/run/secrets/db_password"]), "rotated-1");
+    stack.set("API_TOKEN", "rotated-2");
+    let run = stack.rehost(&["up"]);
+    run.expect(0);
+    let again = stack.containers();
+    assert_ne!(again[&db], after[&db], "{}", run.all());
+    assert_eq!(again[&app_name], after[&app_name], "{}", run.all());
+    assert_eq!(exec(&db, &["cat", "/run/secrets/token"]), "rotated-2");
+
+    // The profile enabled: its service joins, the others stay.
+    stack.configure("  profiles: [debug]\n");
+    let run = stack.rehost(&["up"]);
+    run.expect(0);
+    let with_debug = stack.containers();
+    assert!(with_debug.contains_key(&format!("{p}-debug-1")), "{}", run.all());
+    assert_eq!(with_debug[&app_name], again[&app_name]);
+    assert_eq!(with_debug[&db], again[&db]);
+
+    let run = stack.rehost(&["down"]);
+    run.expect(0);
+    assert!(stack.containers().is_empty());
 }

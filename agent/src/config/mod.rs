@@ -94,6 +94,9 @@ pub struct StackConfig {
     pub project: String,
     /// Absolute, like `compose`.
     pub env_file: Option<PathBuf>,
+    /// Compose profiles to enable: a service with `profiles:` runs only
+    /// when one of them is listed here.
+    pub profiles: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -67,6 +67,7 @@ pub(crate) struct RawStack {
     pub(crate) project: Option<String>,
     #[serde(default, deserialize_with = "lenient::string")]
     pub(crate) env_file: Option<String>,
+    pub(crate) profiles: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

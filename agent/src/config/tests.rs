@@ -51,6 +51,7 @@ stack:
   compose: /opt/stack/docker-compose.yml
   project: site
   env_file: /etc/rehost/stack.env     # values for ${VAR} in the compose file
+  profiles: [debug]                   # services with `profiles:` that run
 state:
   acme:
     path: /srv/acme/acme.json
@@ -107,6 +108,7 @@ fn spec_example_parses_with_every_value() {
             compose: PathBuf::from("/opt/stack/docker-compose.yml"),
             project: "site".to_string(),
             env_file: Some(PathBuf::from("/etc/rehost/stack.env")),
+            profiles: vec!["debug".to_string()],
         })
     );
 

@@ -268,10 +268,15 @@ fn stack(raw: RawStack, base: &Path) -> Result<StackConfig, Problem> {
         Some(f) => Some(resolve(base, &f)),
         None => None,
     };
+    let profiles = raw.profiles.unwrap_or_default();
+    for profile in &profiles {
+        super::values::check_profile(profile).map_err(|m| Problem::new(at(&["stack", "profiles"]), m))?;
+    }
     Ok(StackConfig {
         compose,
         project,
         env_file,
+        profiles,
     })
 }
 

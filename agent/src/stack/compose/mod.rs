@@ -37,7 +37,9 @@ mod mounts;
 mod networks;
 mod ports;
 mod raw;
+mod secrets;
 mod service;
+mod settings;
 mod shlex;
 mod tree;
 mod value;
@@ -52,14 +54,19 @@ use indexmap::IndexMap;
 use serde_yaml::Value;
 
 use crate::config::StackConfig;
-use crate::stack::model::{Network, Project};
+use crate::stack::model::{Network, NetworkMode, Project};
 use error::At;
 pub use error::ComposeError;
 use service::{Ctx, Names};
 
+/// The name under which a `dockerfile_inline:` text is added to the build
+/// context (the engine puts it there, replacing a file of that name).
+pub const INLINE_DOCKERFILE: &str = ".rehost-inline.Dockerfile";
+
 /// Loads the stack's compose file: `stack.env_file` (if any) gives the
 /// variables for `${VAR}`, overridden by `env` (the process environment in
-/// production).
+/// production); `stack.profiles` selects the services with `profiles:`.
+/// Keys accepted without effect are logged as warnings.
 pub fn load(
     stack: &StackConfig,
     env: &dyn Fn(&str) -> Option<String>,
@@ -72,7 +79,19 @@ pub fn load(
     let file = std::path::absolute(&stack.compose).unwrap_or_else(|_| stack.compose.clone());
     let text = std::fs::read_to_string(&file).map_err(|err| ComposeError::read(&file, &err))?;
     let working_dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
-    parse_with(&text, &file, &working_dir, &stack.project, &merged, env)
+    let project = parse_with(
+        &text,
+        &file,
+        &working_dir,
+        &stack.project,
+        &stack.profiles,
+        &merged,
+        env,
+    )?;
+    for warning in &project.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(project)
 }
 
 /// Turns the compose file's `text` into a [`Project`]. `file` is used in
@@ -85,7 +104,19 @@ pub fn parse(
     project: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Project, ComposeError> {
-    parse_with(text, file, working_dir, project, env, env)
+    parse_with(text, file, working_dir, project, &[], env, env)
+}
+
+/// [`parse`] with the profiles `profiles` enabled.
+pub fn parse_profiles(
+    text: &str,
+    file: &Path,
+    working_dir: &Path,
+    project: &str,
+    profiles: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Project, ComposeError> {
+    parse_with(text, file, working_dir, project, profiles, env, env)
 }
 
 /// [`parse`], where `env` holds the compose file's variables (`stack.env_file`
@@ -97,6 +128,7 @@ fn parse_with(
     file: &Path,
     working_dir: &Path,
     project: &str,
+    profiles: &[String],
     env: &dyn Fn(&str) -> Option<String>,
     process_env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Project, ComposeError> {
@@ -124,6 +156,18 @@ fn parse_with(
     let raw_services = raw.services.unwrap_or_default();
     let raw_networks = raw.networks.unwrap_or_default();
     let raw_volumes = raw.volumes.unwrap_or_default();
+    let mut secret_sources = IndexMap::new();
+    for (kind, entries) in [
+        (secrets::Kind::Secret, raw.secrets.unwrap_or_default()),
+        (secrets::Kind::Config, raw.configs.unwrap_or_default()),
+    ] {
+        for (key, raw) in entries {
+            let at = At::root().key(kind.section()).key(&key);
+            check_name(&key, &at).map_err(|f| cx.err(f))?;
+            let source = secrets::source(kind, raw, &at, working_dir, env).map_err(|f| cx.err(f))?;
+            secret_sources.insert(format!("{}.{key}", kind.section()), source);
+        }
+    }
     if raw_services.is_empty() {
         return Err(cx
             .err(At::root().fault(
@@ -148,16 +192,28 @@ fn parse_with(
         services: &service_names,
         networks: &network_names,
         volumes: &volume_names,
+        secrets: &secret_sources,
     };
 
     let mut services = IndexMap::new();
     let mut dependency_at = IndexMap::new();
+    let mut warnings = Vec::new();
     for (name, raw) in raw_services {
         let at = top.key("services").key(&name);
         let loaded = service::load(&name, raw.unwrap_or_default(), &at, &names, &cx)?;
         dependency_at.insert(name.clone(), loaded.dependency_at);
+        // Only what runs is warned about.
+        if enabled(&loaded.service.profiles, profiles) {
+            warnings.extend(loaded.warnings.into_iter().map(|f| cx.err(f).to_string()));
+        }
         services.insert(name, loaded.service);
     }
+    let services = select_profiles(services, profiles, &dependency_at, &top).map_err(|f| cx.err(f))?;
+    let used: HashSet<&str> = services
+        .values()
+        .flat_map(|s| s.secrets.iter().map(|m| m.source.as_str()))
+        .collect();
+    secret_sources.retain(|key, _| used.contains(key.as_str()));
 
     let mut networks = IndexMap::new();
     for (key, raw) in raw_networks {
@@ -218,7 +274,64 @@ fn parse_with(
         services,
         networks,
         volumes,
+        secrets: secret_sources,
+        warnings,
     })
+}
+
+/// Whether a service with `own` profiles runs when `enabled` are.
+fn enabled(own: &[String], enabled: &[String]) -> bool {
+    own.is_empty() || own.iter().any(|p| enabled.contains(p))
+}
+
+/// Drops the services whose profiles are not enabled. A service that runs
+/// may not need one that does not (`depends_on` with `required: true`,
+/// `links`, `network_mode: service:`): Compose refuses that too, and the
+/// error points at the reference. Optional dependencies on a dropped service
+/// are dropped with it.
+fn select_profiles(
+    mut services: IndexMap<String, crate::stack::model::Service>,
+    profiles: &[String],
+    dependency_at: &IndexMap<String, IndexMap<String, At>>,
+    top: &At,
+) -> Result<IndexMap<String, crate::stack::model::Service>, error::Fault> {
+    let off: HashSet<String> = services
+        .values()
+        .filter(|s| !enabled(&s.profiles, profiles))
+        .map(|s| s.name.clone())
+        .collect();
+    if off.is_empty() {
+        return Ok(services);
+    }
+    services.retain(|name, _| !off.contains(name));
+    let needs = |service: &str, profiles_of: &str| {
+        format!(
+            "`{service}` is in a profile that is not enabled (`stack.profiles`), so nothing can depend on it; enable the profile or give this service the same one (needed by {profiles_of})"
+        )
+    };
+    for (name, s) in services.iter_mut() {
+        let at = top.key("services").key(name);
+        for (dep, d) in &s.depends_on {
+            if off.contains(dep) && d.required {
+                let at = dependency_at
+                    .get(name)
+                    .and_then(|m| m.get(dep))
+                    .cloned()
+                    .unwrap_or_else(|| at.key("depends_on"));
+                return Err(at.fault(needs(dep, name)));
+            }
+        }
+        s.depends_on.retain(|dep, _| !off.contains(dep));
+        if let Some(i) = s.links.iter().position(|(l, _)| off.contains(l)) {
+            return Err(at.key("links").index(i).fault(needs(&s.links[i].0, name)));
+        }
+        if let Some(NetworkMode::Service(other)) = &s.network_mode {
+            if off.contains(other) {
+                return Err(at.key("network_mode").fault(needs(other, name)));
+            }
+        }
+    }
+    Ok(services)
 }
 
 /// Service, network and volume names: what Compose accepts, which is also

@@ -19,9 +19,11 @@ use serde_yaml::Value;
 use super::error::{At, ComposeError, Fault};
 use super::raw::{RawBuild, RawDependency, RawHealthcheck, RawService, RawServiceNetwork};
 use super::value::{self, from_value};
-use super::{duration, env_file, mounts, ports, shlex};
+use super::secrets::{self, Kind};
+use super::{duration, env_file, mounts, ports, settings, shlex};
 use crate::stack::model::{
-    Build, Condition, Dependency, Healthcheck, Mount, NetworkMode, Restart, Service, ServiceNetwork,
+    Build, Condition, Dependency, Healthcheck, Mount, NetworkMode, PullPolicy, Restart,
+    SecretSource, Service, ServiceNetwork,
 };
 
 /// What the loader needs besides the service itself.
@@ -47,6 +49,8 @@ pub(crate) struct Names<'a> {
     /// Declared networks plus `default`, which always exists implicitly.
     pub(crate) networks: &'a HashSet<String>,
     pub(crate) volumes: &'a HashSet<String>,
+    /// Top-level secrets and configs, keyed `secrets.NAME` / `configs.NAME`.
+    pub(crate) secrets: &'a IndexMap<String, SecretSource>,
 }
 
 /// A normalized service, and where each of its dependencies is written
@@ -54,6 +58,8 @@ pub(crate) struct Names<'a> {
 pub(crate) struct Loaded {
     pub(crate) service: Service,
     pub(crate) dependency_at: IndexMap<String, At>,
+    /// Keys accepted without effect.
+    pub(crate) warnings: Vec<Fault>,
 }
 
 pub(crate) fn load(
@@ -88,7 +94,7 @@ fn env_file_paths(value: &Value, at: &At, cx: &Ctx<'_>) -> Result<Vec<PathBuf>, 
 
 fn normalize(
     name: &str,
-    raw: RawService,
+    mut raw: RawService,
     at: &At,
     names: &Names<'_>,
     cx: &Ctx<'_>,
@@ -153,7 +159,7 @@ fn normalize(
         Some(value) => restart(value, &at.key("restart"))?,
     };
     let user = opt(&raw.user, &at.key("user"), value::string)?;
-    let healthcheck = match raw.healthcheck {
+    let healthcheck = match raw.healthcheck.take() {
         None => None,
         Some(h) => Some(healthcheck(h, &at.key("healthcheck"))?),
     };
@@ -182,6 +188,103 @@ fn normalize(
         Some(value) => depends_on(value, &at.key("depends_on"), names)?,
     };
 
+    let container_name = opt(&raw.container_name, &at.key("container_name"), |v, at| {
+        let text = value::string(v, at)?;
+        let ok = text.len() >= 2
+            && text.as_bytes()[0].is_ascii_alphanumeric()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(at.fault(format!(
+                "{text:?} is not a valid container name: use letters, digits, `_`, `.` and `-`, starting with a letter or digit"
+            )));
+        }
+        if replicas > 1 {
+            return Err(at.fault(format!(
+                "a container name is unique, so the service cannot have {replicas} replicas (remove `container_name` or the scale)"
+            )));
+        }
+        Ok(text)
+    })?;
+    let links = list(&raw.links, &at.key("links"), |v, at| {
+        let text = value::string(v, at)?;
+        let (service, alias) = text.split_once(':').unwrap_or((&text, &text));
+        if !names.services.contains(service) {
+            return Err(at.fault(format!("no service `{service}` in this file")));
+        }
+        if service == name {
+            return Err(at.fault("a service cannot link to itself"));
+        }
+        if alias.is_empty() {
+            return Err(at.fault(format!("expected `SERVICE` or `SERVICE:ALIAS`, got {text:?}")));
+        }
+        Ok((service.to_string(), alias.to_string()))
+    })?;
+    if !links.is_empty() && network_mode.is_some() {
+        return Err(at
+            .key("links")
+            .fault("`links:` cannot be combined with `network_mode:`"));
+    }
+    let profiles = list(&raw.profiles, &at.key("profiles"), |v, at| {
+        let text = value::string(v, at)?;
+        if !is_profile_name(&text) {
+            return Err(at.fault(format!(
+                "{text:?} is not a valid profile name: use letters, digits, `.`, `_` and `-`, starting with a letter or digit"
+            )));
+        }
+        Ok(text)
+    })?;
+    let mut secret_mounts = Vec::new();
+    for (kind, value) in [(Kind::Secret, &raw.secrets), (Kind::Config, &raw.configs)] {
+        if let Some(value) = value {
+            let at = at.key(kind.section());
+            for m in secrets::uses(kind, value, &at, names.secrets)? {
+                if let Some(twice) = secret_mounts
+                    .iter()
+                    .find(|o: &&crate::stack::model::SecretMount| o.target == m.target)
+                {
+                    return Err(at.fault(format!(
+                        "{} is already the target of `{}`",
+                        m.target, twice.source
+                    )));
+                }
+                secret_mounts.push(m);
+            }
+        }
+    }
+    let pull_policy = match opt(&raw.pull_policy, &at.key("pull_policy"), value::string)? {
+        None => PullPolicy::Missing,
+        Some(p) => match p.as_str() {
+            "always" => PullPolicy::Always,
+            "missing" | "if_not_present" => PullPolicy::Missing,
+            "never" => PullPolicy::Never,
+            "build" if build.is_some() => PullPolicy::Build,
+            "build" => {
+                return Err(at
+                    .key("pull_policy")
+                    .fault("`pull_policy: build` needs `build:`"))
+            }
+            other => {
+                return Err(at.key("pull_policy").fault(format!(
+                    "expected `always`, `missing`, `never` or `build`, got {other:?}"
+                )))
+            }
+        },
+    };
+    let mut warnings = Vec::new();
+    let settings = settings::read(&raw, at, &mut warnings)?;
+    if settings.read_only {
+        // Files that are not bind mounts are copied into the container
+        // before it starts, which a read-only root file system refuses.
+        if let Some(m) = secret_mounts.iter().find(|m| copied(m, names.secrets)) {
+            return Err(at.key("read_only").fault(format!(
+                "`{}` is copied into the container (it comes from a variable or inline text, or sets uid/gid/mode), which a read-only container refuses; use a `file:` source without uid/gid/mode",
+                m.source
+            )));
+        }
+    }
+
     Ok(Loaded {
         service: Service {
             name: name.to_string(),
@@ -200,9 +303,36 @@ fn normalize(
             healthcheck,
             replicas,
             depends_on,
+            container_name,
+            links,
+            profiles,
+            secrets: secret_mounts,
+            pull_policy,
+            settings,
         },
         dependency_at,
+        warnings,
     })
+}
+
+/// Whether the engine copies this secret or config into the container
+/// rather than bind-mounting its file (the engine decides the same way,
+/// see `engine::secrets`).
+pub(crate) fn copied(
+    m: &crate::stack::model::SecretMount,
+    declared: &IndexMap<String, SecretSource>,
+) -> bool {
+    let plain_file = matches!(declared.get(&m.source), Some(SecretSource::File(_)));
+    !(plain_file && m.uid.is_none() && m.gid.is_none() && m.mode == 0o444)
+}
+
+/// Compose's profile names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub(crate) fn is_profile_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// An optional key, read with `read` unless absent or null.
@@ -286,6 +416,34 @@ fn build(value: &Value, at: &At, cx: &Ctx<'_>) -> Result<Build, Fault> {
         None => "Dockerfile".to_string(),
         Some(d) => dockerfile(&d, &context).map_err(|e| dockerfile_at.fault(e))?,
     };
+    let dockerfile_inline = opt(&raw.dockerfile_inline, &at.key("dockerfile_inline"), value::string)?;
+    let dockerfile = match (&dockerfile_inline, &raw.dockerfile) {
+        (Some(_), Some(_)) => {
+            return Err(at
+                .key("dockerfile_inline")
+                .fault("give either `dockerfile` or `dockerfile_inline`, not both"))
+        }
+        // A name no context file has: the engine adds the text under it.
+        (Some(_), None) => super::INLINE_DOCKERFILE.to_string(),
+        (None, _) => dockerfile,
+    };
+    let target = opt(&raw.target, &at.key("target"), value::string)?;
+    let labels = match &raw.labels {
+        None => BTreeMap::new(),
+        Some(value) => value::dict_or_list(value, &at.key("labels"))?
+            .into_iter()
+            .map(|(k, v)| (k, v.unwrap_or_default()))
+            .collect(),
+    };
+    let network = opt(&raw.network, &at.key("network"), value::string)?;
+    let extra_hosts = settings::extra_hosts(&raw.extra_hosts, &at.key("extra_hosts"))?;
+    if extra_hosts.len() > 1 {
+        // bollard sends the build's `extrahosts` query parameter once.
+        return Err(at.key("extra_hosts").index(1).fault(
+            "rehost passes one build-time host to the Engine's build API; give one entry",
+        ));
+    }
+    let shm_size = opt(&raw.shm_size, &at.key("shm_size"), settings::bytes)?;
     let mut args = BTreeMap::new();
     if let Some(value) = &raw.args {
         for (key, val) in value::dict_or_list(value, &at.key("args"))? {
@@ -299,6 +457,12 @@ fn build(value: &Value, at: &At, cx: &Ctx<'_>) -> Result<Build, Fault> {
         context,
         dockerfile,
         args,
+        target,
+        dockerfile_inline,
+        labels,
+        network,
+        extra_hosts,
+        shm_size,
     })
 }
 

@@ -20,6 +20,7 @@
 //! finds its containers again.
 
 mod apply;
+mod auth;
 mod connect;
 mod containers;
 mod context;
@@ -30,6 +31,7 @@ mod images;
 mod labels;
 mod networks;
 pub mod plan;
+mod secrets;
 mod spec;
 mod volumes;
 
