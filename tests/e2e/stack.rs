@@ -454,9 +454,11 @@ fn compose_features_are_applied_and_secrets_stay_secret() {
     let out = run.all();
     assert!(!out.contains(file_secret) && !out.contains(env_secret), "{out}");
     let first = stack.containers();
+    let mut want = vec![&app_name, &db];
+    want.sort();
     assert_eq!(
         first.keys().collect::<Vec<_>>(),
-        vec![&app_name, &db],
+        want,
         "the profile's service is not started: {out}"
     );
 
@@ -474,7 +476,7 @@ fn compose_features_are_applied_and_secrets_stay_secret() {
     exec(&app_name, &["touch", "/scratch/ok"]);
     assert_eq!(inspect(&app_name, "{{.HostConfig.Memory}}"), (64u64 << 20).to_string());
     assert_eq!(inspect(&app_name, "{{.Config.StopTimeout}}"), "3");
-    assert_eq!(inspect(&app_name, "{{.Config.Healthcheck.Interval}}"), "2000000000");
+    assert_eq!(inspect(&app_name, "{{json .Config.Healthcheck.Interval}}"), "2000000000");
     // `StartInterval` exists from Engine API 1.44 on; an older Engine drops it.
     let api: f64 = docker(&["version", "--format", "{{.Server.APIVersion}}"])
         .trim()
@@ -482,7 +484,7 @@ fn compose_features_are_applied_and_secrets_stay_secret() {
         .unwrap();
     if api >= 1.44 {
         assert_eq!(
-            inspect(&app_name, "{{.Config.Healthcheck.StartInterval}}"),
+            inspect(&app_name, "{{json .Config.Healthcheck.StartInterval}}"),
             "1000000000"
         );
     }
