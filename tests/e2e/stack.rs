@@ -549,3 +549,201 @@ fn compose_features_are_applied_and_secrets_stay_secret() {
     run.expect(0);
     assert!(stack.containers().is_empty());
 }
+
+/// A distribution registry (Debian's `docker-registry`) on a free loopback
+/// port, with htpasswd (bcrypt) auth when asked; stopped on drop. The
+/// Engine treats 127.0.0.0/8 as an insecure-allowed registry.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// `None` (skip) when the registry or htpasswd is missing, except under
+    /// `CI=true`, where that fails: scripts/install-tools.sh installs both.
+    fn start(user: Option<(&str, &str)>) -> Option<Registry> {
+        let have = |tool: &str| Path::new(tool).exists();
+        if !have("/usr/bin/docker-registry") || (user.is_some() && !have("/usr/bin/htpasswd")) {
+            let why = "docker-registry or htpasswd is missing; scripts/install-tools.sh installs them";
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true but {why}");
+            }
+            eprintln!("skipping: {why}");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((name, password)) = user {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", name, password])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            fs::write(dir.path().join("htpasswd"), out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: rehost-test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            ));
+        }
+        fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let registry = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while rehost_tests::http_get(port, "/v2/").is_err() {
+            assert!(Instant::now() < deadline, "the registry never answered on {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(registry)
+    }
+
+    /// Pushes the busybox test image as `NAME:1` (with the Docker CLI's
+    /// config in `config` when given) and removes that tag locally: the
+    /// reference then exists only in the registry.
+    fn push(&self, name: &str, config: Option<&Path>) -> String {
+        let reference = format!("127.0.0.1:{}/{name}:1", self.port);
+        let cli = |args: &[&str]| {
+            let mut c = Command::new("docker");
+            if let Some(dir) = config {
+                c.arg("--config").arg(dir);
+            }
+            let out = c.args(args).output().unwrap();
+            assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        cli(&["tag", "rehost-test/busybox:latest", &reference]);
+        cli(&["push", &reference]);
+        cli(&["rmi", &reference]);
+        reference
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const PULL_COMPOSE: &str = "\
+services:
+  app:
+    image: ${IMAGE}
+    pull_policy: ${POLICY:-missing}
+    command: sh -c \"trap 'exit 0' TERM; while true; do sleep 1; done\"
+";
+
+/// An image that is not present is pulled from the registry; a name the
+/// registry does not have fails with the registry's message (exit 1);
+/// `pull_policy: never` refuses to pull.
+#[test]
+fn missing_images_are_pulled_from_a_registry() {
+    if !docker_ready() {
+        return;
+    }
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let reference = registry.push(&format!("rehost-e2e/pull-{}", std::process::id()), None);
+    let mut stack = Stack::with_files(
+        "pull",
+        &[("docker-compose.yml", PULL_COMPOSE)],
+        &[("IMAGE", &reference), ("POLICY", "never")],
+    );
+    let run = stack.rehost(&["up"]);
+    run.expect(1);
+    assert!(run.stderr().contains("`pull_policy: never`"), "{}", run.all());
+
+    stack.set("POLICY", "missing");
+    let run = stack.rehost(&["up"]);
+    run.expect(0);
+    assert!(run.stdout().contains(&format!("pulled  {reference}")), "{}", run.all());
+    assert_eq!(stack.containers().len(), 1);
+    let run = stack.rehost(&["up"]);
+    run.expect(0);
+    assert!(run.stdout().contains("unchanged"), "{}", run.all());
+
+    let missing = format!("127.0.0.1:{}/rehost-e2e/no-such-image:1", registry.port);
+    stack.set("IMAGE", &missing);
+    let run = stack.rehost(&["up"]);
+    run.expect(1);
+    assert!(
+        run.stderr().contains(&format!("pull image {missing}")) && run.stderr().contains("manifest unknown"),
+        "{}",
+        run.all()
+    );
+    let _ = Command::new("docker").args(["rmi", &reference]).output();
+}
+
+/// A registry that wants a password: the credentials of a Docker
+/// `config.json` (`DOCKER_CONFIG`) are used; without them the pull fails
+/// with the registry's refusal, and the password is never printed.
+#[test]
+fn a_registry_with_auth_takes_the_credentials_of_config_json() {
+    if !docker_ready() {
+        return;
+    }
+    let password = "pull-pass-5e1d";
+    let Some(registry) = Registry::start(Some(("ci", password))) else {
+        return;
+    };
+    let config = tempfile::tempdir().unwrap();
+    let mut login = Command::new("docker")
+        .arg("--config")
+        .arg(config.path())
+        .args(["login", "-u", "ci", "--password-stdin"])
+        .arg(format!("127.0.0.1:{}", registry.port))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut login.stdin.take().unwrap(), password.as_bytes()).unwrap();
+    let out = login.wait_with_output().unwrap();
+    assert!(out.status.success(), "docker login: {}", String::from_utf8_lossy(&out.stderr));
+    let reference = registry.push(
+        &format!("rehost-e2e/auth-{}", std::process::id()),
+        Some(config.path()),
+    );
+    let stack = Stack::with_files(
+        "pullauth",
+        &[("docker-compose.yml", PULL_COMPOSE)],
+        &[("IMAGE", &reference)],
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let run = stack.rehost_with(&["up"], &[("DOCKER_CONFIG", empty.path())]);
+    run.expect(1);
+    let err = run.stderr();
+    assert!(err.contains(&format!("pull image {reference}")), "{}", run.all());
+    assert!(
+        err.contains("no basic auth credentials") || err.contains("unauthorized"),
+        "{}",
+        run.all()
+    );
+    assert!(stack.containers().is_empty());
+
+    let run = stack.rehost_with(
+        &["up"],
+        &[("DOCKER_CONFIG", config.path()), ("RUST_LOG", Path::new("debug"))],
+    );
+    run.expect(0);
+    assert!(run.stdout().contains(&format!("pulled  {reference}")), "{}", run.all());
+    assert!(!run.all().contains(password), "the password was printed");
+    assert_eq!(stack.containers().len(), 1);
+    let _ = Command::new("docker").args(["rmi", &reference]).output();
+}
