@@ -489,9 +489,8 @@ fn check_loads_the_compose_file_and_reports_its_errors_with_exit_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains(
-            ":4:5: services.web.volumes_from: `volumes_from` is not supported by rehost"
-        ),
+        stderr
+            .contains(":4:5: services.web.volumes_from: `volumes_from` is not supported by rehost"),
         "{stderr}"
     );
 

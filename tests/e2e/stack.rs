@@ -452,7 +452,10 @@ fn compose_features_are_applied_and_secrets_stay_secret() {
     let run = stack.rehost_with(&["up"], &debug_log);
     run.expect(0);
     let out = run.all();
-    assert!(!out.contains(file_secret) && !out.contains(env_secret), "{out}");
+    assert!(
+        !out.contains(file_secret) && !out.contains(env_secret),
+        "{out}"
+    );
     let first = stack.containers();
     let mut want = vec![&app_name, &db];
     want.sort();
@@ -464,19 +467,34 @@ fn compose_features_are_applied_and_secrets_stay_secret() {
 
     // Healthy, with every setting applied.
     assert_eq!(inspect(&app_name, "{{.State.Health.Status}}"), "healthy");
-    assert_eq!(exec(&app_name, &["cat", "/stage.txt"]).trim(), "built-in-the-build-stage");
+    assert_eq!(
+        exec(&app_name, &["cat", "/stage.txt"]).trim(),
+        "built-in-the-build-stage"
+    );
     assert!(inspect(&app_name, "{{json .Config.ExposedPorts}}").contains("8080/tcp"));
     assert_eq!(
-        inspect(&app_name, &format!("{{{{json (index .NetworkSettings.Networks \"{p}_default\").Links}}}}")),
+        inspect(
+            &app_name,
+            &format!("{{{{json (index .NetworkSettings.Networks \"{p}_default\").Links}}}}")
+        ),
         format!("[\"{db}:database\"]")
     );
-    assert_eq!(inspect(&app_name, "{{json .HostConfig.CapDrop}}"), "[\"ALL\"]");
+    assert_eq!(
+        inspect(&app_name, "{{json .HostConfig.CapDrop}}"),
+        "[\"ALL\"]"
+    );
     assert_eq!(inspect(&app_name, "{{.HostConfig.ReadonlyRootfs}}"), "true");
     assert!(inspect(&app_name, "{{json .HostConfig.Tmpfs}}").contains("/scratch"));
     exec(&app_name, &["touch", "/scratch/ok"]);
-    assert_eq!(inspect(&app_name, "{{.HostConfig.Memory}}"), (64u64 << 20).to_string());
+    assert_eq!(
+        inspect(&app_name, "{{.HostConfig.Memory}}"),
+        (64u64 << 20).to_string()
+    );
     assert_eq!(inspect(&app_name, "{{.Config.StopTimeout}}"), "3");
-    assert_eq!(inspect(&app_name, "{{json .Config.Healthcheck.Interval}}"), "2000000000");
+    assert_eq!(
+        inspect(&app_name, "{{json .Config.Healthcheck.Interval}}"),
+        "2000000000"
+    );
     // `StartInterval` exists from Engine API 1.44 on; an older Engine drops it.
     let api: f64 = docker(&["version", "--format", "{{.Server.APIVersion}}"])
         .trim()
@@ -490,13 +508,22 @@ fn compose_features_are_applied_and_secrets_stay_secret() {
     }
 
     // The secrets are readable inside, and nowhere else.
-    assert_eq!(exec(&app_name, &["cat", "/run/secrets/db_password"]), file_secret);
+    assert_eq!(
+        exec(&app_name, &["cat", "/run/secrets/db_password"]),
+        file_secret
+    );
     assert_eq!(exec(&db, &["cat", "/run/secrets/token"]), env_secret);
-    assert_eq!(exec(&db, &["stat", "-c", "%a", "/run/secrets/token"]).trim(), "400");
+    assert_eq!(
+        exec(&db, &["stat", "-c", "%a", "/run/secrets/token"]).trim(),
+        "400"
+    );
     for name in [&app_name, &db] {
         let labels = inspect(name, "{{json .Config.Labels}}");
         let env = inspect(name, "{{json .Config.Env}}");
-        let logs = Command::new("docker").args(["logs", name]).output().unwrap();
+        let logs = Command::new("docker")
+            .args(["logs", name])
+            .output()
+            .unwrap();
         let logs = format!(
             "{}{}",
             String::from_utf8_lossy(&logs.stdout),
@@ -520,14 +547,21 @@ fn compose_features_are_applied_and_secrets_stay_secret() {
 
     // A new content of the file recreates its user only, and so does a new
     // value of the variable.
-    fs::write(stack.dir.path().join("stack/secrets/db_password.txt"), "rotated-1").unwrap();
+    fs::write(
+        stack.dir.path().join("stack/secrets/db_password.txt"),
+        "rotated-1",
+    )
+    .unwrap();
     let run = stack.rehost_with(&["up"], &debug_log);
     run.expect(0);
     assert!(!run.all().contains("rotated-1"), "{}", run.all());
     let after = stack.containers();
     assert_ne!(after[&app_name], first[&app_name], "{}", run.all());
     assert_eq!(after[&db], first[&db], "{}", run.all());
-    assert_eq!(exec(&app_name, &["cat", "/run/secrets/db_password"]), "rotated-1");
+    assert_eq!(
+        exec(&app_name, &["cat", "/run/secrets/db_password"]),
+        "rotated-1"
+    );
     stack.set("API_TOKEN", "rotated-2");
     let run = stack.rehost(&["up"]);
     run.expect(0);
@@ -541,7 +575,11 @@ fn compose_features_are_applied_and_secrets_stay_secret() {
     let run = stack.rehost(&["up"]);
     run.expect(0);
     let with_debug = stack.containers();
-    assert!(with_debug.contains_key(&format!("{p}-debug-1")), "{}", run.all());
+    assert!(
+        with_debug.contains_key(&format!("{p}-debug-1")),
+        "{}",
+        run.all()
+    );
     assert_eq!(with_debug[&app_name], again[&app_name]);
     assert_eq!(with_debug[&db], again[&db]);
 
@@ -565,7 +603,8 @@ impl Registry {
     fn start(user: Option<(&str, &str)>) -> Option<Registry> {
         let have = |tool: &str| Path::new(tool).exists();
         if !have("/usr/bin/docker-registry") || (user.is_some() && !have("/usr/bin/htpasswd")) {
-            let why = "docker-registry or htpasswd is missing; scripts/install-tools.sh installs them";
+            let why =
+                "docker-registry or htpasswd is missing; scripts/install-tools.sh installs them";
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("CI=true but {why}");
             }
@@ -606,7 +645,10 @@ impl Registry {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while rehost_tests::http_get(port, "/v2/").is_err() {
-            assert!(Instant::now() < deadline, "the registry never answered on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "the registry never answered on {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Some(registry)
@@ -623,7 +665,11 @@ impl Registry {
                 c.arg("--config").arg(dir);
             }
             let out = c.args(args).output().unwrap();
-            assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "docker {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
         cli(&["tag", "rehost-test/busybox:latest", &reference]);
         cli(&["push", &reference]);
@@ -666,12 +712,20 @@ fn missing_images_are_pulled_from_a_registry() {
     );
     let run = stack.rehost(&["up"]);
     run.expect(1);
-    assert!(run.stderr().contains("`pull_policy: never`"), "{}", run.all());
+    assert!(
+        run.stderr().contains("`pull_policy: never`"),
+        "{}",
+        run.all()
+    );
 
     stack.set("POLICY", "missing");
     let run = stack.rehost(&["up"]);
     run.expect(0);
-    assert!(run.stdout().contains(&format!("pulled  {reference}")), "{}", run.all());
+    assert!(
+        run.stdout().contains(&format!("pulled  {reference}")),
+        "{}",
+        run.all()
+    );
     assert_eq!(stack.containers().len(), 1);
     let run = stack.rehost(&["up"]);
     run.expect(0);
@@ -682,7 +736,8 @@ fn missing_images_are_pulled_from_a_registry() {
     let run = stack.rehost(&["up"]);
     run.expect(1);
     assert!(
-        run.stderr().contains(&format!("pull image {missing}")) && run.stderr().contains("manifest unknown"),
+        run.stderr().contains(&format!("pull image {missing}"))
+            && run.stderr().contains("manifest unknown"),
         "{}",
         run.all()
     );
@@ -714,7 +769,11 @@ fn a_registry_with_auth_takes_the_credentials_of_config_json() {
         .unwrap();
     std::io::Write::write_all(&mut login.stdin.take().unwrap(), password.as_bytes()).unwrap();
     let out = login.wait_with_output().unwrap();
-    assert!(out.status.success(), "docker login: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "docker login: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let reference = registry.push(
         &format!("rehost-e2e/auth-{}", std::process::id()),
         Some(config.path()),
@@ -729,7 +788,11 @@ fn a_registry_with_auth_takes_the_credentials_of_config_json() {
     let run = stack.rehost_with(&["up"], &[("DOCKER_CONFIG", empty.path())]);
     run.expect(1);
     let err = run.stderr();
-    assert!(err.contains(&format!("pull image {reference}")), "{}", run.all());
+    assert!(
+        err.contains(&format!("pull image {reference}")),
+        "{}",
+        run.all()
+    );
     assert!(
         err.contains("no basic auth credentials") || err.contains("unauthorized"),
         "{}",
@@ -739,10 +802,17 @@ fn a_registry_with_auth_takes_the_credentials_of_config_json() {
 
     let run = stack.rehost_with(
         &["up"],
-        &[("DOCKER_CONFIG", config.path()), ("RUST_LOG", Path::new("debug"))],
+        &[
+            ("DOCKER_CONFIG", config.path()),
+            ("RUST_LOG", Path::new("debug")),
+        ],
     );
     run.expect(0);
-    assert!(run.stdout().contains(&format!("pulled  {reference}")), "{}", run.all());
+    assert!(
+        run.stdout().contains(&format!("pulled  {reference}")),
+        "{}",
+        run.all()
+    );
     assert!(!run.all().contains(password), "the password was printed");
     assert_eq!(stack.containers().len(), 1);
     let _ = Command::new("docker").args(["rmi", &reference]).output();

@@ -270,7 +270,8 @@ fn stack(raw: RawStack, base: &Path) -> Result<StackConfig, Problem> {
     };
     let profiles = raw.profiles.unwrap_or_default();
     for profile in &profiles {
-        super::values::check_profile(profile).map_err(|m| Problem::new(at(&["stack", "profiles"]), m))?;
+        super::values::check_profile(profile)
+            .map_err(|m| Problem::new(at(&["stack", "profiles"]), m))?;
     }
     Ok(StackConfig {
         compose,

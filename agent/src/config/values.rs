@@ -15,7 +15,10 @@ use super::raw::{RawKeep, RawMode};
 
 /// `stack.profiles` entries: Compose's profile names.
 pub(super) fn check_profile(name: &str) -> Result<(), String> {
-    let ok = name.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
+    let ok = name
+        .as_bytes()
+        .first()
+        .is_some_and(u8::is_ascii_alphanumeric)
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));

@@ -140,6 +140,24 @@ pub struct Build {
     pub shm_size: Option<u64>,
 }
 
+impl Build {
+    /// A build of `context` with its `Dockerfile` and every other key at
+    /// Compose's default.
+    pub fn new(context: PathBuf) -> Build {
+        Build {
+            context,
+            dockerfile: "Dockerfile".to_string(),
+            args: BTreeMap::new(),
+            target: None,
+            dockerfile_inline: None,
+            labels: BTreeMap::new(),
+            network: None,
+            extra_hosts: Vec::new(),
+            shm_size: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Protocol {
     Tcp,
@@ -333,10 +351,7 @@ pub enum SecretSource {
     File(PathBuf),
     /// `environment:`: a variable of rehost's environment (or of
     /// `stack.env_file`), read by the loader.
-    Environment {
-        variable: String,
-        value: Redacted,
-    },
+    Environment { variable: String, value: Redacted },
     /// `content:` (configs only): inline text, which is not a secret.
     Content(String),
 }

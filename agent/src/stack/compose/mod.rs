@@ -164,7 +164,8 @@ fn parse_with(
         for (key, raw) in entries {
             let at = At::root().key(kind.section()).key(&key);
             check_name(&key, &at).map_err(|f| cx.err(f))?;
-            let source = secrets::source(kind, raw, &at, working_dir, env).map_err(|f| cx.err(f))?;
+            let source =
+                secrets::source(kind, raw, &at, working_dir, env).map_err(|f| cx.err(f))?;
             secret_sources.insert(format!("{}.{key}", kind.section()), source);
         }
     }
@@ -208,7 +209,8 @@ fn parse_with(
         }
         services.insert(name, loaded.service);
     }
-    let services = select_profiles(services, profiles, &dependency_at, &top).map_err(|f| cx.err(f))?;
+    let services =
+        select_profiles(services, profiles, &dependency_at, &top).map_err(|f| cx.err(f))?;
     let used: HashSet<&str> = services
         .values()
         .flat_map(|s| s.secrets.iter().map(|m| m.source.as_str()))

@@ -182,9 +182,7 @@ fn long(
     let raw: RawLong = from_value(value, at)?;
     let kind = match &raw.kind {
         Some(k) => value::string(k, &at.key("type"))?,
-        None => {
-            return Err(at.fault("missing required key `type` (`bind`, `volume` or `tmpfs`)"))
-        }
+        None => return Err(at.fault("missing required key `type` (`bind`, `volume` or `tmpfs`)")),
     };
     if raw.bind.is_some() && kind != "bind" {
         return Err(at.key("bind").fault("`bind:` options need `type: bind`"));
@@ -375,7 +373,8 @@ mod tests {
         );
         let err = parse("{type: tmpfs, source: x, target: /t}").unwrap_err();
         assert_eq!(err.at.to_string(), "volumes[0].source");
-        let err = parse("{type: volume, source: v, target: /t, bind: {create_host_path: true}}").unwrap_err();
+        let err = parse("{type: volume, source: v, target: /t, bind: {create_host_path: true}}")
+            .unwrap_err();
         assert_eq!(err.at.to_string(), "volumes[0].bind");
         assert_eq!(
             parse("{type: volume, source: db, target: /db}"),

@@ -62,14 +62,18 @@ pub(crate) fn source(
         ));
     }
     if kind == Kind::Secret && raw.content.is_some() {
-        return Err(at
-            .key("content")
-            .fault("a secret cannot be written in the compose file: use `file:` or `environment:`"));
+        return Err(at.key("content").fault(
+            "a secret cannot be written in the compose file: use `file:` or `environment:`",
+        ));
     }
-    let given = [raw.file.is_some(), raw.environment.is_some(), raw.content.is_some()]
-        .iter()
-        .filter(|g| **g)
-        .count();
+    let given = [
+        raw.file.is_some(),
+        raw.environment.is_some(),
+        raw.content.is_some(),
+    ]
+    .iter()
+    .filter(|g| **g)
+    .count();
     if given != 1 {
         return Err(at.fault(match kind {
             Kind::Secret => "give exactly one of `file:` and `environment:`",
@@ -99,7 +103,10 @@ pub(crate) fn source(
         });
     }
     match &raw.content {
-        Some(content) => Ok(SecretSource::Content(value::string(content, &at.key("content"))?)),
+        Some(content) => Ok(SecretSource::Content(value::string(
+            content,
+            &at.key("content"),
+        )?)),
         None => Err(at.fault("no source")),
     }
 }
@@ -139,7 +146,11 @@ pub(crate) fn uses(
                 ..RawUse::default()
             },
         };
-        let source_at = if item.is_mapping() { at.key("source") } else { at.clone() };
+        let source_at = if item.is_mapping() {
+            at.key("source")
+        } else {
+            at.clone()
+        };
         let name = match &raw.source {
             Some(v) => value::string(v, &source_at)?,
             None => return Err(at.fault("missing required key `source`")),
@@ -173,7 +184,9 @@ pub(crate) fn uses(
             }
         };
         if target.ends_with('/') {
-            return Err(at.key("target").fault("the target names a folder; name the file"));
+            return Err(at
+                .key("target")
+                .fault("the target names a folder; name the file"));
         }
         if let Some(twice) = out.iter().find(|m| m.target == target) {
             return Err(at.fault(format!(
@@ -231,10 +244,7 @@ mod tests {
                 "secrets.db".to_string(),
                 SecretSource::File("/s/db.txt".into()),
             ),
-            (
-                "configs.app".to_string(),
-                SecretSource::Content("x".into()),
-            ),
+            ("configs.app".to_string(), SecretSource::Content("x".into())),
         ])
     }
 
@@ -293,10 +303,26 @@ mod tests {
         let err = uses(Kind::Secret, &yaml("[nope]"), &at, &declared()).unwrap_err();
         assert_eq!(err.at.to_string(), "services.web.secrets[0]");
         let err = uses(Kind::Secret, &yaml("[db, db]"), &at, &declared()).unwrap_err();
-        assert!(err.message.contains("already the target"), "{}", err.message);
-        let err = uses(Kind::Secret, &yaml("[{source: db, mode: 999}]"), &at, &declared()).unwrap_err();
+        assert!(
+            err.message.contains("already the target"),
+            "{}",
+            err.message
+        );
+        let err = uses(
+            Kind::Secret,
+            &yaml("[{source: db, mode: 999}]"),
+            &at,
+            &declared(),
+        )
+        .unwrap_err();
         assert_eq!(err.at.to_string(), "services.web.secrets[0].mode");
-        let err = uses(Kind::Secret, &yaml("[{source: db, target: ../x}]"), &at, &declared()).unwrap_err();
+        let err = uses(
+            Kind::Secret,
+            &yaml("[{source: db, target: ../x}]"),
+            &at,
+            &declared(),
+        )
+        .unwrap_err();
         assert_eq!(err.at.to_string(), "services.web.secrets[0].target");
     }
 }

@@ -18,8 +18,8 @@ use serde_yaml::Value;
 
 use super::error::{At, ComposeError, Fault};
 use super::raw::{RawBuild, RawDependency, RawHealthcheck, RawService, RawServiceNetwork};
-use super::value::{self, from_value};
 use super::secrets::{self, Kind};
+use super::value::{self, from_value};
 use super::{duration, env_file, mounts, ports, settings, shlex};
 use crate::stack::model::{
     Build, Condition, Dependency, Healthcheck, Mount, NetworkMode, PullPolicy, Restart,
@@ -217,7 +217,9 @@ fn normalize(
             return Err(at.fault("a service cannot link to itself"));
         }
         if alias.is_empty() {
-            return Err(at.fault(format!("expected `SERVICE` or `SERVICE:ALIAS`, got {text:?}")));
+            return Err(at.fault(format!(
+                "expected `SERVICE` or `SERVICE:ALIAS`, got {text:?}"
+            )));
         }
         Ok((service.to_string(), alias.to_string()))
     })?;
@@ -416,7 +418,11 @@ fn build(value: &Value, at: &At, cx: &Ctx<'_>) -> Result<Build, Fault> {
         None => "Dockerfile".to_string(),
         Some(d) => dockerfile(&d, &context).map_err(|e| dockerfile_at.fault(e))?,
     };
-    let dockerfile_inline = opt(&raw.dockerfile_inline, &at.key("dockerfile_inline"), value::string)?;
+    let dockerfile_inline = opt(
+        &raw.dockerfile_inline,
+        &at.key("dockerfile_inline"),
+        value::string,
+    )?;
     let dockerfile = match (&dockerfile_inline, &raw.dockerfile) {
         (Some(_), Some(_)) => {
             return Err(at
@@ -439,9 +445,10 @@ fn build(value: &Value, at: &At, cx: &Ctx<'_>) -> Result<Build, Fault> {
     let extra_hosts = settings::extra_hosts(&raw.extra_hosts, &at.key("extra_hosts"))?;
     if extra_hosts.len() > 1 {
         // bollard sends the build's `extrahosts` query parameter once.
-        return Err(at.key("extra_hosts").index(1).fault(
-            "rehost passes one build-time host to the Engine's build API; give one entry",
-        ));
+        return Err(at
+            .key("extra_hosts")
+            .index(1)
+            .fault("rehost passes one build-time host to the Engine's build API; give one entry"));
     }
     let shm_size = opt(&raw.shm_size, &at.key("shm_size"), settings::bytes)?;
     let mut args = BTreeMap::new();

@@ -22,7 +22,11 @@ use crate::stack::model::{Device, Logging, Protocol, Settings, Ulimit};
 
 /// Reads every settings key of `raw`; `warnings` receives the accepted keys
 /// that do nothing on a single Engine.
-pub(crate) fn read(raw: &RawService, at: &At, warnings: &mut Vec<Fault>) -> Result<Settings, Fault> {
+pub(crate) fn read(
+    raw: &RawService,
+    at: &At,
+    warnings: &mut Vec<Fault>,
+) -> Result<Settings, Fault> {
     let string = |v: &Option<Value>, key: &str| opt(v, &at.key(key), value::string);
     let boolean = |v: &Option<Value>, key: &str| opt(v, &at.key(key), value::boolean);
     let strings = |v: &Option<Value>, key: &str| string_list(v, &at.key(key));
@@ -39,9 +43,11 @@ pub(crate) fn read(raw: &RawService, at: &At, warnings: &mut Vec<Fault>) -> Resu
         tty: boolean(&raw.tty, "tty")?.unwrap_or(false),
         init: boolean(&raw.init, "init")?,
         stop_signal: string(&raw.stop_signal, "stop_signal")?,
-        stop_grace_period: opt(&raw.stop_grace_period, &at.key("stop_grace_period"), |v, at| {
-            duration::parse(&value::string(v, at)?).map_err(|e| at.fault(e))
-        })?,
+        stop_grace_period: opt(
+            &raw.stop_grace_period,
+            &at.key("stop_grace_period"),
+            |v, at| duration::parse(&value::string(v, at)?).map_err(|e| at.fault(e)),
+        )?,
         cap_add: strings(&raw.cap_add, "cap_add")?,
         cap_drop: strings(&raw.cap_drop, "cap_drop")?,
         privileged: boolean(&raw.privileged, "privileged")?.unwrap_or(false),
@@ -52,7 +58,9 @@ pub(crate) fn read(raw: &RawService, at: &At, warnings: &mut Vec<Fault>) -> Resu
         tmpfs: tmpfs(&raw.tmpfs, &at.key("tmpfs"))?,
         shm_size: opt(&raw.shm_size, &at.key("shm_size"), bytes)?,
         devices: devices(&raw.devices, &at.key("devices"))?,
-        pid: opt(&raw.pid, &at.key("pid"), |v, at| namespace(v, at, &["host"]))?,
+        pid: opt(&raw.pid, &at.key("pid"), |v, at| {
+            namespace(v, at, &["host"])
+        })?,
         ipc: opt(&raw.ipc, &at.key("ipc"), |v, at| {
             namespace(v, at, &["host", "private", "shareable", "none"])
         })?,
@@ -195,7 +203,10 @@ pub(crate) fn bytes(value: &Value, at: &At) -> Result<u64, Fault> {
         .unwrap_or(lower.len());
     let (number, unit) = lower.split_at(digits_end);
     let unit = unit.trim();
-    let unit = unit.strip_suffix("ib").or_else(|| unit.strip_suffix('b').filter(|u| !u.is_empty())).unwrap_or(unit);
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b').filter(|u| !u.is_empty()))
+        .unwrap_or(unit);
     let shift = match unit {
         "" | "b" => 0,
         "k" => 10,
@@ -224,12 +235,20 @@ pub(crate) fn bytes(value: &Value, at: &At) -> Result<u64, Fault> {
 /// `cpus: 0.5` → billionths of a CPU (the Engine's `NanoCpus`).
 fn cpus(value: &Value, at: &At) -> Result<u64, Fault> {
     let text = value::string(value, at)?;
-    let bad = || at.fault(format!("expected a number of CPUs like 0.5 or 2, got {text:?}"));
+    let bad = || {
+        at.fault(format!(
+            "expected a number of CPUs like 0.5 or 2, got {text:?}"
+        ))
+    };
     let (whole, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
     if fraction.len() > 9 || (whole.is_empty() && fraction.is_empty()) {
         return Err(bad());
     }
-    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
     let fraction: u64 = if fraction.is_empty() {
         0
     } else {
@@ -373,7 +392,12 @@ fn ulimits(value: &Option<Value>, at: &At) -> Result<BTreeMap<String, Ulimit>, F
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
         }
-        .ok_or_else(|| at.fault(format!("expected a whole number, got {}", value::describe(v))))
+        .ok_or_else(|| {
+            at.fault(format!(
+                "expected a whole number, got {}",
+                value::describe(v)
+            ))
+        })
     };
     for (name, item) in value::mapping(value, at)? {
         let at = at.key(&name);
@@ -545,21 +569,51 @@ mod tests {
             vec!["db:10.0.0.2"]
         );
         assert!(extra_hosts(&Some(yaml("['nohost']")), &at).is_err());
-        let u = ulimits(&Some(yaml("{nproc: 512, nofile: {soft: 1024, hard: 4096}}")), &at).unwrap();
-        assert_eq!(u["nproc"], Ulimit { soft: 512, hard: 512 });
-        assert_eq!(u["nofile"], Ulimit { soft: 1024, hard: 4096 });
+        let u = ulimits(
+            &Some(yaml("{nproc: 512, nofile: {soft: 1024, hard: 4096}}")),
+            &at,
+        )
+        .unwrap();
+        assert_eq!(
+            u["nproc"],
+            Ulimit {
+                soft: 512,
+                hard: 512
+            }
+        );
+        assert_eq!(
+            u["nofile"],
+            Ulimit {
+                soft: 1024,
+                hard: 4096
+            }
+        );
         let err = ulimits(&Some(yaml("{nofile: {soft: 9, hard: 4}}")), &at).unwrap_err();
         assert_eq!(err.at.to_string(), "s.nofile.soft");
         let t = tmpfs(&Some(yaml("['/run', '/tmp:size=64m,mode=1777']")), &at).unwrap();
         assert_eq!(t["/run"], "");
         assert_eq!(t["/tmp"], "size=64m,mode=1777");
         assert!(tmpfs(&Some(yaml("'run'")), &at).is_err());
-        let d = devices(&Some(yaml("['/dev/fuse', '/dev/a:/dev/b:r', '/dev/c:rw']")), &at).unwrap();
+        let d = devices(
+            &Some(yaml("['/dev/fuse', '/dev/a:/dev/b:r', '/dev/c:rw']")),
+            &at,
+        )
+        .unwrap();
         assert_eq!(d[0].container, "/dev/fuse");
-        assert_eq!((d[1].container.as_str(), d[1].permissions.as_str()), ("/dev/b", "r"));
-        assert_eq!((d[2].container.as_str(), d[2].permissions.as_str()), ("/dev/c", "rw"));
+        assert_eq!(
+            (d[1].container.as_str(), d[1].permissions.as_str()),
+            ("/dev/b", "r")
+        );
+        assert_eq!(
+            (d[2].container.as_str(), d[2].permissions.as_str()),
+            ("/dev/c", "rw")
+        );
         assert!(devices(&Some(yaml("['/dev/a:/dev/b:x']")), &at).is_err());
         let err = namespace(&yaml("'service:db'"), &at, &["host"]).unwrap_err();
-        assert!(err.message.contains("not supported by rehost"), "{}", err.message);
+        assert!(
+            err.message.contains("not supported by rehost"),
+            "{}",
+            err.message
+        );
     }
 }

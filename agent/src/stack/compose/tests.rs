@@ -958,7 +958,13 @@ services:
     assert_eq!(t.cap_drop, strings(&["ALL"]));
     assert_eq!(t.security_opt, strings(&["no-new-privileges:true"]));
     assert_eq!(t.sysctls, map(&[("net.core.somaxconn", "1024")]));
-    assert_eq!(t.ulimits["nofile"], Ulimit { soft: 1024, hard: 2048 });
+    assert_eq!(
+        t.ulimits["nofile"],
+        Ulimit {
+            soft: 1024,
+            hard: 2048
+        }
+    );
     assert_eq!(t.tmpfs, map(&[("/run", "")]));
     assert_eq!(t.shm_size, Some(64 << 20));
     assert_eq!(t.devices[0].host, "/dev/fuse");
@@ -998,7 +1004,8 @@ fn build_target_args_and_inline_dockerfile() {
     assert_eq!(b.network.as_deref(), Some("host"));
     assert_eq!(b.extra_hosts, strings(&["gw:10.0.0.1"]));
     assert_eq!(b.shm_size, Some(1 << 30));
-    let s = web("services:\n  web:\n    build:\n      dockerfile_inline: |\n        FROM scratch\n");
+    let s =
+        web("services:\n  web:\n    build:\n      dockerfile_inline: |\n        FROM scratch\n");
     let b = s.build.unwrap();
     assert_eq!(b.dockerfile, INLINE_DOCKERFILE);
     assert_eq!(b.dockerfile_inline.as_deref(), Some("FROM scratch\n"));
@@ -1060,7 +1067,8 @@ services:
     assert_eq!(d.key.as_deref(), Some("services.web.read_only"));
     assert!(d.message.contains("read-only"), "{}", d.message);
     assert!(!err.to_string().contains("s3cr3t"));
-    let err = load("secrets:\n  k: {environment: NOPE}\nservices:\n  web:\n    image: x\n").unwrap_err();
+    let err =
+        load("secrets:\n  k: {environment: NOPE}\nservices:\n  web:\n    image: x\n").unwrap_err();
     assert_eq!(err.detail().line, Some(2));
     assert_eq!(err.detail().key.as_deref(), Some("secrets.k.environment"));
 }
@@ -1092,37 +1100,98 @@ services:
         &env,
     )
     .unwrap();
-    assert_eq!(on.services.keys().collect::<Vec<_>>(), ["web", "debug", "tools"]);
+    assert_eq!(
+        on.services.keys().collect::<Vec<_>>(),
+        ["web", "debug", "tools"]
+    );
     assert!(on.services["web"].depends_on.contains_key("debug"));
 
     let err = load("services:\n  web:\n    image: x\n    links: [debug]\n  debug:\n    image: y\n    profiles: [debug]\n").unwrap_err();
     assert_eq!(err.detail().key.as_deref(), Some("services.web.links[0]"));
-    assert!(err.detail().message.contains("not enabled"), "{}", err.detail().message);
+    assert!(
+        err.detail().message.contains("not enabled"),
+        "{}",
+        err.detail().message
+    );
     let err = load("services:\n  web:\n    image: x\n    depends_on: [debug]\n  debug:\n    image: y\n    profiles: [debug]\n").unwrap_err();
-    assert_eq!(err.detail().key.as_deref(), Some("services.web.depends_on[0]"));
-    assert_eq!((err.detail().line, err.detail().column), (Some(4), Some(18)));
+    assert_eq!(
+        err.detail().key.as_deref(),
+        Some("services.web.depends_on[0]")
+    );
+    assert_eq!(
+        (err.detail().line, err.detail().column),
+        (Some(4), Some(18))
+    );
 }
 
 #[test]
 fn new_keys_refuse_bad_values_with_their_place() {
     let cases: &[(&str, &str, &str)] = &[
-        ("    links: [nope]\n", "services.web.links[0]", "no service `nope`"),
-        ("    mem_limit: lots\n", "services.web.mem_limit", "expected a size"),
+        (
+            "    links: [nope]\n",
+            "services.web.links[0]",
+            "no service `nope`",
+        ),
+        (
+            "    mem_limit: lots\n",
+            "services.web.mem_limit",
+            "expected a size",
+        ),
         (
             "    mem_limit: 1g\n    deploy: {resources: {limits: {memory: 2g}}}\n",
             "services.web.deploy.resources.limits.memory",
             "disagrees with `mem_limit`",
         ),
-        ("    pid: 'service:db'\n", "services.web.pid", "not supported by rehost"),
-        ("    container_name: '-x'\n", "services.web.container_name", "not a valid container name"),
-        ("    pull_policy: build\n", "services.web.pull_policy", "needs `build:`"),
-        ("    pull_policy: sometimes\n", "services.web.pull_policy", "expected `always`"),
-        ("    profiles: ['a b']\n", "services.web.profiles[0]", "not a valid profile name"),
-        ("    secrets: [nope]\n", "services.web.secrets[0]", "not declared"),
-        ("    stop_grace_period: soon\n", "services.web.stop_grace_period", "expected a duration"),
-        ("    ulimits: {nofile: {soft: 1}}\n", "services.web.ulimits.nofile", "hard"),
-        ("    cap_add: NET_ADMIN\n", "services.web.cap_add", "expected a list"),
-        ("    ipc: 'container:x'\n", "services.web.ipc", "not supported by rehost"),
+        (
+            "    pid: 'service:db'\n",
+            "services.web.pid",
+            "not supported by rehost",
+        ),
+        (
+            "    container_name: '-x'\n",
+            "services.web.container_name",
+            "not a valid container name",
+        ),
+        (
+            "    pull_policy: build\n",
+            "services.web.pull_policy",
+            "needs `build:`",
+        ),
+        (
+            "    pull_policy: sometimes\n",
+            "services.web.pull_policy",
+            "expected `always`",
+        ),
+        (
+            "    profiles: ['a b']\n",
+            "services.web.profiles[0]",
+            "not a valid profile name",
+        ),
+        (
+            "    secrets: [nope]\n",
+            "services.web.secrets[0]",
+            "not declared",
+        ),
+        (
+            "    stop_grace_period: soon\n",
+            "services.web.stop_grace_period",
+            "expected a duration",
+        ),
+        (
+            "    ulimits: {nofile: {soft: 1}}\n",
+            "services.web.ulimits.nofile",
+            "hard",
+        ),
+        (
+            "    cap_add: NET_ADMIN\n",
+            "services.web.cap_add",
+            "expected a list",
+        ),
+        (
+            "    ipc: 'container:x'\n",
+            "services.web.ipc",
+            "not supported by rehost",
+        ),
     ];
     for (extra, key, message) in cases {
         let text = format!("services:\n  db:\n    image: d\n  web:\n    image: x\n{extra}");

@@ -189,25 +189,15 @@ pub async fn up(docker: &Docker, project: &Project, opts: &UpOptions) -> anyhow:
                         tracing::info!(container = %old.name, reason, "recreating container");
                         containers::stop_and_remove(docker, &old.id, &old.name, false).await?;
                     }
-                    let spec = container_spec(
-                        project,
-                        service,
-                        *number,
-                        &image.reference,
-                        &hash,
-                        secrets,
-                    )
-                    .map_err(anyhow::Error::msg)?;
+                    let spec =
+                        container_spec(project, service, *number, &image.reference, &hash, secrets)
+                            .map_err(anyhow::Error::msg)?;
                     containers::create_and_start(docker, &spec).await?;
                     tracing::info!(container = %spec.name, "container started");
                 }
                 Action::Start { id, number, .. } => {
-                    containers::start(
-                        docker,
-                        id,
-                        &container_name(project, service_name, *number),
-                    )
-                    .await?
+                    containers::start(docker, id, &container_name(project, service_name, *number))
+                        .await?
                 }
                 Action::Restart {
                     id, number, reason, ..

@@ -113,7 +113,10 @@ pub(crate) fn credentials(
             .decode(auth.trim())
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())))
+            .and_then(|s| {
+                s.split_once(':')
+                    .map(|(u, p)| (u.to_string(), p.to_string()))
+            })
             .with_context(|| {
                 format!(
                     "{}: the `auth` of registry {registry} is not base64 of USER:PASSWORD",
@@ -158,16 +161,23 @@ mod tests {
             format!(r#"{{"auths": {{"127.0.0.1:5000": {{"auth": "{auth}"}}, "https://index.docker.io/v1/": {{"username": "u", "password": "p"}}}}}}"#),
         )
         .unwrap();
-        let c = credentials(Some(&path), "127.0.0.1:5000/app:1").unwrap().unwrap();
+        let c = credentials(Some(&path), "127.0.0.1:5000/app:1")
+            .unwrap()
+            .unwrap();
         assert_eq!(c.username.as_deref(), Some("ci"));
         assert_eq!(c.password.as_deref(), Some("pa:ss"));
         assert_eq!(c.serveraddress.as_deref(), Some("127.0.0.1:5000"));
         let c = credentials(Some(&path), "busybox").unwrap().unwrap();
         assert_eq!(c.username.as_deref(), Some("u"));
         assert!(credentials(Some(&path), "ghcr.io/x/y").unwrap().is_none());
-        assert!(credentials(Some(&dir.path().join("none.json")), "busybox").unwrap().is_none());
+        assert!(credentials(Some(&dir.path().join("none.json")), "busybox")
+            .unwrap()
+            .is_none());
         std::fs::write(&path, r#"{"auths": {"127.0.0.1:5000": {"auth": "!!"}}}"#).unwrap();
-        let err = format!("{:#}", credentials(Some(&path), "127.0.0.1:5000/a").unwrap_err());
+        let err = format!(
+            "{:#}",
+            credentials(Some(&path), "127.0.0.1:5000/a").unwrap_err()
+        );
         assert!(err.contains("not base64"), "{err}");
         std::fs::write(&path, "{secret-looking garbage").unwrap();
         let err = format!("{:#}", credentials(Some(&path), "x").unwrap_err());

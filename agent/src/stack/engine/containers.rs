@@ -109,7 +109,9 @@ pub(crate) async fn create_and_start(
                 .await
                 // The Engine's message names the path, never the content.
                 .map_err(|e| anyhow::anyhow!(describe(&e)))
-                .with_context(|| format!("copy secrets and configs into container {}", spec.name))?;
+                .with_context(|| {
+                    format!("copy secrets and configs into container {}", spec.name)
+                })?;
         }
         anyhow::Ok(())
     }

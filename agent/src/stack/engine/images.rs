@@ -179,10 +179,7 @@ async fn pull(docker: &Docker, name: &str) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!(describe(&e)))
             .with_context(|| format!("pull image {name}"))?;
         if let Some(detail) = info.error_detail {
-            anyhow::bail!(
-                "pull image {name}: {}",
-                detail.message.unwrap_or_default()
-            );
+            anyhow::bail!("pull image {name}: {}", detail.message.unwrap_or_default());
         }
         if let (Some(id), Some(status)) = (info.id, info.status) {
             let bar = match info.progress_detail {

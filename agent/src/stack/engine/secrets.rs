@@ -59,10 +59,9 @@ pub(crate) struct Material {
 pub(crate) fn material(project: &Project, service: &Service) -> anyhow::Result<Material> {
     let mut out = Material::default();
     for m in &service.secrets {
-        let source = project
-            .secrets
-            .get(&m.source)
-            .with_context(|| format!("service `{}`: `{}` is not declared", service.name, m.source))?;
+        let source = project.secrets.get(&m.source).with_context(|| {
+            format!("service `{}`: `{}` is not declared", service.name, m.source)
+        })?;
         let copied = copies(source, m);
         match source {
             SecretSource::File(path) => {
@@ -114,7 +113,8 @@ pub(crate) fn material(project: &Project, service: &Service) -> anyhow::Result<M
                 out.copies.push(copied_file(m, value.0.as_bytes().to_vec()));
             }
             SecretSource::Content(text) => {
-                out.digests.push((m.target.clone(), digest(text.as_bytes())));
+                out.digests
+                    .push((m.target.clone(), digest(text.as_bytes())));
                 out.copies.push(copied_file(m, text.as_bytes().to_vec()));
             }
         }
@@ -163,8 +163,8 @@ pub(crate) fn tar(files: &[CopiedFile]) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::model::Redacted;
     use crate::stack::engine::spec::tests::{project, service};
+    use crate::stack::model::Redacted;
 
     #[test]
     fn files_are_bound_and_variables_copied_with_owner_and_mode() {
@@ -189,7 +189,8 @@ mod tests {
             },
         ];
         let mut p = project("site", vec![s.clone()]);
-        p.secrets.insert("secrets.db".into(), SecretSource::File(file.clone()));
+        p.secrets
+            .insert("secrets.db".into(), SecretSource::File(file.clone()));
         p.secrets.insert(
             "secrets.token".into(),
             SecretSource::Environment {
@@ -220,6 +221,9 @@ mod tests {
         assert_ne!(material(&p, &s).unwrap().digests[0].1, m.digests[0].1);
         std::fs::remove_file(&file).unwrap();
         let err = format!("{:#}", material(&p, &s).unwrap_err());
-        assert!(err.contains("secrets.db") && err.contains("db.txt"), "{err}");
+        assert!(
+            err.contains("secrets.db") && err.contains("db.txt"),
+            "{err}"
+        );
     }
 }

@@ -572,7 +572,10 @@ pub(crate) mod tests {
         assert_eq!(mounts[0].source.as_deref(), Some("/srv/must-exist"));
         assert_eq!(mounts[1].typ, Some(MountTypeEnum::TMPFS));
         let tmpfs = mounts[1].tmpfs_options.as_ref().unwrap();
-        assert_eq!((tmpfs.size_bytes, tmpfs.mode), (Some(1 << 20), Some(0o1777)));
+        assert_eq!(
+            (tmpfs.size_bytes, tmpfs.mode),
+            (Some(1 << 20), Some(0o1777))
+        );
         let h = spec.body.healthcheck.as_ref().unwrap();
         assert_eq!(h.interval, Some(500_000_000));
         assert_eq!(h.retries, Some(3));
@@ -599,7 +602,10 @@ pub(crate) mod tests {
         let h = config_hash(&p, &s, "sha256:a", &Material::default());
         let mut scaled = s.clone();
         scaled.replicas = 3;
-        assert_eq!(h, config_hash(&p, &scaled, "sha256:a", &Material::default()));
+        assert_eq!(
+            h,
+            config_hash(&p, &scaled, "sha256:a", &Material::default())
+        );
         assert_ne!(h, config_hash(&p, &s, "sha256:b", &Material::default()));
         let mut env = s.clone();
         env.environment.insert("X".into(), "1".into());
