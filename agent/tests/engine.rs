@@ -188,6 +188,7 @@ fn stack(name: &str) -> Project {
     Project {
         name: name.into(),
         compose_file: dir.join("docker-compose.yml"),
+        override_files: Vec::new(),
         working_dir: dir.clone(),
         services: IndexMap::from([
             ("web".to_string(), web),

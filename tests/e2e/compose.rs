@@ -119,6 +119,7 @@ fn rehost_load(dir: &Path) -> Project {
         .unwrap_or_default();
     let stack = StackConfig {
         compose: dir.join("docker-compose.yml"),
+        overrides: Vec::new(),
         project: PROJECT.to_string(),
         env_file: Some(dir.join("stack.env")),
         profiles,

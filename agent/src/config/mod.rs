@@ -89,6 +89,9 @@ pub struct StackConfig {
     /// Absolute (a relative path in the file is resolved against the config
     /// file's folder).
     pub compose: PathBuf,
+    /// `stack.compose`'s further files when it is a list: merged onto the
+    /// first, in order, with Compose's override rules. Absolute.
+    pub overrides: Vec<PathBuf>,
     /// Compose project name: `[a-z0-9][a-z0-9_-]*`; defaults to the compose
     /// file's folder name, normalized the way Compose does.
     pub project: String,

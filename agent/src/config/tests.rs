@@ -106,6 +106,7 @@ fn spec_example_parses_with_every_value() {
         config.stack,
         Some(StackConfig {
             compose: PathBuf::from("/opt/stack/docker-compose.yml"),
+            overrides: Vec::new(),
             project: "site".to_string(),
             env_file: Some(PathBuf::from("/etc/rehost/stack.env")),
             profiles: vec!["debug".to_string()],

@@ -28,6 +28,9 @@ pub struct Project {
     /// Absolute path of the compose file (for messages and the
     /// `com.docker.compose.project.config_files` label).
     pub compose_file: PathBuf,
+    /// `stack.compose`'s other files, merged onto the first in this order,
+    /// and files that `extends:` read (for the `config_files` label).
+    pub override_files: Vec<PathBuf>,
     /// Its folder: what relative paths were resolved against.
     pub working_dir: PathBuf,
     /// In the order of the file.

@@ -32,7 +32,9 @@
 mod duration;
 mod env_file;
 mod error;
+mod extends;
 mod graph;
+mod merge;
 mod mounts;
 mod networks;
 mod ports;
@@ -48,7 +50,7 @@ mod value;
 mod tests;
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 use serde_yaml::Value;
@@ -76,12 +78,21 @@ pub fn load(
         None => IndexMap::new(),
     };
     let merged = |name: &str| env(name).or_else(|| from_file.get(name).cloned());
-    let file = std::path::absolute(&stack.compose).unwrap_or_else(|_| stack.compose.clone());
-    let text = std::fs::read_to_string(&file).map_err(|err| ComposeError::read(&file, &err))?;
-    let working_dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let mut sources = Vec::new();
+    for path in std::iter::once(&stack.compose).chain(&stack.overrides) {
+        let file = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        let text = std::fs::read_to_string(&file).map_err(|err| ComposeError::read(&file, &err))?;
+        sources.push((file, text));
+    }
+    // Relative paths of every file are relative to the first one's folder
+    // (Compose's project directory).
+    let working_dir = sources
+        .first()
+        .and_then(|(f, _)| f.parent())
+        .unwrap_or(Path::new("/"))
+        .to_path_buf();
     let project = parse_with(
-        &text,
-        &file,
+        sources,
         &working_dir,
         &stack.project,
         &stack.profiles,
@@ -104,7 +115,8 @@ pub fn parse(
     project: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Project, ComposeError> {
-    parse_with(text, file, working_dir, project, &[], env, env)
+    let sources = vec![(file.to_path_buf(), text.to_string())];
+    parse_with(sources, working_dir, project, &[], env, env)
 }
 
 /// [`parse`] with the profiles `profiles` enabled.
@@ -116,7 +128,8 @@ pub fn parse_profiles(
     profiles: &[String],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Project, ComposeError> {
-    parse_with(text, file, working_dir, project, profiles, env, env)
+    let sources = vec![(file.to_path_buf(), text.to_string())];
+    parse_with(sources, working_dir, project, profiles, env, env)
 }
 
 /// [`parse`], where `env` holds the compose file's variables (`stack.env_file`
@@ -124,30 +137,45 @@ pub fn parse_profiles(
 /// expands `${VAR}` inside a service's `env_file:` from the process
 /// environment alone.
 fn parse_with(
-    text: &str,
-    file: &Path,
+    sources: Vec<(PathBuf, String)>,
     working_dir: &Path,
     project: &str,
     profiles: &[String],
     env: &dyn Fn(&str) -> Option<String>,
     process_env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Project, ComposeError> {
+    // Each file is read and interpolated alone, then merged into the first
+    // with Compose's override rules.
+    let mut value = Value::Null;
+    for (i, (file, text)) in sources.iter().enumerate() {
+        let one = std::slice::from_ref(&sources[i]);
+        let mut doc: Value =
+            serde_yaml::from_str(text).map_err(|err| ComposeError::syntax(file, &err))?;
+        if !doc.is_mapping() {
+            return Err(At::root()
+                .fault(format!(
+                    "expected a mapping with `services:` at the top level, got {}",
+                    value::kind_of(&doc)
+                ))
+                .into_error_in(one));
+        }
+        tree::prepare(&mut doc, env).map_err(|f| f.into_error_in(one))?;
+        if i == 0 {
+            value = doc;
+        } else {
+            merge::merge_files(&mut value, doc);
+        }
+    }
+    let mut resolver = extends::Resolver { env, sources };
+    resolver.resolve(&mut value, working_dir)?;
+    let sources = resolver.sources;
+    let file = sources.first().map(|(f, _)| f.clone()).unwrap_or_default();
     let cx = Ctx {
-        file,
-        text,
+        sources: &sources,
         working_dir,
         env,
         process_env,
     };
-    let mut value: Value =
-        serde_yaml::from_str(text).map_err(|err| ComposeError::syntax(file, &err))?;
-    if !value.is_mapping() {
-        return Err(cx.err(At::root().fault(format!(
-            "expected a mapping with `services:` at the top level, got {}",
-            value::kind_of(&value)
-        ))));
-    }
-    tree::prepare(&mut value, env).map_err(|f| cx.err(f))?;
     let raw: raw::RawFile = value::from_value(&value, &At::root()).map_err(|f| cx.err(f))?;
     if let Some(name) = &raw.name {
         value::string(name, &At::root().key("name")).map_err(|f| cx.err(f))?;
@@ -271,7 +299,8 @@ fn parse_with(
 
     Ok(Project {
         name: project.to_string(),
-        compose_file: file.to_path_buf(),
+        compose_file: file,
+        override_files: cx.sources.iter().skip(1).map(|(f, _)| f.clone()).collect(),
         working_dir: working_dir.to_path_buf(),
         services,
         networks,

@@ -28,8 +28,9 @@ use crate::stack::model::{
 
 /// What the loader needs besides the service itself.
 pub(crate) struct Ctx<'a> {
-    pub(crate) file: &'a Path,
-    pub(crate) text: &'a str,
+    /// The compose files (path, text) in merge order; errors are located in
+    /// them.
+    pub(crate) sources: &'a [(PathBuf, String)],
     pub(crate) working_dir: &'a Path,
     /// The compose file's variables: `stack.env_file` and the process environment.
     pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
@@ -39,7 +40,7 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub(crate) fn err(&self, fault: Fault) -> ComposeError {
-        fault.into_error(self.file, self.text)
+        fault.into_error_in(self.sources)
     }
 }
 

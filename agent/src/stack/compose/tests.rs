@@ -826,6 +826,7 @@ fn load_reads_the_stack_env_file_and_the_environment_wins() {
     std::fs::write(&env_path, "TAG=from-file\nWHO=file\n").unwrap();
     let stack = crate::config::StackConfig {
         compose: compose.clone(),
+        overrides: Vec::new(),
         project: "demo".to_string(),
         env_file: Some(env_path.clone()),
         profiles: Vec::new(),
@@ -1201,4 +1202,145 @@ fn new_keys_refuse_bad_values_with_their_place() {
         assert!(d.line.is_some(), "{text}: {err}");
         assert!(d.message.contains(message), "{text}: {err}");
     }
+}
+
+/// Files on disk, loaded as `stack.compose` lists them.
+fn load_files(
+    files: &[(&str, &str)],
+    compose: &[&str],
+) -> (tempfile::TempDir, Result<Project, ComposeError>) {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let mut paths = compose.iter().map(|c| dir.path().join(c));
+    let stack = crate::config::StackConfig {
+        compose: paths.next().unwrap(),
+        overrides: paths.collect(),
+        project: "site".to_string(),
+        env_file: None,
+        profiles: Vec::new(),
+    };
+    let result = super::load(&stack, &env);
+    (dir, result)
+}
+
+#[test]
+fn several_files_merge_with_compose_override_rules() {
+    let (dir, p) = load_files(
+        &[
+            (
+                "docker-compose.yml",
+                "services:\n  web:\n    image: httpd:${TAG}\n    environment: [A=1, B=2]\n    ports: ['80:80']\n    volumes: ['./www:/www']\n",
+            ),
+            (
+                "override/prod.yml",
+                "services:\n  web:\n    environment: {B: '3'}\n    ports: ['443:443']\n    volumes: ['./prod-www:/www:ro']\n  cache:\n    image: redis\n",
+            ),
+        ],
+        &["docker-compose.yml", "override/prod.yml"],
+    );
+    let p = p.unwrap();
+    let web = &p.services["web"];
+    assert_eq!(web.image.as_deref(), Some("httpd:2.4"));
+    assert_eq!(web.environment, map(&[("A", "1"), ("B", "3")]));
+    assert_eq!(web.ports.len(), 2);
+    // Relative to the first file's folder, as Compose resolves every file.
+    assert_eq!(
+        web.volumes,
+        vec![Mount::Bind {
+            source: dir.path().join("prod-www"),
+            target: "/www".into(),
+            read_only: true,
+            create_host_path: true,
+        }]
+    );
+    assert!(p.services.contains_key("cache"));
+    assert_eq!(p.override_files, vec![dir.path().join("override/prod.yml")]);
+
+    // An error in the second file is located there.
+    let (dir, err) = load_files(
+        &[
+            ("a.yml", "services:\n  web:\n    image: x\n"),
+            ("b.yml", "services:\n  web:\n    ports: ['99999:80']\n"),
+        ],
+        &["a.yml", "b.yml"],
+    );
+    let err = err.unwrap_err();
+    assert_eq!(err.detail().file, dir.path().join("b.yml"));
+    assert_eq!(
+        (err.detail().line, err.detail().column),
+        (Some(3), Some(13))
+    );
+}
+
+#[test]
+fn extends_from_the_same_file_and_another() {
+    let (dir, p) = load_files(
+        &[
+            (
+                "stack/docker-compose.yml",
+                "\
+services:
+  base:
+    image: x
+    environment: {A: '1'}
+    cap_drop: [ALL]
+  web:
+    extends: base
+    environment: {B: '2'}
+  worker:
+    extends:
+      file: ../common/services.yml
+      service: app
+    command: [work]
+",
+            ),
+            (
+                "common/services.yml",
+                "services:\n  root:\n    image: y\n    labels: {tier: root}\n  app:\n    extends: root\n    build: ./app\n    env_file: ./app.env\n    volumes: ['./data:/data']\n",
+            ),
+            ("common/app.env", "FROM_FILE=1\n"),
+            ("common/app/Dockerfile", "FROM scratch\n"),
+        ],
+        &["stack/docker-compose.yml"],
+    );
+    let p = p.unwrap();
+    let web = &p.services["web"];
+    assert_eq!(web.image.as_deref(), Some("x"));
+    assert_eq!(web.environment, map(&[("A", "1"), ("B", "2")]));
+    assert_eq!(web.settings.cap_drop, strings(&["ALL"]));
+    let worker = &p.services["worker"];
+    assert_eq!(worker.image.as_deref(), Some("y"));
+    assert_eq!(worker.labels, map(&[("tier", "root")]));
+    assert_eq!(worker.command, Some(strings(&["work"])));
+    // The base's relative paths are its own file's.
+    let common = dir.path().join("common");
+    assert_eq!(worker.build.as_ref().unwrap().context, common.join("app"));
+    assert_eq!(worker.environment, map(&[("FROM_FILE", "1")]));
+    assert!(
+        matches!(&worker.volumes[0], Mount::Bind { source, .. } if *source == common.join("data"))
+    );
+
+    let (_dir, err) = load_files(
+        &[(
+            "docker-compose.yml",
+            "services:\n  a:\n    image: x\n    extends: b\n  b:\n    extends: a\n",
+        )],
+        &["docker-compose.yml"],
+    );
+    let err = err.unwrap_err();
+    assert!(err.detail().message.contains("cycle"), "{err}");
+    let (_dir, err) = load_files(
+        &[(
+            "docker-compose.yml",
+            "services:\n  a:\n    extends: {service: nope}\n",
+        )],
+        &["docker-compose.yml"],
+    );
+    let err = err.unwrap_err();
+    assert_eq!(err.detail().key.as_deref(), Some("services.a.extends"));
+    assert_eq!(err.detail().line, Some(3));
 }

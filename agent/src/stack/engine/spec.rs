@@ -107,7 +107,11 @@ pub(crate) fn container_spec(
         ),
         (
             labels::CONFIG_FILES,
-            project.compose_file.to_string_lossy().into_owned(),
+            std::iter::once(&project.compose_file)
+                .chain(&project.override_files)
+                .map(|f| f.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(","),
         ),
     ] {
         labels_map.insert(k.to_string(), v);
@@ -428,6 +432,7 @@ pub(crate) mod tests {
         Project {
             name: name.into(),
             compose_file: PathBuf::from("/srv/stack/docker-compose.yml"),
+            override_files: Vec::new(),
             working_dir: PathBuf::from("/srv/stack"),
             services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
             networks: IndexMap::from([("default".to_string(), Network::project_default(name))]),
