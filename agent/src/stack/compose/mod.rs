@@ -23,8 +23,11 @@
 //! - No `.env` file is read implicitly; `stack.env_file` is the only source
 //!   besides the environment (Compose reads `<project dir>/.env` by default).
 //! - The project name is rehost's `stack.project` (which defaults to the
-//!   compose file's folder name); a top-level `name:` is checked for type and
-//!   otherwise does not override it.
+//!   compose file's folder name); a top-level `name:` that differs is
+//!   ignored with a warning.
+//! - Several files (`stack.compose` as a list) are each interpolated, then
+//!   merged (see `merge`); `extends:` is resolved on the merged tree (see
+//!   `extends`); errors are located in the file that holds the key.
 //!
 //! [`parse`] opens no file except the `env_file:`s of services, so it can be
 //! fuzzed; it never panics on any input.
@@ -177,8 +180,19 @@ fn parse_with(
         process_env,
     };
     let raw: raw::RawFile = value::from_value(&value, &At::root()).map_err(|f| cx.err(f))?;
+    let mut warnings = Vec::new();
     if let Some(name) = &raw.name {
-        value::string(name, &At::root().key("name")).map_err(|f| cx.err(f))?;
+        let at = At::root().key("name");
+        let name = value::string(name, &at).map_err(|f| cx.err(f))?;
+        if name != project {
+            // Compose lets `-p` win over `name:`; `stack.project` is rehost's `-p`.
+            warnings.push(
+                cx.err(at.fault(format!(
+                    "ignored: the project is `{project}` (`stack.project`, which defaults to the compose file's folder name); set `stack.project: {name}` to use this name"
+                )))
+                .to_string(),
+            );
+        }
     }
 
     let raw_services = raw.services.unwrap_or_default();
@@ -226,7 +240,6 @@ fn parse_with(
 
     let mut services = IndexMap::new();
     let mut dependency_at = IndexMap::new();
-    let mut warnings = Vec::new();
     for (name, raw) in raw_services {
         let at = top.key("services").key(&name);
         let loaded = service::load(&name, raw.unwrap_or_default(), &at, &names, &cx)?;

@@ -474,6 +474,13 @@ fn build_forms() {
 fn top_level_name_version_and_extensions_are_accepted() {
     let p = ok("name: other\nversion: \"3\"\nx-anything: {a: 1}\nservices:\n  web:\n    image: x\n    x-note: hi\nnetworks:\n  n:\n    x-y: 1\n");
     assert_eq!(p.name, "site", "stack.project wins over `name:`");
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].starts_with(&format!("{FILE}:1:1: name: ignored: the project is `site`")),
+        "{:?}",
+        p.warnings
+    );
+    assert!(ok("name: site\nservices:\n  web:\n    image: x\n").warnings.is_empty());
 }
 
 /// (compose text, line, column, key, message or part of it)
