@@ -32,6 +32,7 @@
 //! [`parse`] opens no file except the `env_file:`s of services, so it can be
 //! fuzzed; it never panics on any input.
 
+mod build;
 mod duration;
 mod env_file;
 mod error;

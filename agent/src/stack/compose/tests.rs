@@ -480,7 +480,9 @@ fn top_level_name_version_and_extensions_are_accepted() {
         "{:?}",
         p.warnings
     );
-    assert!(ok("name: site\nservices:\n  web:\n    image: x\n").warnings.is_empty());
+    assert!(ok("name: site\nservices:\n  web:\n    image: x\n")
+        .warnings
+        .is_empty());
 }
 
 /// (compose text, line, column, key, message or part of it)
