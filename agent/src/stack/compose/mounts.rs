@@ -84,12 +84,14 @@ fn is_path(source: &str) -> bool {
 
 /// `ro` or `rw`; SELinux relabelling (`z`, `Z`), `nocopy` and propagation
 /// options are refused rather than dropped, since rehost would not apply them.
+/// The consistency flags of Docker Desktop (`cached`, `delegated`,
+/// `consistent`) are accepted: the Engine on Linux ignores them too.
 fn read_only(mode: &str) -> Result<bool, String> {
     let mut read_only = false;
     for option in mode.split(',') {
         match option {
             "ro" => read_only = true,
-            "rw" => {}
+            "rw" | "cached" | "delegated" | "consistent" => {}
             other => {
                 return Err(format!(
                     "the volume option {other:?} is not supported by rehost (only `ro` and `rw`)"
@@ -158,6 +160,9 @@ struct RawLong {
     read_only: Option<Value>,
     bind: Option<RawBindOptions>,
     tmpfs: Option<RawTmpfsOptions>,
+    /// Docker Desktop's; the Engine on Linux ignores it, and so does rehost.
+    #[allow(dead_code, reason = "accepted and, like the Engine on Linux, not used")]
+    consistency: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -300,6 +305,14 @@ mod tests {
         let table: &[(&str, Mount)] = &[
             ("./data:/data", bind("/opt/stack/data", "/data", false)),
             ("./data:/data:ro", bind("/opt/stack/data", "/data", true)),
+            (
+                "./data:/data:cached",
+                bind("/opt/stack/data", "/data", false),
+            ),
+            (
+                "./data:/data:ro,delegated",
+                bind("/opt/stack/data", "/data", true),
+            ),
             ("../shared/./x:/x:rw", bind("/opt/shared/x", "/x", false)),
             (
                 "/srv/www:/usr/local/apache2/htdocs:ro",
@@ -334,6 +347,7 @@ mod tests {
             ("data", "must be absolute"),
             ("./a:/a:z", "not supported by rehost"),
             ("./a:/a:ro,Z", "not supported by rehost"),
+            ("./a:/a:nocopy", "not supported by rehost"),
             ("./a:/a:ro:x", "too many"),
             (":/a", "source is empty"),
             ("~bob/x:/x", "`~user`"),

@@ -143,6 +143,16 @@ pub(crate) struct RawHealthcheck {
 pub(crate) struct RawDeploy {
     pub(crate) replicas: Option<Value>,
     pub(crate) resources: Option<RawResources>,
+    pub(crate) restart_policy: Option<RawRestartPolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub(crate) struct RawRestartPolicy {
+    pub(crate) condition: Option<Value>,
+    pub(crate) max_attempts: Option<Value>,
+    pub(crate) delay: Option<Value>,
+    pub(crate) window: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

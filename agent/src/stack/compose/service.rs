@@ -155,9 +155,25 @@ fn normalize(
         (None, None) => IndexMap::from([("default".to_string(), ServiceNetwork::default())]),
     };
 
-    let restart = match &raw.restart {
-        None => Restart::No,
-        Some(value) => restart(value, &at.key("restart"))?,
+    let mut warnings = Vec::new();
+    let policy = raw.deploy.as_ref().and_then(|d| d.restart_policy.as_ref());
+    let restart = match (&raw.restart, policy) {
+        (Some(value), policy) => {
+            if policy.is_some() {
+                warnings.push(
+                    at.key("deploy")
+                        .key("restart_policy")
+                        .fault("ignored: `restart:` is given too, and it wins (as in Compose)"),
+                );
+            }
+            restart(value, &at.key("restart"))?
+        }
+        (None, Some(policy)) => restart_policy(
+            policy,
+            &at.key("deploy").key("restart_policy"),
+            &mut warnings,
+        )?,
+        (None, None) => Restart::No,
     };
     let user = opt(&raw.user, &at.key("user"), value::string)?;
     let healthcheck = match raw.healthcheck.take() {
@@ -275,7 +291,6 @@ fn normalize(
             }
         },
     };
-    let mut warnings = Vec::new();
     let settings = settings::read(&raw, at, &mut warnings)?;
     if settings.read_only {
         // Files that are not bind mounts are copied into the container
@@ -470,6 +485,33 @@ fn service_networks(
         }
     }
     Ok(out)
+}
+
+/// `deploy.restart_policy` as the container's restart policy, as Compose
+/// applies it without Swarm: `condition` and `max_attempts`; the timing keys
+/// have no Engine equivalent.
+fn restart_policy(
+    raw: &super::raw::RawRestartPolicy,
+    at: &At,
+    warnings: &mut Vec<Fault>,
+) -> Result<Restart, Fault> {
+    let max = opt(&raw.max_attempts, &at.key("max_attempts"), value::count)?;
+    for (key, v) in [("delay", &raw.delay), ("window", &raw.window)] {
+        if v.is_some() {
+            warnings.push(at.key(key).fault(
+                "ignored: the Engine's restart policy has no delay or window (only Swarm does)",
+            ));
+        }
+    }
+    let condition = opt(&raw.condition, &at.key("condition"), value::string)?;
+    match condition.as_deref() {
+        None | Some("any") => Ok(Restart::Always),
+        Some("on-failure") => Ok(Restart::OnFailure(max)),
+        Some("none") => Ok(Restart::No),
+        Some(other) => Err(at.key("condition").fault(format!(
+            "expected `none`, `on-failure` or `any`, got {other:?}"
+        ))),
+    }
 }
 
 fn restart(value: &Value, at: &At) -> Result<Restart, Fault> {

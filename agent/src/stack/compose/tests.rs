@@ -554,11 +554,11 @@ fn every_error_names_file_line_column_and_key() {
             "not a port number",
         ),
         (
-            "services:\n  web:\n    image: x\n    volumes:\n      - ./a:/a\n      - type: bind\n        source: ./b\n        target: /b\n        consistency: cached\n",
+            "services:\n  web:\n    image: x\n    volumes:\n      - ./a:/a\n      - type: bind\n        source: ./b\n        target: /b\n        volume: {nocopy: true}\n",
             Some(9),
             Some(9),
-            Some("services.web.volumes[1].consistency"),
-            "`consistency` is not supported by rehost",
+            Some("services.web.volumes[1].volume"),
+            "`volume` is not supported by rehost",
         ),
         (
             "services:\n  web:\n    image: x\n    volumes:\n      - data:/data\n",
@@ -1352,4 +1352,25 @@ services:
     let err = err.unwrap_err();
     assert_eq!(err.detail().key.as_deref(), Some("services.a.extends"));
     assert_eq!(err.detail().line, Some(3));
+}
+
+#[test]
+fn deploy_restart_policy_and_desktop_volume_flags() {
+    let p = ok("services:\n  web:\n    image: x\n    volumes: ['./a:/a:cached']\n    deploy:\n      restart_policy: {condition: on-failure, max_attempts: 3, delay: 5s}\n");
+    assert_eq!(p.services["web"].restart, Restart::OnFailure(Some(3)));
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].contains("deploy.restart_policy.delay: ignored"),
+        "{:?}",
+        p.warnings
+    );
+    let p = ok("services:\n  web:\n    image: x\n    deploy: {restart_policy: {}}\n");
+    assert_eq!(p.services["web"].restart, Restart::Always);
+    let p = ok("services:\n  web:\n    image: x\n    restart: 'no'\n    deploy: {restart_policy: {condition: any}}\n");
+    assert_eq!(p.services["web"].restart, Restart::No);
+    assert!(
+        p.warnings[0].contains("`restart:` is given too"),
+        "{:?}",
+        p.warnings
+    );
 }
