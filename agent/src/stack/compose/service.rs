@@ -74,21 +74,63 @@ pub(crate) fn load(
     let mut from_files = IndexMap::new();
     if let Some(value) = &raw.env_file {
         let paths = env_file_paths(value, &at.key("env_file"), cx).map_err(|f| cx.err(f))?;
-        for path in paths {
+        for (path, required) in paths {
+            // `required: false`: a missing file is no error (Compose v2).
+            if !required && !path.exists() {
+                continue;
+            }
             from_files.extend(env_file::read(&path, cx.process_env)?);
         }
     }
     normalize(name, raw, at, names, cx, from_files).map_err(|f| cx.err(f))
 }
 
-fn env_file_paths(value: &Value, at: &At, cx: &Ctx<'_>) -> Result<Vec<PathBuf>, Fault> {
-    value::one_or_list(value, at)?
+/// `env_file:` as (path, required): a path, or a list of paths and of
+/// `{ path, required }` (Compose v2's long form).
+fn env_file_paths(value: &Value, at: &At, cx: &Ctx<'_>) -> Result<Vec<(PathBuf, bool)>, Fault> {
+    let items: Vec<(At, &Value)> = match value {
+        Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (at.index(i), item))
+            .collect(),
+        other => vec![(at.clone(), other)],
+    };
+    items
         .into_iter()
-        .map(|(at, path)| {
+        .map(|(at, item)| {
+            let (path, path_at, required) = match item {
+                Value::Mapping(_) => {
+                    #[derive(serde::Deserialize)]
+                    #[serde(deny_unknown_fields)]
+                    struct Long {
+                        path: Value,
+                        required: Option<Value>,
+                        format: Option<Value>,
+                    }
+                    let long: Long = from_value(item, &at)?;
+                    if let Some(format) = &long.format {
+                        return Err(at.key("format").fault(format!(
+                            "only the default env file format is supported by rehost, got {}",
+                            value::describe(format)
+                        )));
+                    }
+                    let required = opt(&long.required, &at.key("required"), value::boolean)?;
+                    let path_at = at.key("path");
+                    (
+                        value::string(&long.path, &path_at)?,
+                        path_at,
+                        required.unwrap_or(true),
+                    )
+                }
+                other => (value::string(other, &at)?, at.clone(), true),
+            };
             if path.is_empty() {
-                return Err(at.fault("expected the path of an env file, got an empty string"));
+                return Err(path_at.fault("expected the path of an env file, got an empty string"));
             }
-            mounts::host_path(&path, cx.working_dir, cx.env).map_err(|e| at.fault(e))
+            let path =
+                mounts::host_path(&path, cx.working_dir, cx.env).map_err(|e| path_at.fault(e))?;
+            Ok((path, required))
         })
         .collect()
 }

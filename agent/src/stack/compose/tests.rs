@@ -1374,3 +1374,23 @@ fn deploy_restart_policy_and_desktop_volume_flags() {
         p.warnings
     );
 }
+
+#[test]
+fn env_file_long_form_with_required() {
+    let (_dir, p) = load_files(
+        &[
+            ("docker-compose.yml", "services:\n  web:\n    image: x\n    env_file:\n      - a.env\n      - {path: missing.env, required: false}\n"),
+            ("a.env", "A=1\n"),
+        ],
+        &["docker-compose.yml"],
+    );
+    assert_eq!(p.unwrap().services["web"].environment, map(&[("A", "1")]));
+    let (_dir, err) = load_files(
+        &[(
+            "docker-compose.yml",
+            "services:\n  web:\n    image: x\n    env_file: [{path: missing.env}]\n",
+        )],
+        &["docker-compose.yml"],
+    );
+    assert!(err.unwrap_err().to_string().contains("missing.env"));
+}
