@@ -29,8 +29,9 @@
 //!   merged (see `merge`); `extends:` is resolved on the merged tree (see
 //!   `extends`); errors are located in the file that holds the key.
 //!
-//! [`parse`] opens no file except the `env_file:`s of services, so it can be
-//! fuzzed; it never panics on any input.
+//! [`parse`] opens no file except the `env_file:`s of services and the files
+//! `extends:` names (regular files only, size-capped), so it can be fuzzed;
+//! it never panics on any input.
 
 mod build;
 mod duration;
@@ -377,6 +378,32 @@ fn select_profiles(
         }
     }
     Ok(services)
+}
+
+/// Largest compose file read (real ones are a few KiB).
+const MAX_FILE: u64 = 16 << 20;
+
+/// A compose file's text: a regular file of at most [`MAX_FILE`] bytes, so
+/// that a path to a device or a pipe is an error, not a hang.
+pub(crate) fn read_file(path: &Path) -> Result<String, ComposeError> {
+    use std::io::Read as _;
+    let err = |e: std::io::Error| ComposeError::read(path, &e);
+    let f = std::fs::File::open(path).map_err(err)?;
+    let meta = f.metadata().map_err(err)?;
+    if !meta.is_file() {
+        return Err(err(std::io::Error::other("not a regular file")));
+    }
+    let mut text = String::new();
+    f.take(MAX_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(err)?;
+    if text.len() as u64 > MAX_FILE {
+        return Err(err(std::io::Error::other(format!(
+            "larger than {} MiB",
+            MAX_FILE >> 20
+        ))));
+    }
+    Ok(text)
 }
 
 /// Service, network and volume names: what Compose accepts, which is also

@@ -1394,3 +1394,11 @@ fn env_file_long_form_with_required() {
     );
     assert!(err.unwrap_err().to_string().contains("missing.env"));
 }
+
+#[test]
+fn files_that_are_not_regular_are_refused_not_read() {
+    let err = load("services:\n  web:\n    extends: {file: /dev/zero, service: x}\n").unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let err = load("services:\n  web:\n    image: x\n    env_file: /dev/zero\n").unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+}

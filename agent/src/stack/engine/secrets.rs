@@ -66,14 +66,20 @@ pub(crate) fn material(project: &Project, service: &Service) -> anyhow::Result<M
         match source {
             SecretSource::File(path) => {
                 let open = || {
-                    std::fs::File::open(path).with_context(|| {
+                    let what = || {
                         format!(
                             "service `{}`: read `{}` from {}",
                             service.name,
                             m.source,
                             path.display()
                         )
-                    })
+                    };
+                    let f = std::fs::File::open(path).with_context(what)?;
+                    // A device or a pipe would never end (and is no secret file).
+                    if !f.metadata().with_context(what)?.is_file() {
+                        anyhow::bail!("{}: not a regular file", what());
+                    }
+                    Ok(f)
                 };
                 if copied {
                     let mut content = Vec::new();
