@@ -129,8 +129,7 @@ impl Resolver<'_> {
             Some(file) => {
                 let path = mounts::host_path(&file, file_dir, self.env)
                     .map_err(|e| self.err(at.key("file").fault(e)))?;
-                let text =
-                    std::fs::read_to_string(&path).map_err(|e| ComposeError::read(&path, &e))?;
+                let text = super::read_file(&path)?;
                 let mut other: Value =
                     serde_yaml::from_str(&text).map_err(|e| ComposeError::syntax(&path, &e))?;
                 self.sources.push((path.clone(), text.clone()));

@@ -86,7 +86,7 @@ pub fn load(
     let mut sources = Vec::new();
     for path in std::iter::once(&stack.compose).chain(&stack.overrides) {
         let file = std::path::absolute(path).unwrap_or_else(|_| path.clone());
-        let text = std::fs::read_to_string(&file).map_err(|err| ComposeError::read(&file, &err))?;
+        let text = read_file(&file)?;
         sources.push((file, text));
     }
     // Relative paths of every file are relative to the first one's folder
