@@ -378,6 +378,30 @@ fn stack_project_defaults_to_the_compose_folder() {
 }
 
 #[test]
+fn stack_compose_may_list_files_and_profiles_are_checked() {
+    let config = ok(&format!(
+        "{BASE}stack:\n  compose: [stack/compose.yml, /opt/prod.yml]\n  profiles: [debug, tools]\n"
+    ));
+    let stack = config.stack.unwrap();
+    assert_eq!(
+        stack.compose,
+        PathBuf::from("/etc/rehost/stack/compose.yml")
+    );
+    assert_eq!(stack.overrides, vec![PathBuf::from("/opt/prod.yml")]);
+    assert_eq!(
+        stack.profiles,
+        vec!["debug".to_string(), "tools".to_string()]
+    );
+    let e = err(&format!("{BASE}stack:\n  compose: []\n"));
+    assert_eq!(e.key.as_deref(), Some("stack.compose"));
+    let e = err(&format!(
+        "{BASE}stack:\n  compose: a.yml\n  profiles: ['no space']\n"
+    ));
+    assert_eq!(e.key.as_deref(), Some("stack.profiles"));
+    assert!(e.message.contains("not a profile name"), "{}", e.message);
+}
+
+#[test]
 fn interpolated_strings_fill_numeric_and_boolean_fields() {
     let config = ok(&format!(
         "{BASE}pull:\n  p:\n    source: s3://content/x\n    dest: /srv/p\n    concurrency: ${{CONCURRENCY}}\n    delete_removed: ${{DELETE}}\n    allow_empty: \"false\"\njobs:\n  retries: \"2\"\n"
