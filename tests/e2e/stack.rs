@@ -5,7 +5,11 @@
 //! it comes up and answers on its ports; a second `up` keeps every container;
 //! a changed environment recreates that service only; a service removed from
 //! the file loses its container; a failing healthcheck is a clear error;
-//! `down` leaves nothing; an unreachable Engine is exit code 3.
+//! `down` leaves nothing; an unreachable Engine is exit code 3. Also the
+//! compose keys real files use (secrets, build targets, container_name,
+//! links, capabilities, read-only roots, limits, profiles) as `docker
+//! inspect` shows them, and image pulls from a distribution registry on
+//! loopback (Debian's `docker-registry`, with and without htpasswd auth).
 //!
 //! Needs Docker (under `CI=true` its absence fails, elsewhere the test is
 //! skipped with a reason); `scripts/test-images.sh` makes the images. Every test has
