@@ -5,7 +5,8 @@
 #   scripts/install-tools.sh            promtool, prometheus, /usr/bin/time, sqlite3, s3cmd, docker-compose, aws, garage,
 #                                       and the checkers of the deployment files: amtool,
 #                                       cloud-init (schema), systemd-analyze, envsubst,
-#                                       node_exporter and curl (monitoring test)
+#                                       node_exporter and curl (monitoring test),
+#                                       docker-registry and htpasswd (image pulls)
 #   scripts/install-tools.sh --bench    + restic, rclone
 #
 # Nothing is downloaded when every binary is already present. Works as root
@@ -43,6 +44,10 @@ declare -A apt_for=(
     [curl]=curl
     # The reference age CLI: the by-hand restore of an encrypted backup is tested with it.
     [age]=age
+    # The distribution registry and htpasswd (bcrypt): the stack's image pulls
+    # are tested against a registry on loopback, with and without auth.
+    [/usr/bin/docker-registry]=docker-registry
+    [htpasswd]=apache2-utils
 )
 if [ "$bench" = 1 ]; then
     apt_for[restic]=restic

@@ -15,7 +15,7 @@ import sys
 
 import yaml
 from compose.config.types import ServicePort, VolumeSpec
-from compose.utils import parse_nanoseconds_int
+from compose.utils import parse_bytes, parse_nanoseconds_int
 
 
 def unescape(value):
@@ -78,7 +78,10 @@ def mounts(entries):
             source, target = spec.external, spec.internal
             read_only = spec.mode == "ro"
             kind = "volume" if not source or not source.startswith("/") else "bind"
-        if not source:
+        if kind == "tmpfs":
+            size = (entry.get("tmpfs") or {}).get("size")
+            out.append({"tmpfs": target, "size": None if size is None else parse_bytes(size)})
+        elif not source:
             out.append({"anonymous": target})
         elif kind == "bind":
             out.append({"bind": source, "target": target, "ro": read_only})
@@ -126,6 +129,119 @@ def service_networks(service):
     return out
 
 
+def size(value):
+    return None if value is None else parse_bytes(value)
+
+
+def expose(entries):
+    out = []
+    for entry in entries or []:
+        port, _, proto = text(entry).partition("/")
+        start, _, end = port.partition("-")
+        for number in range(int(start), int(end or start) + 1):
+            key = "%d/%s" % (number, proto or "tcp")
+            if key not in out:
+                out.append(key)
+    return out
+
+
+def extra_hosts(entries):
+    if isinstance(entries, dict):
+        return ["%s:%s" % (k, v) for k, v in entries.items()]
+    out = []
+    for entry in entries or []:
+        host, sep, ip = entry.partition("=")
+        if not sep:
+            host, _, ip = entry.partition(":")
+        out.append("%s:%s" % (host, ip))
+    return out
+
+
+def one_or_list(value):
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def secret_uses(entries, section, default_dir):
+    out = []
+    for entry in entries or []:
+        if isinstance(entry, str):
+            entry = {"source": entry}
+        target = entry.get("target") or entry["source"]
+        if not target.startswith("/"):
+            target = default_dir + target
+        out.append({
+            "source": "%s.%s" % (section, entry["source"]),
+            "target": target,
+            "uid": None if entry.get("uid") is None else int(entry["uid"]),
+            "gid": None if entry.get("gid") is None else int(entry["gid"]),
+            "mode": int(entry.get("mode", 0o444)),
+        })
+    return out
+
+
+def settings(service):
+    limits = ((service.get("deploy") or {}).get("resources") or {}).get("limits") or {}
+    reservations = ((service.get("deploy") or {}).get("resources") or {}).get("reservations") or {}
+    cpus = service.get("cpus", limits.get("cpus"))
+    ulimits = {}
+    for name, value in (service.get("ulimits") or {}).items():
+        if isinstance(value, dict):
+            ulimits[name] = [int(value["soft"]), int(value["hard"])]
+        else:
+            ulimits[name] = [int(value), int(value)]
+    tmpfs = {}
+    for entry in one_or_list(service.get("tmpfs")):
+        path, _, options = entry.partition(":")
+        tmpfs[path] = options
+    logging = service.get("logging")
+    if logging is not None:
+        logging = {
+            "driver": logging.get("driver"),
+            "options": {k: text(v) for k, v in (logging.get("options") or {}).items()},
+        }
+    return {
+        "container_name": service.get("container_name"),
+        "hostname": service.get("hostname"),
+        "domainname": service.get("domainname"),
+        "expose": expose(service.get("expose")),
+        "links": [list(l.split(":", 1)) if ":" in l else [l, l] for l in service.get("links") or []],
+        "extra_hosts": extra_hosts(service.get("extra_hosts")),
+        "dns": one_or_list(service.get("dns")),
+        "dns_search": one_or_list(service.get("dns_search")),
+        "working_dir": service.get("working_dir"),
+        "stdin_open": bool(service.get("stdin_open", False)),
+        "tty": bool(service.get("tty", False)),
+        "init": service.get("init"),
+        "stop_signal": service.get("stop_signal"),
+        "stop_grace_period": seconds(service.get("stop_grace_period")),
+        "cap_add": list(service.get("cap_add") or []),
+        "cap_drop": list(service.get("cap_drop") or []),
+        "privileged": bool(service.get("privileged", False)),
+        "read_only": bool(service.get("read_only", False)),
+        "security_opt": list(service.get("security_opt") or []),
+        "sysctls": {k: text(v) for k, v in (service.get("sysctls") or {}).items()},
+        "ulimits": ulimits,
+        "tmpfs": tmpfs,
+        "shm_size": size(service.get("shm_size")),
+        "devices": list(service.get("devices") or []),
+        "pid": service.get("pid"),
+        "ipc": service.get("ipc"),
+        "logging": logging,
+        "memory": size(service.get("mem_limit", limits.get("memory"))),
+        "memory_reservation": size(service.get("mem_reservation", reservations.get("memory"))),
+        "nano_cpus": None if cpus is None else int(round(float(cpus) * 1e9)),
+        "pids_limit": service.get("pids_limit"),
+        "runtime": service.get("runtime"),
+        "group_add": [text(g) for g in service.get("group_add") or []],
+        "profiles": list(service.get("profiles") or []),
+        "pull_policy": service.get("pull_policy", "missing"),
+        "secrets": secret_uses(service.get("secrets"), "secrets", "/run/secrets/")
+        + secret_uses(service.get("configs"), "configs", "/"),
+    }
+
+
 def service(service):
     build = service.get("build")
     if build is not None:
@@ -133,6 +249,11 @@ def service(service):
             "context": build["context"],
             "dockerfile": build.get("dockerfile", "Dockerfile"),
             "args": env_map(build.get("args"), drop_none=True),
+            "target": build.get("target"),
+            "labels": env_map(build.get("labels"), drop_none=False),
+            "network": build.get("network"),
+            "extra_hosts": extra_hosts(build.get("extra_hosts")),
+            "shm_size": size(build.get("shm_size")),
         }
     replicas = (service.get("deploy") or {}).get("replicas", service.get("scale", 1))
     return {
@@ -153,6 +274,7 @@ def service(service):
         "depends_on": {
             name: dep["condition"] for name, dep in (service.get("depends_on") or {}).items()
         },
+        "settings": settings(service),
     }
 
 
@@ -185,7 +307,14 @@ def main():
             "name": vol.get("name") or (key if external else "%s_%s" % (project, key)),
             "external": external,
         }
-    json.dump({"services": services, "networks": networks, "volumes": volumes},
+    secrets = {}
+    for section in ("secrets", "configs"):
+        for key, entry in (config.get(section) or {}).items():
+            secrets["%s.%s" % (section, key)] = {"file": entry.get("file")}
+    used = {m["source"] for s in services.values() for m in s["settings"]["secrets"]}
+    secrets = {k: v for k, v in secrets.items() if k in used}
+    json.dump({"services": services, "networks": networks, "volumes": volumes,
+               "secrets": secrets},
               sys.stdout, indent=1, sort_keys=True)
 
 

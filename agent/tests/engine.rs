@@ -159,9 +159,8 @@ fn stack(name: &str) -> Project {
     let mut web = Service::new("web", "unused");
     web.image = None;
     web.build = Some(Build {
-        context: dir.join("web"),
-        dockerfile: "Dockerfile".into(),
         args: BTreeMap::from([("GREETING".to_string(), "hello".to_string())]),
+        ..Build::new(dir.join("web"))
     });
     web.environment.insert("SITE".into(), "test".into());
     web.ports = vec![ephemeral(80)];
@@ -172,6 +171,7 @@ fn stack(name: &str) -> Project {
         source: dir.join("prometheus/prometheus.yml"),
         target: "/etc/prometheus/prometheus.yml".into(),
         read_only: true,
+        create_host_path: true,
     }];
     prom.ports = vec![ephemeral(9090)];
     prom.depends_on.insert("web".into(), healthy_dep());
@@ -188,6 +188,7 @@ fn stack(name: &str) -> Project {
     Project {
         name: name.into(),
         compose_file: dir.join("docker-compose.yml"),
+        override_files: Vec::new(),
         working_dir: dir.clone(),
         services: IndexMap::from([
             ("web".to_string(), web),
@@ -196,6 +197,8 @@ fn stack(name: &str) -> Project {
         ]),
         networks: IndexMap::from([("default".to_string(), Network::project_default(name))]),
         volumes: IndexMap::new(),
+        secrets: IndexMap::new(),
+        warnings: Vec::new(),
     }
 }
 
@@ -407,11 +410,7 @@ async fn failed_build_shows_the_failing_step_output() {
     project.services.clear();
     let mut s = Service::new("broken", "unused");
     s.image = None;
-    s.build = Some(Build {
-        context: ctx.path().to_path_buf(),
-        dockerfile: "Dockerfile".into(),
-        args: BTreeMap::new(),
-    });
+    s.build = Some(Build::new(ctx.path().to_path_buf()));
     project.services.insert("broken".into(), s);
     let err = engine::up(&docker, &project, &opts()).await.unwrap_err();
     let msg = format!("{err:#}");
@@ -441,11 +440,7 @@ async fn unchanged_context_is_not_rebuilt_and_changed_one_is() {
     project.services.clear();
     let mut s = Service::new("app", "unused");
     s.image = Some(format!("{name}-named:v1"));
-    s.build = Some(Build {
-        context: ctx.path().to_path_buf(),
-        dockerfile: "Dockerfile".into(),
-        args: BTreeMap::new(),
-    });
+    s.build = Some(Build::new(ctx.path().to_path_buf()));
     project.services.insert("app".into(), s);
 
     let r = engine::up(&docker, &project, &opts()).await.unwrap();

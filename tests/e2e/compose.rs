@@ -10,6 +10,8 @@
 //! model. Also: `rehost check` reports compose errors with exit code 2.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// The canonical model is one `json!` literal per service: deep macro recursion.
+#![recursion_limit = "256"]
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,7 +20,9 @@ use std::process::{Command, Stdio};
 
 use rehost::config::StackConfig;
 use rehost::stack::compose;
-use rehost::stack::model::{Mount, NetworkMode, Project, Protocol, Restart};
+use rehost::stack::model::{
+    Mount, NetworkMode, Project, Protocol, PullPolicy, Restart, SecretSource,
+};
 use rehost_tests::rehost_bin;
 use serde_json::{json, Value};
 
@@ -108,10 +112,17 @@ fn compose_config(dir: &Path) -> Value {
 
 fn rehost_load(dir: &Path) -> Project {
     let vars = variables(dir);
+    // A fixture's `profiles` file lists the profiles to enable (Compose's
+    // `config` prints every service, whatever its profiles).
+    let profiles = std::fs::read_to_string(dir.join("profiles"))
+        .map(|t| t.lines().map(str::to_string).collect())
+        .unwrap_or_default();
     let stack = StackConfig {
         compose: dir.join("docker-compose.yml"),
+        overrides: Vec::new(),
         project: PROJECT.to_string(),
         env_file: Some(dir.join("stack.env")),
+        profiles,
     };
     compose::load(&stack, &|name| vars.get(name).cloned()).unwrap_or_else(|err| panic!("{err}"))
 }
@@ -164,6 +175,7 @@ fn canonical(p: &Project) -> Value {
                         source,
                         target,
                         read_only,
+                        ..
                     } => json!({"bind": source, "target": target, "ro": read_only}),
                     Mount::Volume {
                         name,
@@ -171,6 +183,7 @@ fn canonical(p: &Project) -> Value {
                         read_only,
                     } => json!({"volume": name, "target": target, "ro": read_only}),
                     Mount::Anonymous { target } => json!({ "anonymous": target }),
+                    Mount::Tmpfs { target, size, .. } => json!({"tmpfs": target, "size": size}),
                 })
                 .collect();
             let networks: serde_json::Map<String, Value> = s
@@ -221,7 +234,67 @@ fn canonical(p: &Project) -> Value {
                 })
                 .collect();
             let build = s.build.as_ref().map(|b| {
-                json!({"context": b.context, "dockerfile": b.dockerfile, "args": b.args})
+                json!({
+                    "context": b.context,
+                    "dockerfile": b.dockerfile,
+                    "args": b.args,
+                    "target": b.target,
+                    "labels": b.labels,
+                    "network": b.network,
+                    "extra_hosts": b.extra_hosts,
+                    "shm_size": b.shm_size,
+                })
+            });
+            let t = &s.settings;
+            let pull_policy = match s.pull_policy {
+                PullPolicy::Always => "always",
+                PullPolicy::Missing => "missing",
+                PullPolicy::Never => "never",
+                PullPolicy::Build => "build",
+            };
+            let settings = json!({
+                "container_name": s.container_name,
+                "hostname": t.hostname,
+                "domainname": t.domainname,
+                "expose": t.expose,
+                "links": s.links.iter().map(|(a, b)| vec![a, b]).collect::<Vec<_>>(),
+                "extra_hosts": t.extra_hosts,
+                "dns": t.dns,
+                "dns_search": t.dns_search,
+                "working_dir": t.working_dir,
+                "stdin_open": t.stdin_open,
+                "tty": t.tty,
+                "init": t.init,
+                "stop_signal": t.stop_signal,
+                "stop_grace_period": nanos(t.stop_grace_period),
+                "cap_add": t.cap_add,
+                "cap_drop": t.cap_drop,
+                "privileged": t.privileged,
+                "read_only": t.read_only,
+                "security_opt": t.security_opt,
+                "sysctls": t.sysctls,
+                "ulimits": t.ulimits.iter().map(|(k, u)| (k.clone(), json!([u.soft, u.hard]))).collect::<serde_json::Map<_, _>>(),
+                "tmpfs": t.tmpfs,
+                "shm_size": t.shm_size,
+                "devices": t.devices.iter().map(|d| format!("{}:{}:{}", d.host, d.container, d.permissions)).collect::<Vec<_>>(),
+                "pid": t.pid,
+                "ipc": t.ipc,
+                "logging": t.logging.as_ref().map(|l| json!({"driver": l.driver, "options": l.options})),
+                "memory": t.memory,
+                "memory_reservation": t.memory_reservation,
+                "nano_cpus": t.nano_cpus,
+                "pids_limit": t.pids_limit,
+                "runtime": t.runtime,
+                "group_add": t.group_add,
+                "profiles": s.profiles,
+                "pull_policy": pull_policy,
+                "secrets": s.secrets.iter().map(|m| json!({
+                    "source": m.source,
+                    "target": m.target,
+                    "uid": m.uid,
+                    "gid": m.gid,
+                    "mode": m.mode,
+                })).collect::<Vec<_>>(),
             });
             let service = json!({
                 "image": s.image,
@@ -239,6 +312,7 @@ fn canonical(p: &Project) -> Value {
                 "healthcheck": healthcheck,
                 "replicas": s.replicas,
                 "depends_on": depends_on,
+                "settings": settings,
             });
             (name.clone(), service)
         })
@@ -269,7 +343,18 @@ fn canonical(p: &Project) -> Value {
         .iter()
         .map(|(k, v)| (k.clone(), json!({"name": v.name, "external": v.external})))
         .collect();
-    json!({"services": services, "networks": networks, "volumes": volumes})
+    let secrets: serde_json::Map<String, Value> = p
+        .secrets
+        .iter()
+        .map(|(k, source)| {
+            let file = match source {
+                SecretSource::File(path) => Some(path.display().to_string()),
+                _ => None,
+            };
+            (k.clone(), json!({ "file": file }))
+        })
+        .collect();
+    json!({"services": services, "networks": networks, "volumes": volumes, "secrets": secrets})
 }
 
 #[test]
@@ -282,7 +367,7 @@ fn interpolation_and_normalisation_match_docker_compose_config() {
         .collect();
     dirs.sort();
     assert!(
-        dirs.len() >= 3,
+        dirs.len() >= 4,
         "fixtures missing in {}",
         fixtures().display()
     );
@@ -320,6 +405,12 @@ fn interpolation_and_normalisation_match_docker_compose_config() {
             got["volumes"],
             want["volumes"],
             "{}: volumes",
+            dir.display()
+        );
+        assert_eq!(
+            got["secrets"],
+            want["secrets"],
+            "{}: secrets and configs",
             dir.display()
         );
     }
@@ -392,16 +483,15 @@ fn check_loads_the_compose_file_and_reports_its_errors_with_exit_2() {
 
     std::fs::write(
         &compose,
-        "services:\n  web:\n    image: x\n    container_name: web\n",
+        "services:\n  web:\n    image: x\n    volumes_from: [db]\n",
     )
     .unwrap();
     let out = rehost_check(&config);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains(
-            ":4:5: services.web.container_name: `container_name` is not supported by rehost"
-        ),
+        stderr
+            .contains(":4:5: services.web.volumes_from: `volumes_from` is not supported by rehost"),
         "{stderr}"
     );
 

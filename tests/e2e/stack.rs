@@ -5,7 +5,11 @@
 //! it comes up and answers on its ports; a second `up` keeps every container;
 //! a changed environment recreates that service only; a service removed from
 //! the file loses its container; a failing healthcheck is a clear error;
-//! `down` leaves nothing; an unreachable Engine is exit code 3.
+//! `down` leaves nothing; an unreachable Engine is exit code 3. Also the
+//! compose keys real files use (secrets, build targets, container_name,
+//! links, capabilities, read-only roots, limits, profiles) as `docker
+//! inspect` shows them, and image pulls from a distribution registry on
+//! loopback (Debian's `docker-registry`, with and without htpasswd auth).
 //!
 //! Needs Docker (under `CI=true` its absence fails, elsewhere the test is
 //! skipped with a reason); `scripts/test-images.sh` makes the images. Every test has
@@ -49,26 +53,50 @@ impl Stack {
     fn new(test: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&fixtures(), &dir.path().join("stack"));
-        let project = format!("rehost-e2e-{test}-{}", std::process::id());
         let env = BTreeMap::from([
             ("WEB_PORT".to_string(), free_port().to_string()),
             ("PROM_PORT".to_string(), free_port().to_string()),
         ]);
+        Stack::in_dir(dir, test, env)
+    }
+
+    /// A stack made of `files` (path under the stack folder → content).
+    fn with_files(test: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = dir.path().join("stack").join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, text).unwrap();
+        }
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Stack::in_dir(dir, test, env)
+    }
+
+    fn in_dir(dir: tempfile::TempDir, test: &str, env: BTreeMap<String, String>) -> Self {
+        let project = format!("rehost-e2e-{test}-{}", std::process::id());
         let s = Stack { dir, project, env };
         fs::create_dir(s.dir.path().join("store")).unwrap();
+        s.configure("");
+        s.write_env();
+        s
+    }
+
+    /// Writes rehost.yaml, with `extra` lines appended to its `stack:`.
+    fn configure(&self, extra: &str) {
         fs::write(
-            s.dir.path().join("rehost.yaml"),
+            self.dir.path().join("rehost.yaml"),
             format!(
-                "host: e2e\nstorage:\n  url: file://{}\nstack:\n  compose: {}\n  project: {}\n  env_file: {}\n",
-                s.dir.path().join("store").display(),
-                s.compose().display(),
-                s.project,
-                s.dir.path().join("stack.env").display()
+                "host: e2e\nstorage:\n  url: file://{}\nstack:\n  compose: {}\n  project: {}\n  env_file: {}\n{extra}",
+                self.dir.path().join("store").display(),
+                self.compose().display(),
+                self.project,
+                self.dir.path().join("stack.env").display()
             ),
         )
         .unwrap();
-        s.write_env();
-        s
     }
 
     fn compose(&self) -> PathBuf {
@@ -86,6 +114,10 @@ impl Stack {
     }
 
     fn rehost(&self, args: &[&str]) -> Run {
+        self.rehost_with(args, &[])
+    }
+
+    fn rehost_with(&self, args: &[&str], env: &[(&str, &Path)]) -> Run {
         let mut cmd = Command::new(rehost_bin());
         cmd.arg("-c")
             .arg(self.dir.path().join("rehost.yaml"))
@@ -101,12 +133,15 @@ impl Stack {
                     "GREETING",
                     "SITE",
                     "EXPORTER_ROLE",
+                    "API_TOKEN",
+                    "DOCKER_CONFIG",
                 ]
                 .contains(&k.as_str())
             {
                 cmd.env_remove(k);
             }
         }
+        cmd.envs(env.iter().map(|(k, v)| (*k, *v)));
         Run(cmd.output().unwrap())
     }
 
@@ -317,4 +352,472 @@ fn unreachable_engine_is_exit_code_3() {
             run.stderr()
         );
     }
+}
+
+/// `docker inspect -f FORMAT NAME`, trimmed.
+fn inspect(name: &str, format: &str) -> String {
+    docker(&["inspect", "-f", format, name]).trim().to_string()
+}
+
+/// `docker exec NAME ARGS...` stdout, or panics with its stderr.
+fn exec(name: &str, args: &[&str]) -> String {
+    let o = Command::new("docker")
+        .arg("exec")
+        .arg(name)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "docker exec {name} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+const FEATURES_DOCKERFILE: &str = "\
+FROM rehost-test/busybox:latest AS build
+RUN echo built-in-the-build-stage > /stage.txt
+FROM rehost-test/busybox:latest AS runtime
+COPY --from=build /stage.txt /stage.txt
+CMD [\"sh\", \"-c\", \"trap 'exit 0' TERM; echo app started; while true; do sleep 1; done\"]
+FROM rehost-test/busybox:latest AS debug
+RUN echo the-debug-stage > /stage.txt
+";
+
+const FEATURES_COMPOSE: &str = "\
+secrets:
+  db_password:
+    file: ./secrets/db_password.txt
+  api_token:
+    environment: API_TOKEN
+services:
+  app:
+    build:
+      context: ./app
+      target: runtime
+    container_name: ${APP_NAME}
+    expose: ['8080']
+    links: ['db:database']
+    cap_drop: [ALL]
+    read_only: true
+    tmpfs: [/scratch]
+    deploy:
+      resources:
+        limits: {memory: 64m}
+    stop_grace_period: 3s
+    secrets: [db_password]
+    depends_on: [db]
+    healthcheck:
+      test: [CMD, test, -s, /run/secrets/db_password]
+      interval: 2s
+      start_period: 20s
+      start_interval: 1s
+      retries: 10
+  db:
+    image: rehost-test/busybox:latest
+    command: sh -c \"trap 'exit 0' TERM; while true; do sleep 1; done\"
+    secrets:
+      - source: api_token
+        target: token
+        mode: 0400
+  debug:
+    image: rehost-test/busybox:latest
+    profiles: [debug]
+    command: sh -c \"trap 'exit 0' TERM; while true; do sleep 1; done\"
+";
+
+/// The keys real compose files use, applied on the real Engine: secrets
+/// (file and variable), a multi-stage build's target, container_name,
+/// expose, links, cap_drop, read_only + tmpfs, a memory limit, the
+/// healthcheck's start_interval, stop_grace_period and a profile.
+#[test]
+fn compose_features_are_applied_and_secrets_stay_secret() {
+    if !docker_ready() {
+        return;
+    }
+    let file_secret = "file-secret-8d1f0c";
+    let env_secret = "env-secret-77ab31";
+    let app_name = format!("rehost-e2e-features-app-{}", std::process::id());
+    let mut stack = Stack::with_files(
+        "features",
+        &[
+            ("docker-compose.yml", FEATURES_COMPOSE),
+            ("app/Dockerfile", FEATURES_DOCKERFILE),
+            ("secrets/db_password.txt", file_secret),
+        ],
+        &[("APP_NAME", &app_name), ("API_TOKEN", env_secret)],
+    );
+    let p = stack.project.clone();
+    let db = format!("{p}-db-1");
+    // Debug logs too: the secrets must not be in any of rehost's output.
+    let debug_log = [("RUST_LOG", Path::new("debug"))];
+
+    let run = stack.rehost_with(&["up"], &debug_log);
+    run.expect(0);
+    let out = run.all();
+    assert!(
+        !out.contains(file_secret) && !out.contains(env_secret),
+        "{out}"
+    );
+    let first = stack.containers();
+    let mut want = vec![&app_name, &db];
+    want.sort();
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        want,
+        "the profile's service is not started: {out}"
+    );
+
+    // Healthy, with every setting applied.
+    assert_eq!(inspect(&app_name, "{{.State.Health.Status}}"), "healthy");
+    assert_eq!(
+        exec(&app_name, &["cat", "/stage.txt"]).trim(),
+        "built-in-the-build-stage"
+    );
+    assert!(inspect(&app_name, "{{json .Config.ExposedPorts}}").contains("8080/tcp"));
+    assert_eq!(
+        inspect(
+            &app_name,
+            &format!("{{{{json (index .NetworkSettings.Networks \"{p}_default\").Links}}}}")
+        ),
+        format!("[\"{db}:database\"]")
+    );
+    assert_eq!(
+        inspect(&app_name, "{{json .HostConfig.CapDrop}}"),
+        "[\"ALL\"]"
+    );
+    assert_eq!(inspect(&app_name, "{{.HostConfig.ReadonlyRootfs}}"), "true");
+    assert!(inspect(&app_name, "{{json .HostConfig.Tmpfs}}").contains("/scratch"));
+    exec(&app_name, &["touch", "/scratch/ok"]);
+    assert_eq!(
+        inspect(&app_name, "{{.HostConfig.Memory}}"),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(inspect(&app_name, "{{.Config.StopTimeout}}"), "3");
+    assert_eq!(
+        inspect(&app_name, "{{json .Config.Healthcheck.Interval}}"),
+        "2000000000"
+    );
+    // `StartInterval` exists from Engine API 1.44 on; an older Engine drops it.
+    let api: f64 = docker(&["version", "--format", "{{.Server.APIVersion}}"])
+        .trim()
+        .parse()
+        .unwrap();
+    if api >= 1.44 {
+        assert_eq!(
+            inspect(&app_name, "{{json .Config.Healthcheck.StartInterval}}"),
+            "1000000000"
+        );
+    }
+
+    // The secrets are readable inside, and nowhere else.
+    assert_eq!(
+        exec(&app_name, &["cat", "/run/secrets/db_password"]),
+        file_secret
+    );
+    assert_eq!(exec(&db, &["cat", "/run/secrets/token"]), env_secret);
+    assert_eq!(
+        exec(&db, &["stat", "-c", "%a", "/run/secrets/token"]).trim(),
+        "400"
+    );
+    for name in [&app_name, &db] {
+        let labels = inspect(name, "{{json .Config.Labels}}");
+        let env = inspect(name, "{{json .Config.Env}}");
+        let logs = Command::new("docker")
+            .args(["logs", name])
+            .output()
+            .unwrap();
+        let logs = format!(
+            "{}{}",
+            String::from_utf8_lossy(&logs.stdout),
+            String::from_utf8_lossy(&logs.stderr)
+        );
+        for text in [labels, env, logs] {
+            assert!(
+                !text.contains(file_secret) && !text.contains(env_secret),
+                "{name}: {text}"
+            );
+        }
+    }
+    let history = docker(&["history", "--no-trunc", &inspect(&app_name, "{{.Image}}")]);
+    assert!(!history.contains(file_secret), "{history}");
+
+    // `up` again recreates nothing.
+    let run = stack.rehost(&["up"]);
+    run.expect(0);
+    assert!(run.stdout().contains("unchanged"), "{}", run.all());
+    assert_eq!(stack.containers(), first);
+
+    // A new content of the file recreates its user only, and so does a new
+    // value of the variable.
+    fs::write(
+        stack.dir.path().join("stack/secrets/db_password.txt"),
+        "rotated-1",
+    )
+    .unwrap();
+    let run = stack.rehost_with(&["up"], &debug_log);
+    run.expect(0);
+    assert!(!run.all().contains("rotated-1"), "{}", run.all());
+    let after = stack.containers();
+    assert_ne!(after[&app_name], first[&app_name], "{}", run.all());
+    assert_eq!(after[&db], first[&db], "{}", run.all());
+    assert_eq!(
+        exec(&app_name, &["cat", "/run/secrets/db_password"]),
+        "rotated-1"
+    );
+    stack.set("API_TOKEN", "rotated-2");
+    let run = stack.rehost(&["up"]);
+    run.expect(0);
+    let again = stack.containers();
+    assert_ne!(again[&db], after[&db], "{}", run.all());
+    assert_eq!(again[&app_name], after[&app_name], "{}", run.all());
+    assert_eq!(exec(&db, &["cat", "/run/secrets/token"]), "rotated-2");
+
+    // The profile enabled: its service joins, the others stay.
+    stack.configure("  profiles: [debug]\n");
+    let run = stack.rehost(&["up"]);
+    run.expect(0);
+    let with_debug = stack.containers();
+    assert!(
+        with_debug.contains_key(&format!("{p}-debug-1")),
+        "{}",
+        run.all()
+    );
+    assert_eq!(with_debug[&app_name], again[&app_name]);
+    assert_eq!(with_debug[&db], again[&db]);
+
+    let run = stack.rehost(&["down"]);
+    run.expect(0);
+    assert!(stack.containers().is_empty());
+}
+
+/// A distribution registry (Debian's `docker-registry`) on a free loopback
+/// port, with htpasswd (bcrypt) auth when asked; stopped on drop. The
+/// Engine treats 127.0.0.0/8 as an insecure-allowed registry.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// `None` (skip) when the registry or htpasswd is missing, except under
+    /// `CI=true`, where that fails: scripts/install-tools.sh installs both.
+    fn start(user: Option<(&str, &str)>) -> Option<Registry> {
+        let have = |tool: &str| Path::new(tool).exists();
+        if !have("/usr/bin/docker-registry") || (user.is_some() && !have("/usr/bin/htpasswd")) {
+            let why =
+                "docker-registry or htpasswd is missing; scripts/install-tools.sh installs them";
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true but {why}");
+            }
+            eprintln!("skipping: {why}");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((name, password)) = user {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", name, password])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            fs::write(dir.path().join("htpasswd"), out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: rehost-test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            ));
+        }
+        fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let registry = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while rehost_tests::http_get(port, "/v2/").is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the registry never answered on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(registry)
+    }
+
+    /// Pushes the busybox test image as `NAME:1` (with the Docker CLI's
+    /// config in `config` when given) and removes that tag locally: the
+    /// reference then exists only in the registry.
+    fn push(&self, name: &str, config: Option<&Path>) -> String {
+        let reference = format!("127.0.0.1:{}/{name}:1", self.port);
+        let cli = |args: &[&str]| {
+            let mut c = Command::new("docker");
+            if let Some(dir) = config {
+                c.arg("--config").arg(dir);
+            }
+            let out = c.args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "docker {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        cli(&["tag", "rehost-test/busybox:latest", &reference]);
+        cli(&["push", &reference]);
+        cli(&["rmi", &reference]);
+        reference
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const PULL_COMPOSE: &str = "\
+services:
+  app:
+    image: ${IMAGE}
+    pull_policy: ${POLICY:-missing}
+    command: sh -c \"trap 'exit 0' TERM; while true; do sleep 1; done\"
+";
+
+/// An image that is not present is pulled from the registry; a name the
+/// registry does not have fails with the registry's message (exit 1);
+/// `pull_policy: never` refuses to pull.
+#[test]
+fn missing_images_are_pulled_from_a_registry() {
+    if !docker_ready() {
+        return;
+    }
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let reference = registry.push(&format!("rehost-e2e/pull-{}", std::process::id()), None);
+    let mut stack = Stack::with_files(
+        "pull",
+        &[("docker-compose.yml", PULL_COMPOSE)],
+        &[("IMAGE", &reference), ("POLICY", "never")],
+    );
+    let run = stack.rehost(&["up"]);
+    run.expect(1);
+    assert!(
+        run.stderr().contains("`pull_policy: never`"),
+        "{}",
+        run.all()
+    );
+
+    stack.set("POLICY", "missing");
+    let run = stack.rehost(&["up"]);
+    run.expect(0);
+    assert!(
+        run.stdout().contains(&format!("pulled  {reference}")),
+        "{}",
+        run.all()
+    );
+    assert_eq!(stack.containers().len(), 1);
+    let run = stack.rehost(&["up"]);
+    run.expect(0);
+    assert!(run.stdout().contains("unchanged"), "{}", run.all());
+
+    let missing = format!("127.0.0.1:{}/rehost-e2e/no-such-image:1", registry.port);
+    stack.set("IMAGE", &missing);
+    let run = stack.rehost(&["up"]);
+    run.expect(1);
+    assert!(
+        run.stderr().contains(&format!("pull image {missing}"))
+            && run.stderr().contains("manifest unknown"),
+        "{}",
+        run.all()
+    );
+    let _ = Command::new("docker").args(["rmi", &reference]).output();
+}
+
+/// A registry that wants a password: the credentials of a Docker
+/// `config.json` (`DOCKER_CONFIG`) are used; without them the pull fails
+/// with the registry's refusal, and the password is never printed.
+#[test]
+fn a_registry_with_auth_takes_the_credentials_of_config_json() {
+    if !docker_ready() {
+        return;
+    }
+    let password = "pull-pass-5e1d";
+    let Some(registry) = Registry::start(Some(("ci", password))) else {
+        return;
+    };
+    let config = tempfile::tempdir().unwrap();
+    let mut login = Command::new("docker")
+        .arg("--config")
+        .arg(config.path())
+        .args(["login", "-u", "ci", "--password-stdin"])
+        .arg(format!("127.0.0.1:{}", registry.port))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut login.stdin.take().unwrap(), password.as_bytes()).unwrap();
+    let out = login.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker login: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference = registry.push(
+        &format!("rehost-e2e/auth-{}", std::process::id()),
+        Some(config.path()),
+    );
+    let stack = Stack::with_files(
+        "pullauth",
+        &[("docker-compose.yml", PULL_COMPOSE)],
+        &[("IMAGE", &reference)],
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let run = stack.rehost_with(&["up"], &[("DOCKER_CONFIG", empty.path())]);
+    run.expect(1);
+    let err = run.stderr();
+    assert!(
+        err.contains(&format!("pull image {reference}")),
+        "{}",
+        run.all()
+    );
+    assert!(
+        err.contains("no basic auth credentials") || err.contains("unauthorized"),
+        "{}",
+        run.all()
+    );
+    assert!(stack.containers().is_empty());
+
+    let run = stack.rehost_with(
+        &["up"],
+        &[
+            ("DOCKER_CONFIG", config.path()),
+            ("RUST_LOG", Path::new("debug")),
+        ],
+    );
+    run.expect(0);
+    assert!(
+        run.stdout().contains(&format!("pulled  {reference}")),
+        "{}",
+        run.all()
+    );
+    assert!(!run.all().contains(password), "the password was printed");
+    assert_eq!(stack.containers().len(), 1);
+    let _ = Command::new("docker").args(["rmi", &reference]).output();
 }

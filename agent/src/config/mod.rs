@@ -92,11 +92,17 @@ pub struct StackConfig {
     /// Absolute (a relative path in the file is resolved against the config
     /// file's folder).
     pub compose: PathBuf,
+    /// `stack.compose`'s further files when it is a list: merged onto the
+    /// first, in order, with Compose's override rules. Absolute.
+    pub overrides: Vec<PathBuf>,
     /// Compose project name: `[a-z0-9][a-z0-9_-]*`; defaults to the compose
     /// file's folder name, normalized the way Compose does.
     pub project: String,
     /// Absolute, like `compose`.
     pub env_file: Option<PathBuf>,
+    /// Compose profiles to enable: a service with `profiles:` runs only
+    /// when one of them is listed here.
+    pub profiles: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -63,12 +63,20 @@ pub(crate) struct RawEncryption {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a mapping")]
 pub(crate) struct RawStack {
-    #[serde(default, deserialize_with = "lenient::string")]
-    pub(crate) compose: Option<String>,
+    pub(crate) compose: Option<RawComposeFiles>,
     #[serde(default, deserialize_with = "lenient::string")]
     pub(crate) project: Option<String>,
     #[serde(default, deserialize_with = "lenient::string")]
     pub(crate) env_file: Option<String>,
+    pub(crate) profiles: Option<Vec<String>>,
+}
+
+/// `stack.compose`: one file, or a list merged in order.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a path or a list of paths")]
+pub(crate) enum RawComposeFiles {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]

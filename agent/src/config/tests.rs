@@ -51,6 +51,7 @@ stack:
   compose: /opt/stack/docker-compose.yml
   project: site
   env_file: /etc/rehost/stack.env     # values for ${VAR} in the compose file
+  profiles: [debug]                   # services with `profiles:` that run
 state:
   acme:
     path: /srv/acme/acme.json
@@ -106,8 +107,10 @@ fn spec_example_parses_with_every_value() {
         config.stack,
         Some(StackConfig {
             compose: PathBuf::from("/opt/stack/docker-compose.yml"),
+            overrides: Vec::new(),
             project: "site".to_string(),
             env_file: Some(PathBuf::from("/etc/rehost/stack.env")),
+            profiles: vec!["debug".to_string()],
         })
     );
 
@@ -390,6 +393,30 @@ fn stack_project_defaults_to_the_compose_folder() {
         PathBuf::from("/etc/rehost/stack/compose.yml")
     );
     assert_eq!(stack.project, "stack");
+}
+
+#[test]
+fn stack_compose_may_list_files_and_profiles_are_checked() {
+    let config = ok(&format!(
+        "{BASE}stack:\n  compose: [stack/compose.yml, /opt/prod.yml]\n  profiles: [debug, tools]\n"
+    ));
+    let stack = config.stack.unwrap();
+    assert_eq!(
+        stack.compose,
+        PathBuf::from("/etc/rehost/stack/compose.yml")
+    );
+    assert_eq!(stack.overrides, vec![PathBuf::from("/opt/prod.yml")]);
+    assert_eq!(
+        stack.profiles,
+        vec!["debug".to_string(), "tools".to_string()]
+    );
+    let e = err(&format!("{BASE}stack:\n  compose: []\n"));
+    assert_eq!(e.key.as_deref(), Some("stack.compose"));
+    let e = err(&format!(
+        "{BASE}stack:\n  compose: a.yml\n  profiles: ['no space']\n"
+    ));
+    assert_eq!(e.key.as_deref(), Some("stack.profiles"));
+    assert!(e.message.contains("not a profile name"), "{}", e.message);
 }
 
 #[test]

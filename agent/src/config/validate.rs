@@ -21,7 +21,8 @@ use rehost_jobs::store::{CredentialSource, S3Settings, StoreLocation};
 
 use super::error::{dotted, Problem};
 use super::raw::{
-    RawConfig, RawEncryption, RawJobs, RawMetrics, RawPull, RawStack, RawState, RawStorage,
+    RawComposeFiles, RawConfig, RawEncryption, RawJobs, RawMetrics, RawPull, RawStack, RawState,
+    RawStorage,
 };
 use super::values::{
     absolute_path, check_name, check_owner, check_user, cron, duration, file_mode, http_url,
@@ -224,16 +225,22 @@ fn storage(raw: Option<RawStorage>, base: &Path) -> Result<StoreLocation, Proble
 }
 
 fn stack(raw: RawStack, base: &Path) -> Result<StackConfig, Problem> {
-    let compose = raw
+    let files = match raw
         .compose
-        .ok_or_else(|| Problem::missing(at(&["stack", "compose"])))?;
-    if compose.is_empty() {
+        .ok_or_else(|| Problem::missing(at(&["stack", "compose"])))?
+    {
+        RawComposeFiles::One(file) => vec![file],
+        RawComposeFiles::Many(files) => files,
+    };
+    if files.is_empty() || files.iter().any(String::is_empty) {
         return Err(Problem::new(
             at(&["stack", "compose"]),
-            "expected the path of a docker-compose.yml, got an empty string",
+            "expected the path of a docker-compose.yml (or a list of them), got an empty one",
         ));
     }
-    let compose = resolve(base, &compose);
+    let mut files = files.iter().map(|f| resolve(base, f));
+    let compose = files.next().unwrap_or_default();
+    let overrides: Vec<PathBuf> = files.collect();
     let project = match raw.project {
         Some(project) => {
             if !is_project_name(&project) {
@@ -271,10 +278,17 @@ fn stack(raw: RawStack, base: &Path) -> Result<StackConfig, Problem> {
         Some(f) => Some(resolve(base, &f)),
         None => None,
     };
+    let profiles = raw.profiles.unwrap_or_default();
+    for profile in &profiles {
+        super::values::check_profile(profile)
+            .map_err(|m| Problem::new(at(&["stack", "profiles"]), m))?;
+    }
     Ok(StackConfig {
         compose,
+        overrides,
         project,
         env_file,
+        profiles,
     })
 }
 

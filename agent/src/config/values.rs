@@ -13,6 +13,24 @@ use rehost_jobs::retention::KeepPolicy;
 
 use super::raw::{RawKeep, RawMode};
 
+/// `stack.profiles` entries: Compose's profile names.
+pub(super) fn check_profile(name: &str) -> Result<(), String> {
+    let ok = name
+        .as_bytes()
+        .first()
+        .is_some_and(u8::is_ascii_alphanumeric)
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a profile name: expected letters, digits, `.`, `_` or `-`, starting with a letter or digit"
+        ))
+    }
+}
+
 /// Host, state and pull names become one segment of a storage key.
 pub(super) fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()

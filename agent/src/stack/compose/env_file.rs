@@ -28,7 +28,7 @@ pub(crate) fn read(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<IndexMap<String, String>, ComposeError> {
-    let text = std::fs::read_to_string(path).map_err(|err| ComposeError::read(path, &err))?;
+    let text = super::read_file(path)?;
     parse(&text, env)
         .map_err(|(line, column, message)| ComposeError::at_line(path, line, column, message))
 }

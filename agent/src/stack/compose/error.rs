@@ -107,6 +107,43 @@ pub(crate) struct Fault {
 }
 
 impl Fault {
+    /// Locates the problem in the files `sources` (path, text) were merged
+    /// from: the last file that holds the whole key path (a later file's
+    /// value is the one that counts), else the last one holding the longest
+    /// part of it; the message keeps the whole path either way.
+    pub(crate) fn into_error_in(self, sources: &[(std::path::PathBuf, String)]) -> ComposeError {
+        if let [(file, text)] = sources {
+            return self.into_error(file, text);
+        }
+        let segments: Vec<Segment<'_>> = self
+            .at
+            .0
+            .iter()
+            .map(|seg| match seg {
+                Seg::Key(key) => Segment::Key(key),
+                Seg::Index(index) => Segment::Index(*index),
+            })
+            .collect();
+        for len in (1..=segments.len()).rev() {
+            for (file, text) in sources.iter().rev() {
+                if let Some(p) = locate_segments(text, &segments[..len]) {
+                    return ComposeError(ConfigError {
+                        file: file.clone(),
+                        line: Some(p.line),
+                        column: Some(p.column),
+                        key: Some(self.at.to_string()),
+                        message: self.message,
+                        kind: ConfigErrorKind::Invalid,
+                    });
+                }
+            }
+        }
+        match sources.first() {
+            Some((file, text)) => self.into_error(file, text),
+            None => self.into_error(Path::new("docker-compose.yml"), ""),
+        }
+    }
+
     /// Locates the problem in `text` (the compose file's content).
     pub(crate) fn into_error(self, file: &Path, text: &str) -> ComposeError {
         let segments: Vec<Segment<'_>> = self

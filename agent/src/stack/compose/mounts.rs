@@ -67,6 +67,7 @@ fn short(
             source: host_path(source, working_dir, env).map_err(expected)?,
             target,
             read_only,
+            create_host_path: true,
         }),
         Some(name) => Ok(Mount::Volume {
             name: name.to_string(),
@@ -83,12 +84,14 @@ fn is_path(source: &str) -> bool {
 
 /// `ro` or `rw`; SELinux relabelling (`z`, `Z`), `nocopy` and propagation
 /// options are refused rather than dropped, since rehost would not apply them.
+/// The consistency flags of Docker Desktop (`cached`, `delegated`,
+/// `consistent`) are accepted: the Engine on Linux ignores them too.
 fn read_only(mode: &str) -> Result<bool, String> {
     let mut read_only = false;
     for option in mode.split(',') {
         match option {
             "ro" => read_only = true,
-            "rw" => {}
+            "rw" | "cached" | "delegated" | "consistent" => {}
             other => {
                 return Err(format!(
                     "the volume option {other:?} is not supported by rehost (only `ro` and `rw`)"
@@ -155,6 +158,24 @@ struct RawLong {
     source: Option<Value>,
     target: Option<Value>,
     read_only: Option<Value>,
+    bind: Option<RawBindOptions>,
+    tmpfs: Option<RawTmpfsOptions>,
+    /// Docker Desktop's; the Engine on Linux ignores it, and so does rehost.
+    #[allow(dead_code, reason = "accepted and, like the Engine on Linux, not used")]
+    consistency: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBindOptions {
+    create_host_path: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTmpfsOptions {
+    size: Option<Value>,
+    mode: Option<Value>,
 }
 
 fn long(
@@ -166,8 +187,14 @@ fn long(
     let raw: RawLong = from_value(value, at)?;
     let kind = match &raw.kind {
         Some(k) => value::string(k, &at.key("type"))?,
-        None => return Err(at.fault("missing required key `type` (`bind` or `volume`)")),
+        None => return Err(at.fault("missing required key `type` (`bind`, `volume` or `tmpfs`)")),
     };
+    if raw.bind.is_some() && kind != "bind" {
+        return Err(at.key("bind").fault("`bind:` options need `type: bind`"));
+    }
+    if raw.tmpfs.is_some() && kind != "tmpfs" {
+        return Err(at.key("tmpfs").fault("`tmpfs:` options need `type: tmpfs`"));
+    }
     let at_target = at.key("target");
     let target = match &raw.target {
         Some(t) => value::string(t, &at_target)?,
@@ -187,11 +214,55 @@ fn long(
         "bind" => {
             let source =
                 source.ok_or_else(|| at.fault("missing required key `source` (the host path)"))?;
+            let create_host_path = match raw.bind.as_ref().and_then(|b| b.create_host_path.as_ref()) {
+                Some(v) => value::boolean(v, &at.key("bind").key("create_host_path"))?,
+                None => false,
+            };
             Ok(Mount::Bind {
                 source: host_path(&source, working_dir, env).map_err(|e| at_source.fault(e))?,
                 target,
                 read_only,
+                create_host_path,
             })
+        }
+        "tmpfs" => {
+            if source.is_some() {
+                return Err(at_source.fault("a tmpfs mount has no source"));
+            }
+            if read_only {
+                return Err(at.key("read_only").fault("a tmpfs mount cannot be read-only"));
+            }
+            let (size, mode) = match &raw.tmpfs {
+                None => (None, None),
+                Some(t) => {
+                    let at = at.key("tmpfs");
+                    let size = match &t.size {
+                        None | Some(Value::Null) => None,
+                        Some(v) => Some(super::settings::bytes(v, &at.key("size"))?),
+                    };
+                    let mode = match &t.mode {
+                        None | Some(Value::Null) => None,
+                        Some(v) => {
+                            let at = at.key("mode");
+                            let text = value::string(v, &at)?;
+                            // Octal as in chmod (`1777`), whatever YAML 1.2
+                            // made of the digits: what people mean by it.
+                            Some(
+                                u32::from_str_radix(text.trim_start_matches("0o"), 8)
+                                    .ok()
+                                    .filter(|m| *m <= 0o7777)
+                                    .ok_or_else(|| {
+                                        at.fault(format!(
+                                            "expected a file mode in octal like 1777, got {text:?}"
+                                        ))
+                                    })?,
+                            )
+                        }
+                    };
+                    (size, mode)
+                }
+            };
+            Ok(Mount::Tmpfs { target, size, mode })
         }
         "volume" => match source {
             None if !read_only => Ok(Mount::Anonymous { target }),
@@ -203,7 +274,7 @@ fn long(
             }),
         },
         other => Err(at.key("type").fault(format!(
-            "expected `bind` or `volume`, got {other:?} (tmpfs and npipe are not supported by rehost)"
+            "expected `bind`, `volume` or `tmpfs`, got {other:?} (npipe and cluster are not supported by rehost)"
         ))),
     }
 }
@@ -225,6 +296,7 @@ mod tests {
             source: PathBuf::from(source),
             target: target.to_string(),
             read_only,
+            create_host_path: true,
         }
     }
 
@@ -233,6 +305,14 @@ mod tests {
         let table: &[(&str, Mount)] = &[
             ("./data:/data", bind("/opt/stack/data", "/data", false)),
             ("./data:/data:ro", bind("/opt/stack/data", "/data", true)),
+            (
+                "./data:/data:cached",
+                bind("/opt/stack/data", "/data", false),
+            ),
+            (
+                "./data:/data:ro,delegated",
+                bind("/opt/stack/data", "/data", true),
+            ),
             ("../shared/./x:/x:rw", bind("/opt/shared/x", "/x", false)),
             (
                 "/srv/www:/usr/local/apache2/htdocs:ro",
@@ -267,6 +347,7 @@ mod tests {
             ("data", "must be absolute"),
             ("./a:/a:z", "not supported by rehost"),
             ("./a:/a:ro,Z", "not supported by rehost"),
+            ("./a:/a:nocopy", "not supported by rehost"),
             ("./a:/a:ro:x", "too many"),
             (":/a", "source is empty"),
             ("~bob/x:/x", "`~user`"),
@@ -284,9 +365,31 @@ mod tests {
         let at = At::root().key("volumes").index(0);
         let parse = |text: &str| parse(&serde_yaml::from_str(text).unwrap(), &at, wd(), &env);
         assert_eq!(
-            parse("{type: bind, source: ./www, target: /www, read_only: true}"),
+            parse("{type: bind, source: ./www, target: /www, read_only: true, bind: {create_host_path: true}}"),
             Ok(bind("/opt/stack/www", "/www", true))
         );
+        assert_eq!(
+            parse("{type: bind, source: /x, target: /www}"),
+            Ok(Mount::Bind {
+                source: PathBuf::from("/x"),
+                target: "/www".into(),
+                read_only: false,
+                create_host_path: false
+            })
+        );
+        assert_eq!(
+            parse("{type: tmpfs, target: /t, tmpfs: {size: 64m, mode: 1777}}"),
+            Ok(Mount::Tmpfs {
+                target: "/t".into(),
+                size: Some(64 << 20),
+                mode: Some(0o1777)
+            })
+        );
+        let err = parse("{type: tmpfs, source: x, target: /t}").unwrap_err();
+        assert_eq!(err.at.to_string(), "volumes[0].source");
+        let err = parse("{type: volume, source: v, target: /t, bind: {create_host_path: true}}")
+            .unwrap_err();
+        assert_eq!(err.at.to_string(), "volumes[0].bind");
         assert_eq!(
             parse("{type: volume, source: db, target: /db}"),
             Ok(Mount::Volume {
@@ -301,13 +404,13 @@ mod tests {
                 target: "/tmp/x".to_string()
             })
         );
-        let err = parse("{type: tmpfs, target: /t}").unwrap_err();
+        let err = parse("{type: npipe, target: /t}").unwrap_err();
         assert_eq!(err.at.to_string(), "volumes[0].type");
         let err = parse("{type: bind, target: /t}").unwrap_err();
         assert!(err.message.contains("`source`"), "{}", err.message);
         let err =
             parse("{type: bind, source: ., target: /t, bind: {propagation: rshared}}").unwrap_err();
-        assert_eq!(err.at.to_string(), "volumes[0].bind");
+        assert_eq!(err.at.to_string(), "volumes[0].bind.propagation");
         let err = parse("{type: bind, source: ., target: rel}").unwrap_err();
         assert_eq!(err.at.to_string(), "volumes[0].target");
         let err = parse("42").unwrap_err();

@@ -84,7 +84,7 @@ pub(crate) fn short(text: &str) -> Result<Port, String> {
     })
 }
 
-fn protocol(text: &str) -> Result<Protocol, String> {
+pub(crate) fn protocol(text: &str) -> Result<Protocol, String> {
     match text {
         "tcp" => Ok(Protocol::Tcp),
         "udp" => Ok(Protocol::Udp),
@@ -93,7 +93,7 @@ fn protocol(text: &str) -> Result<Protocol, String> {
 }
 
 /// `80` or `8000-8010`.
-fn range(text: &str) -> Result<PortRange, String> {
+pub(crate) fn range(text: &str) -> Result<PortRange, String> {
     let number = |s: &str| -> Result<u16, String> {
         match s.parse::<u16>() {
             Ok(0) | Err(_) => Err(format!("{s:?} is not a port number (1-65535)")),

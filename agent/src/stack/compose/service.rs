@@ -17,17 +17,20 @@ use indexmap::IndexMap;
 use serde_yaml::Value;
 
 use super::error::{At, ComposeError, Fault};
-use super::raw::{RawBuild, RawDependency, RawHealthcheck, RawService, RawServiceNetwork};
+use super::raw::{RawDependency, RawHealthcheck, RawService, RawServiceNetwork};
+use super::secrets::{self, Kind};
 use super::value::{self, from_value};
-use super::{duration, env_file, mounts, ports, shlex};
+use super::{build, duration, env_file, mounts, ports, settings, shlex};
 use crate::stack::model::{
-    Build, Condition, Dependency, Healthcheck, Mount, NetworkMode, Restart, Service, ServiceNetwork,
+    Condition, Dependency, Healthcheck, Mount, NetworkMode, PullPolicy, Restart, SecretSource,
+    Service, ServiceNetwork,
 };
 
 /// What the loader needs besides the service itself.
 pub(crate) struct Ctx<'a> {
-    pub(crate) file: &'a Path,
-    pub(crate) text: &'a str,
+    /// The compose files (path, text) in merge order; errors are located in
+    /// them.
+    pub(crate) sources: &'a [(PathBuf, String)],
     pub(crate) working_dir: &'a Path,
     /// The compose file's variables: `stack.env_file` and the process environment.
     pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
@@ -37,7 +40,7 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub(crate) fn err(&self, fault: Fault) -> ComposeError {
-        fault.into_error(self.file, self.text)
+        fault.into_error_in(self.sources)
     }
 }
 
@@ -47,6 +50,8 @@ pub(crate) struct Names<'a> {
     /// Declared networks plus `default`, which always exists implicitly.
     pub(crate) networks: &'a HashSet<String>,
     pub(crate) volumes: &'a HashSet<String>,
+    /// Top-level secrets and configs, keyed `secrets.NAME` / `configs.NAME`.
+    pub(crate) secrets: &'a IndexMap<String, SecretSource>,
 }
 
 /// A normalized service, and where each of its dependencies is written
@@ -54,6 +59,8 @@ pub(crate) struct Names<'a> {
 pub(crate) struct Loaded {
     pub(crate) service: Service,
     pub(crate) dependency_at: IndexMap<String, At>,
+    /// Keys accepted without effect.
+    pub(crate) warnings: Vec<Fault>,
 }
 
 pub(crate) fn load(
@@ -67,28 +74,70 @@ pub(crate) fn load(
     let mut from_files = IndexMap::new();
     if let Some(value) = &raw.env_file {
         let paths = env_file_paths(value, &at.key("env_file"), cx).map_err(|f| cx.err(f))?;
-        for path in paths {
+        for (path, required) in paths {
+            // `required: false`: a missing file is no error (Compose v2).
+            if !required && !path.exists() {
+                continue;
+            }
             from_files.extend(env_file::read(&path, cx.process_env)?);
         }
     }
     normalize(name, raw, at, names, cx, from_files).map_err(|f| cx.err(f))
 }
 
-fn env_file_paths(value: &Value, at: &At, cx: &Ctx<'_>) -> Result<Vec<PathBuf>, Fault> {
-    value::one_or_list(value, at)?
+/// `env_file:` as (path, required): a path, or a list of paths and of
+/// `{ path, required }` (Compose v2's long form).
+fn env_file_paths(value: &Value, at: &At, cx: &Ctx<'_>) -> Result<Vec<(PathBuf, bool)>, Fault> {
+    let items: Vec<(At, &Value)> = match value {
+        Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (at.index(i), item))
+            .collect(),
+        other => vec![(at.clone(), other)],
+    };
+    items
         .into_iter()
-        .map(|(at, path)| {
+        .map(|(at, item)| {
+            let (path, path_at, required) = match item {
+                Value::Mapping(_) => {
+                    #[derive(serde::Deserialize)]
+                    #[serde(deny_unknown_fields)]
+                    struct Long {
+                        path: Value,
+                        required: Option<Value>,
+                        format: Option<Value>,
+                    }
+                    let long: Long = from_value(item, &at)?;
+                    if let Some(format) = &long.format {
+                        return Err(at.key("format").fault(format!(
+                            "only the default env file format is supported by rehost, got {}",
+                            value::describe(format)
+                        )));
+                    }
+                    let required = opt(&long.required, &at.key("required"), value::boolean)?;
+                    let path_at = at.key("path");
+                    (
+                        value::string(&long.path, &path_at)?,
+                        path_at,
+                        required.unwrap_or(true),
+                    )
+                }
+                other => (value::string(other, &at)?, at.clone(), true),
+            };
             if path.is_empty() {
-                return Err(at.fault("expected the path of an env file, got an empty string"));
+                return Err(path_at.fault("expected the path of an env file, got an empty string"));
             }
-            mounts::host_path(&path, cx.working_dir, cx.env).map_err(|e| at.fault(e))
+            let path =
+                mounts::host_path(&path, cx.working_dir, cx.env).map_err(|e| path_at.fault(e))?;
+            Ok((path, required))
         })
         .collect()
 }
 
 fn normalize(
     name: &str,
-    raw: RawService,
+    mut raw: RawService,
     at: &At,
     names: &Names<'_>,
     cx: &Ctx<'_>,
@@ -97,7 +146,7 @@ fn normalize(
     let image = opt(&raw.image, &at.key("image"), value::string)?;
     let build = match &raw.build {
         None => None,
-        Some(value) => Some(build(value, &at.key("build"), cx)?),
+        Some(value) => Some(build::read(value, &at.key("build"), cx)?),
     };
     if image.is_none() && build.is_none() {
         return Err(at.fault("a service needs `image:` or `build:`"));
@@ -148,12 +197,28 @@ fn normalize(
         (None, None) => IndexMap::from([("default".to_string(), ServiceNetwork::default())]),
     };
 
-    let restart = match &raw.restart {
-        None => Restart::No,
-        Some(value) => restart(value, &at.key("restart"))?,
+    let mut warnings = Vec::new();
+    let policy = raw.deploy.as_ref().and_then(|d| d.restart_policy.as_ref());
+    let restart = match (&raw.restart, policy) {
+        (Some(value), policy) => {
+            if policy.is_some() {
+                warnings.push(
+                    at.key("deploy")
+                        .key("restart_policy")
+                        .fault("ignored: `restart:` is given too, and it wins (as in Compose)"),
+                );
+            }
+            restart(value, &at.key("restart"))?
+        }
+        (None, Some(policy)) => restart_policy(
+            policy,
+            &at.key("deploy").key("restart_policy"),
+            &mut warnings,
+        )?,
+        (None, None) => Restart::No,
     };
     let user = opt(&raw.user, &at.key("user"), value::string)?;
-    let healthcheck = match raw.healthcheck {
+    let healthcheck = match raw.healthcheck.take() {
         None => None,
         Some(h) => Some(healthcheck(h, &at.key("healthcheck"))?),
     };
@@ -182,6 +247,104 @@ fn normalize(
         Some(value) => depends_on(value, &at.key("depends_on"), names)?,
     };
 
+    let container_name = opt(&raw.container_name, &at.key("container_name"), |v, at| {
+        let text = value::string(v, at)?;
+        let ok = text.len() >= 2
+            && text.as_bytes()[0].is_ascii_alphanumeric()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(at.fault(format!(
+                "{text:?} is not a valid container name: use letters, digits, `_`, `.` and `-`, starting with a letter or digit"
+            )));
+        }
+        if replicas > 1 {
+            return Err(at.fault(format!(
+                "a container name is unique, so the service cannot have {replicas} replicas (remove `container_name` or the scale)"
+            )));
+        }
+        Ok(text)
+    })?;
+    let links = list(&raw.links, &at.key("links"), |v, at| {
+        let text = value::string(v, at)?;
+        let (service, alias) = text.split_once(':').unwrap_or((&text, &text));
+        if !names.services.contains(service) {
+            return Err(at.fault(format!("no service `{service}` in this file")));
+        }
+        if service == name {
+            return Err(at.fault("a service cannot link to itself"));
+        }
+        if alias.is_empty() {
+            return Err(at.fault(format!(
+                "expected `SERVICE` or `SERVICE:ALIAS`, got {text:?}"
+            )));
+        }
+        Ok((service.to_string(), alias.to_string()))
+    })?;
+    if !links.is_empty() && network_mode.is_some() {
+        return Err(at
+            .key("links")
+            .fault("`links:` cannot be combined with `network_mode:`"));
+    }
+    let profiles = list(&raw.profiles, &at.key("profiles"), |v, at| {
+        let text = value::string(v, at)?;
+        if !is_profile_name(&text) {
+            return Err(at.fault(format!(
+                "{text:?} is not a valid profile name: use letters, digits, `.`, `_` and `-`, starting with a letter or digit"
+            )));
+        }
+        Ok(text)
+    })?;
+    let mut secret_mounts = Vec::new();
+    for (kind, value) in [(Kind::Secret, &raw.secrets), (Kind::Config, &raw.configs)] {
+        if let Some(value) = value {
+            let at = at.key(kind.section());
+            for m in secrets::uses(kind, value, &at, names.secrets)? {
+                if let Some(twice) = secret_mounts
+                    .iter()
+                    .find(|o: &&crate::stack::model::SecretMount| o.target == m.target)
+                {
+                    return Err(at.fault(format!(
+                        "{} is already the target of `{}`",
+                        m.target, twice.source
+                    )));
+                }
+                secret_mounts.push(m);
+            }
+        }
+    }
+    let pull_policy = match opt(&raw.pull_policy, &at.key("pull_policy"), value::string)? {
+        None => PullPolicy::Missing,
+        Some(p) => match p.as_str() {
+            "always" => PullPolicy::Always,
+            "missing" | "if_not_present" => PullPolicy::Missing,
+            "never" => PullPolicy::Never,
+            "build" if build.is_some() => PullPolicy::Build,
+            "build" => {
+                return Err(at
+                    .key("pull_policy")
+                    .fault("`pull_policy: build` needs `build:`"))
+            }
+            other => {
+                return Err(at.key("pull_policy").fault(format!(
+                    "expected `always`, `missing`, `never` or `build`, got {other:?}"
+                )))
+            }
+        },
+    };
+    let settings = settings::read(&raw, at, &mut warnings)?;
+    if settings.read_only {
+        // Files that are not bind mounts are copied into the container
+        // before it starts, which a read-only root file system refuses.
+        if let Some(m) = secret_mounts.iter().find(|m| copied(m, names.secrets)) {
+            return Err(at.key("read_only").fault(format!(
+                "`{}` is copied into the container (it comes from a variable or inline text, or sets uid/gid/mode), which a read-only container refuses; use a `file:` source without uid/gid/mode",
+                m.source
+            )));
+        }
+    }
+
     Ok(Loaded {
         service: Service {
             name: name.to_string(),
@@ -200,13 +363,40 @@ fn normalize(
             healthcheck,
             replicas,
             depends_on,
+            container_name,
+            links,
+            profiles,
+            secrets: secret_mounts,
+            pull_policy,
+            settings,
         },
         dependency_at,
+        warnings,
     })
 }
 
+/// Whether the engine copies this secret or config into the container
+/// rather than bind-mounting its file (the engine decides the same way,
+/// see `engine::secrets`).
+pub(crate) fn copied(
+    m: &crate::stack::model::SecretMount,
+    declared: &IndexMap<String, SecretSource>,
+) -> bool {
+    let plain_file = matches!(declared.get(&m.source), Some(SecretSource::File(_)));
+    !(plain_file && m.uid.is_none() && m.gid.is_none() && m.mode == 0o444)
+}
+
+/// Compose's profile names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub(crate) fn is_profile_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// An optional key, read with `read` unless absent or null.
-fn opt<T>(
+pub(crate) fn opt<T>(
     value: &Option<Value>,
     at: &At,
     read: impl Fn(&Value, &At) -> Result<T, Fault>,
@@ -251,76 +441,6 @@ fn words(value: &Value, at: &At) -> Result<Vec<String>, Fault> {
             value::kind_of(other)
         ))),
     }
-}
-
-fn build(value: &Value, at: &At, cx: &Ctx<'_>) -> Result<Build, Fault> {
-    let raw = match value {
-        Value::String(context) => RawBuild {
-            context: Some(Value::String(context.clone())),
-            ..RawBuild::default()
-        },
-        Value::Mapping(_) => from_value::<RawBuild>(value, at)?,
-        other => {
-            return Err(at.fault(format!(
-                "expected the build context's path or a mapping with `context:`, got {}",
-                value::kind_of(other)
-            )))
-        }
-    };
-    let context_at = if value.is_mapping() {
-        at.key("context")
-    } else {
-        at.clone()
-    };
-    let context = opt(&raw.context, &context_at, value::string)?.unwrap_or_else(|| ".".to_string());
-    if context.contains("://") || context.starts_with("git@") || context.starts_with("github.com/")
-    {
-        return Err(context_at.fault(format!(
-            "the build context must be a local folder (rehost builds without a registry or network), got {context:?}"
-        )));
-    }
-    let context =
-        mounts::host_path(&context, cx.working_dir, cx.env).map_err(|e| context_at.fault(e))?;
-    let dockerfile_at = at.key("dockerfile");
-    let dockerfile = match opt(&raw.dockerfile, &dockerfile_at, value::string)? {
-        None => "Dockerfile".to_string(),
-        Some(d) => dockerfile(&d, &context).map_err(|e| dockerfile_at.fault(e))?,
-    };
-    let mut args = BTreeMap::new();
-    if let Some(value) = &raw.args {
-        for (key, val) in value::dict_or_list(value, &at.key("args"))? {
-            // As Compose: a bare `KEY` takes the variable, and is left out when unset.
-            if let Some(val) = val.or_else(|| (cx.env)(&key)) {
-                args.insert(key, val);
-            }
-        }
-    }
-    Ok(Build {
-        context,
-        dockerfile,
-        args,
-    })
-}
-
-/// The Dockerfile's path relative to the context (what the Engine's build API
-/// takes), which therefore must be inside it.
-fn dockerfile(text: &str, context: &Path) -> Result<String, String> {
-    let outside = || {
-        format!(
-            "the Dockerfile {text:?} must be inside the build context {}",
-            context.display()
-        )
-    };
-    if text.is_empty() {
-        return Err("expected a file name, got an empty string".to_string());
-    }
-    let absolute = mounts::normalize(&context.join(text));
-    let relative = absolute.strip_prefix(context).map_err(|_| outside())?;
-    let relative = relative.to_str().ok_or_else(outside)?;
-    if relative.is_empty() {
-        return Err(outside());
-    }
-    Ok(relative.to_string())
 }
 
 fn network_mode(value: &Value, at: &At, me: &str, names: &Names<'_>) -> Result<NetworkMode, Fault> {
@@ -407,6 +527,33 @@ fn service_networks(
         }
     }
     Ok(out)
+}
+
+/// `deploy.restart_policy` as the container's restart policy, as Compose
+/// applies it without Swarm: `condition` and `max_attempts`; the timing keys
+/// have no Engine equivalent.
+fn restart_policy(
+    raw: &super::raw::RawRestartPolicy,
+    at: &At,
+    warnings: &mut Vec<Fault>,
+) -> Result<Restart, Fault> {
+    let max = opt(&raw.max_attempts, &at.key("max_attempts"), value::count)?;
+    for (key, v) in [("delay", &raw.delay), ("window", &raw.window)] {
+        if v.is_some() {
+            warnings.push(at.key(key).fault(
+                "ignored: the Engine's restart policy has no delay or window (only Swarm does)",
+            ));
+        }
+    }
+    let condition = opt(&raw.condition, &at.key("condition"), value::string)?;
+    match condition.as_deref() {
+        None | Some("any") => Ok(Restart::Always),
+        Some("on-failure") => Ok(Restart::OnFailure(max)),
+        Some("none") => Ok(Restart::No),
+        Some(other) => Err(at.key("condition").fault(format!(
+            "expected `none`, `on-failure` or `any`, got {other:?}"
+        ))),
+    }
 }
 
 fn restart(value: &Value, at: &At) -> Result<Restart, Fault> {

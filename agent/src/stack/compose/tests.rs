@@ -123,6 +123,12 @@ networks:
             context: PathBuf::from("/opt/stack/web"),
             dockerfile: "Dockerfile".to_string(),
             args: BTreeMap::new(),
+            target: None,
+            dockerfile_inline: None,
+            labels: BTreeMap::new(),
+            network: None,
+            extra_hosts: Vec::new(),
+            shm_size: None,
         })
     );
     assert_eq!(
@@ -134,7 +140,8 @@ networks:
         vec![Mount::Bind {
             source: PathBuf::from("/home/op/www"),
             target: "/usr/local/apache2/htdocs".to_string(),
-            read_only: true
+            read_only: true,
+            create_host_path: true,
         }]
     );
     assert_eq!(web.replicas, 3);
@@ -261,7 +268,8 @@ fn pwd_is_an_ordinary_variable_empty_when_unset() {
         vec![Mount::Bind {
             source: PathBuf::from("/www"),
             target: "/www".to_string(),
-            read_only: false
+            read_only: false,
+            create_host_path: true,
         }],
         "Compose v1 leaves an unset $PWD empty rather than using the project folder"
     );
@@ -336,7 +344,8 @@ fn volumes_short_long_and_named() {
             Mount::Bind {
                 source: PathBuf::from("/root/conf"),
                 target: "/conf".to_string(),
-                read_only: true
+                read_only: true,
+                create_host_path: false,
             },
             Mount::Anonymous {
                 target: "/cache".to_string()
@@ -446,6 +455,12 @@ fn build_forms() {
             context: PathBuf::from("/opt/images/web"),
             dockerfile: "docker/Dockerfile.prod".to_string(),
             args: map(&[("VERSION", "2.4"), ("SECRET", "s3cr3t")]),
+            target: None,
+            dockerfile_inline: None,
+            labels: BTreeMap::new(),
+            network: None,
+            extra_hosts: Vec::new(),
+            shm_size: None,
         })
     );
     assert_eq!(s.image, None);
@@ -459,6 +474,15 @@ fn build_forms() {
 fn top_level_name_version_and_extensions_are_accepted() {
     let p = ok("name: other\nversion: \"3\"\nx-anything: {a: 1}\nservices:\n  web:\n    image: x\n    x-note: hi\nnetworks:\n  n:\n    x-y: 1\n");
     assert_eq!(p.name, "site", "stack.project wins over `name:`");
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].starts_with(&format!("{FILE}:1:1: name: ignored: the project is `site`")),
+        "{:?}",
+        p.warnings
+    );
+    assert!(ok("name: site\nservices:\n  web:\n    image: x\n")
+        .warnings
+        .is_empty());
 }
 
 /// (compose text, line, column, key, message or part of it)
@@ -474,18 +498,18 @@ type Case = (
 fn every_error_names_file_line_column_and_key() {
     let cases: &[Case] = &[
         (
-            "services:\n  web:\n    image: x\n    container_name: web\n",
+            "services:\n  web:\n    image: x\n    container_name: web\n    scale: 2\n",
             Some(4),
             Some(5),
             Some("services.web.container_name"),
-            "`container_name` is not supported by rehost (supported here: `build`, `image`",
+            "a container name is unique, so the service cannot have 2 replicas",
         ),
         (
-            "services:\n  web:\n    image: x\n    deploy:\n      resources: {}\n",
+            "services:\n  web:\n    image: x\n    deploy:\n      placement: {}\n",
             Some(5),
             Some(7),
-            Some("services.web.deploy.resources"),
-            "`resources` is not supported by rehost",
+            Some("services.web.deploy.placement"),
+            "`placement` is not supported by rehost",
         ),
         (
             "services:\n  web:\n    image: x\n    healthcheck:\n      test: [CMD, x]\n      intervall: 1s\n",
@@ -495,11 +519,11 @@ fn every_error_names_file_line_column_and_key() {
             "`intervall` is not supported by rehost",
         ),
         (
-            "secrets:\n  a: {file: x}\nservices:\n  web:\n    image: x\n",
-            Some(1),
-            Some(1),
-            Some("secrets"),
-            "`secrets` is not supported by rehost",
+            "secrets:\n  a: {external: true}\nservices:\n  web:\n    image: x\n",
+            Some(2),
+            Some(7),
+            Some("secrets.a.external"),
+            "external secrets are Swarm objects",
         ),
         (
             "services:\n  web:\n    image: [x]\n",
@@ -530,11 +554,11 @@ fn every_error_names_file_line_column_and_key() {
             "not a port number",
         ),
         (
-            "services:\n  web:\n    image: x\n    volumes:\n      - ./a:/a\n      - type: bind\n        source: ./b\n        target: /b\n        consistency: cached\n",
+            "services:\n  web:\n    image: x\n    volumes:\n      - ./a:/a\n      - type: bind\n        source: ./b\n        target: /b\n        volume: {nocopy: true}\n",
             Some(9),
             Some(9),
-            Some("services.web.volumes[1].consistency"),
-            "`consistency` is not supported by rehost",
+            Some("services.web.volumes[1].volume"),
+            "`volume` is not supported by rehost",
         ),
         (
             "services:\n  web:\n    image: x\n    volumes:\n      - data:/data\n",
@@ -811,8 +835,10 @@ fn load_reads_the_stack_env_file_and_the_environment_wins() {
     std::fs::write(&env_path, "TAG=from-file\nWHO=file\n").unwrap();
     let stack = crate::config::StackConfig {
         compose: compose.clone(),
+        overrides: Vec::new(),
         project: "demo".to_string(),
         env_file: Some(env_path.clone()),
+        profiles: Vec::new(),
     };
     let process = |name: &str| (name == "WHO").then(|| "process".to_string());
     let p = super::load(&stack, &process).unwrap();
@@ -868,4 +894,511 @@ fn damaged_files_give_errors_not_panics() {
         }
     }
     assert!(runs > 2000, "only {runs} variants tried");
+}
+
+#[test]
+fn service_settings_in_every_form() {
+    let text = "\
+services:
+  db:
+    image: postgres
+  web:
+    image: x
+    container_name: site-web
+    hostname: web1
+    domainname: example.org
+    expose: [80, '9000-9001/udp']
+    links: [db, 'db:database']
+    extra_hosts: ['gw:10.0.0.1']
+    dns: 1.1.1.1
+    dns_search: [example.org]
+    working_dir: /app
+    stdin_open: true
+    tty: 'yes'
+    init: true
+    stop_signal: SIGQUIT
+    stop_grace_period: 1m30s
+    cap_add: [NET_ADMIN]
+    cap_drop: [ALL]
+    privileged: false
+    read_only: true
+    security_opt: ['no-new-privileges:true']
+    sysctls: {net.core.somaxconn: 1024}
+    ulimits: {nofile: {soft: 1024, hard: 2048}}
+    tmpfs: /run
+    shm_size: 64m
+    devices: ['/dev/fuse']
+    pid: host
+    ipc: shareable
+    logging: {driver: json-file, options: {max-size: 10m}}
+    mem_limit: 512m
+    cpus: 0.5
+    platform: linux/amd64
+    runtime: runc
+    pull_policy: always
+    deploy:
+      resources:
+        limits: {memory: 512M, pids: 100}
+        reservations: {memory: 128m, cpus: '0.1'}
+";
+    let p = ok(text);
+    let s = &p.services["web"];
+    assert_eq!(s.container_name.as_deref(), Some("site-web"));
+    assert_eq!(
+        s.links,
+        vec![
+            ("db".to_string(), "db".to_string()),
+            ("db".to_string(), "database".to_string())
+        ]
+    );
+    assert_eq!(s.pull_policy, PullPolicy::Always);
+    let t = &s.settings;
+    assert_eq!(t.hostname.as_deref(), Some("web1"));
+    assert_eq!(t.domainname.as_deref(), Some("example.org"));
+    assert_eq!(t.expose, strings(&["80/tcp", "9000/udp", "9001/udp"]));
+    assert_eq!(t.extra_hosts, strings(&["gw:10.0.0.1"]));
+    assert_eq!(t.dns, strings(&["1.1.1.1"]));
+    assert_eq!(t.dns_search, strings(&["example.org"]));
+    assert_eq!(t.working_dir.as_deref(), Some("/app"));
+    assert!(t.stdin_open && t.tty && !t.privileged && t.read_only);
+    assert_eq!(t.init, Some(true));
+    assert_eq!(t.stop_signal.as_deref(), Some("SIGQUIT"));
+    assert_eq!(t.stop_grace_period, Some(Duration::from_secs(90)));
+    assert_eq!(t.cap_add, strings(&["NET_ADMIN"]));
+    assert_eq!(t.cap_drop, strings(&["ALL"]));
+    assert_eq!(t.security_opt, strings(&["no-new-privileges:true"]));
+    assert_eq!(t.sysctls, map(&[("net.core.somaxconn", "1024")]));
+    assert_eq!(
+        t.ulimits["nofile"],
+        Ulimit {
+            soft: 1024,
+            hard: 2048
+        }
+    );
+    assert_eq!(t.tmpfs, map(&[("/run", "")]));
+    assert_eq!(t.shm_size, Some(64 << 20));
+    assert_eq!(t.devices[0].host, "/dev/fuse");
+    assert_eq!(t.pid.as_deref(), Some("host"));
+    assert_eq!(t.ipc.as_deref(), Some("shareable"));
+    let logging = t.logging.as_ref().unwrap();
+    assert_eq!(logging.driver.as_deref(), Some("json-file"));
+    assert_eq!(logging.options, map(&[("max-size", "10m")]));
+    assert_eq!(t.memory, Some(512 << 20));
+    assert_eq!(t.memory_reservation, Some(128 << 20));
+    assert_eq!(t.nano_cpus, Some(500_000_000));
+    assert_eq!(t.pids_limit, Some(100));
+    assert_eq!(t.runtime.as_deref(), Some("runc"));
+    // Accepted without effect: said with the place.
+    assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].starts_with(&format!("{FILE}:35:5: services.web.platform: ignored")),
+        "{:?}",
+        p.warnings
+    );
+    assert!(
+        p.warnings[1].contains("services.web.deploy.resources.reservations.cpus: ignored"),
+        "{:?}",
+        p.warnings
+    );
+    // Nothing set: every setting at its default.
+    assert_eq!(p.services["db"].settings, Settings::default());
+}
+
+#[test]
+fn build_target_args_and_inline_dockerfile() {
+    let s = web("services:\n  web:\n    build:\n      context: .\n      target: prod\n      args: {A: '1'}\n      labels: [org.x=y]\n      network: host\n      extra_hosts: {gw: 10.0.0.1}\n      shm_size: '1g'\n      cache_from: [x]\n");
+    let b = s.build.unwrap();
+    assert_eq!(b.target.as_deref(), Some("prod"));
+    assert_eq!(b.args, map(&[("A", "1")]));
+    assert_eq!(b.labels, map(&[("org.x", "y")]));
+    assert_eq!(b.network.as_deref(), Some("host"));
+    assert_eq!(b.extra_hosts, strings(&["gw:10.0.0.1"]));
+    assert_eq!(b.shm_size, Some(1 << 30));
+    let s =
+        web("services:\n  web:\n    build:\n      dockerfile_inline: |\n        FROM scratch\n");
+    let b = s.build.unwrap();
+    assert_eq!(b.dockerfile, INLINE_DOCKERFILE);
+    assert_eq!(b.dockerfile_inline.as_deref(), Some("FROM scratch\n"));
+}
+
+#[test]
+fn secrets_and_configs_from_files_and_variables() {
+    let text = "\
+secrets:
+  db_password: {file: ./secrets/db.txt}
+  api_key: {environment: SECRET}
+  unused: {file: /nope}
+configs:
+  app: {content: 'a: 1'}
+services:
+  web:
+    image: x
+    secrets: [db_password, {source: api_key, target: key, uid: '1000', mode: 0400}]
+    configs: [{source: app, target: /etc/app.yml}]
+";
+    let p = ok(text);
+    let s = &p.services["web"];
+    assert_eq!(
+        s.secrets,
+        vec![
+            SecretMount {
+                source: "secrets.db_password".into(),
+                target: "/run/secrets/db_password".into(),
+                uid: None,
+                gid: None,
+                mode: 0o444
+            },
+            SecretMount {
+                source: "secrets.api_key".into(),
+                target: "/run/secrets/key".into(),
+                uid: Some(1000),
+                gid: None,
+                mode: 0o400
+            },
+            SecretMount {
+                source: "configs.app".into(),
+                target: "/etc/app.yml".into(),
+                uid: None,
+                gid: None,
+                mode: 0o444
+            },
+        ]
+    );
+    assert_eq!(
+        p.secrets["secrets.db_password"],
+        SecretSource::File(PathBuf::from("/opt/stack/secrets/db.txt"))
+    );
+    assert!(!p.secrets.contains_key("secrets.unused"));
+    // The value of a variable secret never prints.
+    assert!(!format!("{p:?}").contains("s3cr3t"));
+
+    let err = load("secrets:\n  k: {environment: SECRET}\nservices:\n  web:\n    image: x\n    read_only: true\n    secrets: [k]\n").unwrap_err();
+    let d = err.detail();
+    assert_eq!(d.key.as_deref(), Some("services.web.read_only"));
+    assert!(d.message.contains("read-only"), "{}", d.message);
+    assert!(!err.to_string().contains("s3cr3t"));
+    let err =
+        load("secrets:\n  k: {environment: NOPE}\nservices:\n  web:\n    image: x\n").unwrap_err();
+    assert_eq!(err.detail().line, Some(2));
+    assert_eq!(err.detail().key.as_deref(), Some("secrets.k.environment"));
+}
+
+#[test]
+fn profiles_select_services() {
+    let text = "\
+services:
+  web:
+    image: x
+    depends_on:
+      debug: {condition: service_started, required: false}
+  debug:
+    image: y
+    profiles: [debug]
+  tools:
+    image: z
+    profiles: [tools, debug]
+";
+    let off = ok(text);
+    assert_eq!(off.services.keys().collect::<Vec<_>>(), ["web"]);
+    assert!(off.services["web"].depends_on.is_empty());
+    let on = parse_profiles(
+        text,
+        Path::new(FILE),
+        Path::new("/opt/stack"),
+        "site",
+        &["debug".to_string()],
+        &env,
+    )
+    .unwrap();
+    assert_eq!(
+        on.services.keys().collect::<Vec<_>>(),
+        ["web", "debug", "tools"]
+    );
+    assert!(on.services["web"].depends_on.contains_key("debug"));
+
+    let err = load("services:\n  web:\n    image: x\n    links: [debug]\n  debug:\n    image: y\n    profiles: [debug]\n").unwrap_err();
+    assert_eq!(err.detail().key.as_deref(), Some("services.web.links[0]"));
+    assert!(
+        err.detail().message.contains("not enabled"),
+        "{}",
+        err.detail().message
+    );
+    let err = load("services:\n  web:\n    image: x\n    depends_on: [debug]\n  debug:\n    image: y\n    profiles: [debug]\n").unwrap_err();
+    assert_eq!(
+        err.detail().key.as_deref(),
+        Some("services.web.depends_on[0]")
+    );
+    assert_eq!(
+        (err.detail().line, err.detail().column),
+        (Some(4), Some(18))
+    );
+}
+
+#[test]
+fn new_keys_refuse_bad_values_with_their_place() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "    links: [nope]\n",
+            "services.web.links[0]",
+            "no service `nope`",
+        ),
+        (
+            "    mem_limit: lots\n",
+            "services.web.mem_limit",
+            "expected a size",
+        ),
+        (
+            "    mem_limit: 1g\n    deploy: {resources: {limits: {memory: 2g}}}\n",
+            "services.web.deploy.resources.limits.memory",
+            "disagrees with `mem_limit`",
+        ),
+        (
+            "    pid: 'service:db'\n",
+            "services.web.pid",
+            "not supported by rehost",
+        ),
+        (
+            "    container_name: '-x'\n",
+            "services.web.container_name",
+            "not a valid container name",
+        ),
+        (
+            "    pull_policy: build\n",
+            "services.web.pull_policy",
+            "needs `build:`",
+        ),
+        (
+            "    pull_policy: sometimes\n",
+            "services.web.pull_policy",
+            "expected `always`",
+        ),
+        (
+            "    profiles: ['a b']\n",
+            "services.web.profiles[0]",
+            "not a valid profile name",
+        ),
+        (
+            "    secrets: [nope]\n",
+            "services.web.secrets[0]",
+            "not declared",
+        ),
+        (
+            "    stop_grace_period: soon\n",
+            "services.web.stop_grace_period",
+            "expected a duration",
+        ),
+        (
+            "    ulimits: {nofile: {soft: 1}}\n",
+            "services.web.ulimits.nofile",
+            "hard",
+        ),
+        (
+            "    cap_add: NET_ADMIN\n",
+            "services.web.cap_add",
+            "expected a list",
+        ),
+        (
+            "    ipc: 'container:x'\n",
+            "services.web.ipc",
+            "not supported by rehost",
+        ),
+    ];
+    for (extra, key, message) in cases {
+        let text = format!("services:\n  db:\n    image: d\n  web:\n    image: x\n{extra}");
+        let err = load(&text).unwrap_err();
+        let d = err.detail();
+        assert_eq!(d.key.as_deref(), Some(*key), "{text}: {err}");
+        assert!(d.line.is_some(), "{text}: {err}");
+        assert!(d.message.contains(message), "{text}: {err}");
+    }
+}
+
+/// Files on disk, loaded as `stack.compose` lists them.
+fn load_files(
+    files: &[(&str, &str)],
+    compose: &[&str],
+) -> (tempfile::TempDir, Result<Project, ComposeError>) {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let mut paths = compose.iter().map(|c| dir.path().join(c));
+    let stack = crate::config::StackConfig {
+        compose: paths.next().unwrap(),
+        overrides: paths.collect(),
+        project: "site".to_string(),
+        env_file: None,
+        profiles: Vec::new(),
+    };
+    let result = super::load(&stack, &env);
+    (dir, result)
+}
+
+#[test]
+fn several_files_merge_with_compose_override_rules() {
+    let (dir, p) = load_files(
+        &[
+            (
+                "docker-compose.yml",
+                "services:\n  web:\n    image: httpd:${TAG}\n    environment: [A=1, B=2]\n    ports: ['80:80']\n    volumes: ['./www:/www']\n",
+            ),
+            (
+                "override/prod.yml",
+                "services:\n  web:\n    environment: {B: '3'}\n    ports: ['443:443']\n    volumes: ['./prod-www:/www:ro']\n  cache:\n    image: redis\n",
+            ),
+        ],
+        &["docker-compose.yml", "override/prod.yml"],
+    );
+    let p = p.unwrap();
+    let web = &p.services["web"];
+    assert_eq!(web.image.as_deref(), Some("httpd:2.4"));
+    assert_eq!(web.environment, map(&[("A", "1"), ("B", "3")]));
+    assert_eq!(web.ports.len(), 2);
+    // Relative to the first file's folder, as Compose resolves every file.
+    assert_eq!(
+        web.volumes,
+        vec![Mount::Bind {
+            source: dir.path().join("prod-www"),
+            target: "/www".into(),
+            read_only: true,
+            create_host_path: true,
+        }]
+    );
+    assert!(p.services.contains_key("cache"));
+    assert_eq!(p.override_files, vec![dir.path().join("override/prod.yml")]);
+
+    // An error in the second file is located there.
+    let (dir, err) = load_files(
+        &[
+            ("a.yml", "services:\n  web:\n    image: x\n"),
+            ("b.yml", "services:\n  web:\n    ports: ['99999:80']\n"),
+        ],
+        &["a.yml", "b.yml"],
+    );
+    let err = err.unwrap_err();
+    assert_eq!(err.detail().file, dir.path().join("b.yml"));
+    assert_eq!(
+        (err.detail().line, err.detail().column),
+        (Some(3), Some(13))
+    );
+}
+
+#[test]
+fn extends_from_the_same_file_and_another() {
+    let (dir, p) = load_files(
+        &[
+            (
+                "stack/docker-compose.yml",
+                "\
+services:
+  base:
+    image: x
+    environment: {A: '1'}
+    cap_drop: [ALL]
+  web:
+    extends: base
+    environment: {B: '2'}
+  worker:
+    extends:
+      file: ../common/services.yml
+      service: app
+    command: [work]
+",
+            ),
+            (
+                "common/services.yml",
+                "services:\n  root:\n    image: y\n    labels: {tier: root}\n  app:\n    extends: root\n    build: ./app\n    env_file: ./app.env\n    volumes: ['./data:/data']\n",
+            ),
+            ("common/app.env", "FROM_FILE=1\n"),
+            ("common/app/Dockerfile", "FROM scratch\n"),
+        ],
+        &["stack/docker-compose.yml"],
+    );
+    let p = p.unwrap();
+    let web = &p.services["web"];
+    assert_eq!(web.image.as_deref(), Some("x"));
+    assert_eq!(web.environment, map(&[("A", "1"), ("B", "2")]));
+    assert_eq!(web.settings.cap_drop, strings(&["ALL"]));
+    let worker = &p.services["worker"];
+    assert_eq!(worker.image.as_deref(), Some("y"));
+    assert_eq!(worker.labels, map(&[("tier", "root")]));
+    assert_eq!(worker.command, Some(strings(&["work"])));
+    // The base's relative paths are its own file's.
+    let common = dir.path().join("common");
+    assert_eq!(worker.build.as_ref().unwrap().context, common.join("app"));
+    assert_eq!(worker.environment, map(&[("FROM_FILE", "1")]));
+    assert!(
+        matches!(&worker.volumes[0], Mount::Bind { source, .. } if *source == common.join("data"))
+    );
+
+    let (_dir, err) = load_files(
+        &[(
+            "docker-compose.yml",
+            "services:\n  a:\n    image: x\n    extends: b\n  b:\n    extends: a\n",
+        )],
+        &["docker-compose.yml"],
+    );
+    let err = err.unwrap_err();
+    assert!(err.detail().message.contains("cycle"), "{err}");
+    let (_dir, err) = load_files(
+        &[(
+            "docker-compose.yml",
+            "services:\n  a:\n    extends: {service: nope}\n",
+        )],
+        &["docker-compose.yml"],
+    );
+    let err = err.unwrap_err();
+    assert_eq!(err.detail().key.as_deref(), Some("services.a.extends"));
+    assert_eq!(err.detail().line, Some(3));
+}
+
+#[test]
+fn deploy_restart_policy_and_desktop_volume_flags() {
+    let p = ok("services:\n  web:\n    image: x\n    volumes: ['./a:/a:cached']\n    deploy:\n      restart_policy: {condition: on-failure, max_attempts: 3, delay: 5s}\n");
+    assert_eq!(p.services["web"].restart, Restart::OnFailure(Some(3)));
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].contains("deploy.restart_policy.delay: ignored"),
+        "{:?}",
+        p.warnings
+    );
+    let p = ok("services:\n  web:\n    image: x\n    deploy: {restart_policy: {}}\n");
+    assert_eq!(p.services["web"].restart, Restart::Always);
+    let p = ok("services:\n  web:\n    image: x\n    restart: 'no'\n    deploy: {restart_policy: {condition: any}}\n");
+    assert_eq!(p.services["web"].restart, Restart::No);
+    assert!(
+        p.warnings[0].contains("`restart:` is given too"),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn env_file_long_form_with_required() {
+    let (_dir, p) = load_files(
+        &[
+            ("docker-compose.yml", "services:\n  web:\n    image: x\n    env_file:\n      - a.env\n      - {path: missing.env, required: false}\n"),
+            ("a.env", "A=1\n"),
+        ],
+        &["docker-compose.yml"],
+    );
+    assert_eq!(p.unwrap().services["web"].environment, map(&[("A", "1")]));
+    let (_dir, err) = load_files(
+        &[(
+            "docker-compose.yml",
+            "services:\n  web:\n    image: x\n    env_file: [{path: missing.env}]\n",
+        )],
+        &["docker-compose.yml"],
+    );
+    assert!(err.unwrap_err().to_string().contains("missing.env"));
+}
+
+#[test]
+fn files_that_are_not_regular_are_refused_not_read() {
+    let err = load("services:\n  web:\n    extends: {file: /dev/zero, service: x}\n").unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let err = load("services:\n  web:\n    image: x\n    env_file: /dev/zero\n").unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
 }

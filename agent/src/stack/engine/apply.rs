@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::health::{self, Want};
 use super::images::{self, Image};
 use super::plan::{self, Action, Desired, Plan};
+use super::secrets::{self, Material};
 use super::spec::{config_hash, container_name, container_spec};
 use super::{containers, networks, volumes};
 use crate::stack::model::{Condition, Project};
@@ -57,6 +58,13 @@ pub async fn up(docker: &Docker, project: &Project, opts: &UpOptions) -> anyhow:
         let image = images::ensure(docker, project, s, opts.dry_run)
             .await
             .with_context(|| format!("image of service `{}`", s.name))?;
+        if image.pulled {
+            report.lines.push(if opts.dry_run {
+                format!("pull    {}", image.reference)
+            } else {
+                format!("pulled  {}", image.reference)
+            });
+        }
         if image.built {
             report.lines.push(if opts.dry_run {
                 format!("build   {} (context changed)", image.reference)
@@ -67,19 +75,41 @@ pub async fn up(docker: &Docker, project: &Project, opts: &UpOptions) -> anyhow:
         images.insert(s.name.clone(), image);
     }
 
+    // Secrets and configs are read once: their digests go into the hash,
+    // their content into the containers created below.
+    let mut material: HashMap<String, Material> = HashMap::new();
+    for s in project.services.values() {
+        if s.secrets.is_empty() {
+            continue;
+        }
+        let (p, svc) = (project.clone(), s.clone());
+        let m = tokio::task::spawn_blocking(move || secrets::material(&p, &svc))
+            .await
+            .context("reading secrets panicked")??;
+        material.insert(s.name.clone(), m);
+    }
+    let no_material = Material::default();
+    let material_of = |name: &str| material.get(name).unwrap_or(&no_material);
+
     let mut desired = Vec::new();
     for s in project.services.values() {
         let image = &images[&s.name];
+        let mut depends_on: Vec<String> = s
+            .depends_on
+            .keys()
+            .chain(s.links.iter().map(|(l, _)| l))
+            .filter(|d| project.services.contains_key(*d))
+            .cloned()
+            .collect();
+        depends_on.dedup();
         desired.push(Desired {
             service: s.name.clone(),
             replicas: s.replicas,
-            hash: image.id.as_ref().map(|id| config_hash(project, s, id)),
-            depends_on: s
-                .depends_on
-                .keys()
-                .filter(|d| project.services.contains_key(*d))
-                .cloned()
-                .collect(),
+            hash: image
+                .id
+                .as_ref()
+                .map(|id| config_hash(project, s, id, material_of(&s.name))),
+            depends_on,
             network_of: match &s.network_mode {
                 Some(crate::stack::model::NetworkMode::Service(n)) => Some(n.clone()),
                 _ => None,
@@ -140,16 +170,17 @@ pub async fn up(docker: &Docker, project: &Project, opts: &UpOptions) -> anyhow:
             let replicas = project.services.get(dep).map(|s| s.replicas).unwrap_or(0);
             for n in 1..=replicas {
                 tracing::info!(service = %service_name, dependency = %dep, "waiting for dependency ({want:?})");
-                wait(dep.clone(), container_name(&project.name, dep, n), want)
+                wait(dep.clone(), container_name(project, dep, n), want)
                     .await
                     .with_context(|| format!("service `{service_name}` depends on `{dep}`"))?;
             }
         }
         let image = &images[service_name];
+        let secrets = material_of(service_name);
         let hash = image
             .id
             .as_ref()
-            .map(|id| config_hash(project, service, id))
+            .map(|id| config_hash(project, service, id, secrets))
             .unwrap_or_default();
         for action in actions {
             match action {
@@ -158,23 +189,20 @@ pub async fn up(docker: &Docker, project: &Project, opts: &UpOptions) -> anyhow:
                         tracing::info!(container = %old.name, reason, "recreating container");
                         containers::stop_and_remove(docker, &old.id, &old.name, false).await?;
                     }
-                    let spec = container_spec(project, service, *number, &image.reference, &hash)
-                        .map_err(anyhow::Error::msg)?;
+                    let spec =
+                        container_spec(project, service, *number, &image.reference, &hash, secrets)
+                            .map_err(anyhow::Error::msg)?;
                     containers::create_and_start(docker, &spec).await?;
                     tracing::info!(container = %spec.name, "container started");
                 }
                 Action::Start { id, number, .. } => {
-                    containers::start(
-                        docker,
-                        id,
-                        &container_name(&project.name, service_name, *number),
-                    )
-                    .await?
+                    containers::start(docker, id, &container_name(project, service_name, *number))
+                        .await?
                 }
                 Action::Restart {
                     id, number, reason, ..
                 } => {
-                    let name = container_name(&project.name, service_name, *number);
+                    let name = container_name(project, service_name, *number);
                     tracing::info!(container = %name, reason, "restarting container");
                     containers::restart(docker, id, &name).await?
                 }
@@ -191,7 +219,7 @@ pub async fn up(docker: &Docker, project: &Project, opts: &UpOptions) -> anyhow:
         for n in 1..=service.replicas {
             wait(
                 service_name.clone(),
-                container_name(&project.name, service_name, n),
+                container_name(project, service_name, n),
                 Want::HealthyIfChecked,
             )
             .await?;

@@ -6,17 +6,20 @@ use anyhow::Context as _;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum, NetworkConnectRequest};
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, RestartContainerOptions,
-    StopContainerOptions,
+    StopContainerOptions, UploadToContainerOptions,
 };
 use bollard::Docker;
 
 use super::connect::describe;
 use super::labels;
 use super::plan::Observed;
+use super::secrets;
 use super::spec::ContainerSpec;
 
-/// Seconds a container gets between SIGTERM and SIGKILL (Compose's default).
-const STOP_TIMEOUT_SECS: i32 = 10;
+// No stop timeout is passed to stop and restart: the Engine then uses the
+// container's own `StopTimeout` (the service's `stop_grace_period`), or its
+// default of 10 s, Compose's default too. So `down`, which knows only the
+// project's name, stops each container with its service's grace period.
 
 /// Every container labelled with `project`, running or not.
 pub(crate) async fn list(docker: &Docker, project: &str) -> anyhow::Result<Vec<Observed>> {
@@ -75,18 +78,55 @@ pub(crate) async fn create_and_start(
     for w in &created.warnings {
         tracing::warn!(container = %spec.name, "{w}");
     }
-    for (net, endpoint) in &spec.extra_networks {
-        docker
-            .connect_network(
-                net,
-                NetworkConnectRequest {
-                    container: created.id.clone(),
-                    endpoint_config: Some(endpoint.clone()),
-                },
+    // A container left created but unprepared would be started as it is by
+    // the next `up` (its config hash matches): remove it on any failure.
+    let prepared = async {
+        for (net, endpoint) in &spec.extra_networks {
+            docker
+                .connect_network(
+                    net,
+                    NetworkConnectRequest {
+                        container: created.id.clone(),
+                        endpoint_config: Some(endpoint.clone()),
+                    },
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!(describe(&e)))
+                .with_context(|| format!("connect container {} to network {net}", spec.name))?;
+        }
+        if !spec.copies.is_empty() {
+            let tar = secrets::tar(&spec.copies)
+                .with_context(|| format!("pack the secrets of container {}", spec.name))?;
+            docker
+                .upload_to_container(
+                    &created.id,
+                    Some(UploadToContainerOptions {
+                        path: "/".to_string(),
+                        ..Default::default()
+                    }),
+                    bollard::body_full(tar.into()),
+                )
+                .await
+                // The Engine's message names the path, never the content.
+                .map_err(|e| anyhow::anyhow!(describe(&e)))
+                .with_context(|| {
+                    format!("copy secrets and configs into container {}", spec.name)
+                })?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = prepared {
+        let _ = docker
+            .remove_container(
+                &created.id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
             )
-            .await
-            .map_err(|e| anyhow::anyhow!(describe(&e)))
-            .with_context(|| format!("connect container {} to network {net}", spec.name))?;
+            .await;
+        return Err(e);
     }
     start(docker, &created.id, &spec.name).await?;
     Ok(created.id)
@@ -105,7 +145,7 @@ pub(crate) async fn restart(docker: &Docker, id: &str, name: &str) -> anyhow::Re
         .restart_container(
             id,
             Some(RestartContainerOptions {
-                t: Some(STOP_TIMEOUT_SECS),
+                t: None,
                 ..Default::default()
             }),
         )
@@ -119,7 +159,7 @@ pub(crate) async fn stop(docker: &Docker, id: &str, name: &str) -> anyhow::Resul
         .stop_container(
             id,
             Some(StopContainerOptions {
-                t: Some(STOP_TIMEOUT_SECS),
+                t: None,
                 ..Default::default()
             }),
         )

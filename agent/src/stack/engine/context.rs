@@ -29,6 +29,8 @@ pub(crate) struct Context {
     pub entries: Vec<Entry>,
     /// Lowercase hex sha256.
     pub hash: String,
+    /// `dockerfile_inline:` as (name in the tar, text).
+    pub inline: Option<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -85,7 +87,7 @@ pub(crate) fn scan(build: &Build) -> Result<Context, ContextError> {
         Err(e) => return Err(io_err(&ignore_path)(e)),
     };
     let dockerfile = build.dockerfile.trim_start_matches("./").to_string();
-    if !root.join(&dockerfile).is_file() {
+    if build.dockerfile_inline.is_none() && !root.join(&dockerfile).is_file() {
         return Err(ContextError::NoDockerfile {
             context: root,
             dockerfile,
@@ -94,6 +96,11 @@ pub(crate) fn scan(build: &Build) -> Result<Context, ContextError> {
     let always = [dockerfile.as_str(), ".dockerignore"];
     let mut entries = Vec::new();
     walk(&root, "", &ignore, &always, &mut entries)?;
+    if build.dockerfile_inline.is_some() {
+        // The inline text is sent under this name; a context file of the
+        // same name would be a second entry.
+        entries.retain(|e| e.rel != dockerfile);
+    }
 
     let mut h = Sha256::new();
     h.update(b"rehost-build-context-v1\0");
@@ -101,6 +108,23 @@ pub(crate) fn scan(build: &Build) -> Result<Context, ContextError> {
     h.update(b"\0");
     for (k, v) in &build.args {
         h.update(format!("arg\0{k}\0{v}\0").as_bytes());
+    }
+    // Everything else the build request carries changes the image too.
+    for (key, value) in [
+        ("target", build.target.clone()),
+        ("inline", build.dockerfile_inline.clone()),
+        ("network", build.network.clone()),
+        ("shm", build.shm_size.map(|n| n.to_string())),
+    ] {
+        if let Some(value) = value {
+            h.update(format!("{key}\0{}\0{value}\0", value.len()).as_bytes());
+        }
+    }
+    for (k, v) in &build.labels {
+        h.update(format!("label\0{k}\0{v}\0").as_bytes());
+    }
+    for host in &build.extra_hosts {
+        h.update(format!("host\0{host}\0").as_bytes());
     }
     let mut buf = vec![0u8; 64 * 1024];
     for e in &entries {
@@ -127,6 +151,10 @@ pub(crate) fn scan(build: &Build) -> Result<Context, ContextError> {
         root,
         entries,
         hash: hex::encode(h.finalize()),
+        inline: build
+            .dockerfile_inline
+            .as_ref()
+            .map(|text| (dockerfile.clone(), text.clone())),
     })
 }
 
@@ -244,6 +272,14 @@ pub(crate) fn write_tar(ctx: &Context, tx: mpsc::Sender<Chunk>) -> io::Result<()
                 }
             }
         }
+        if let Some((name, text)) = &ctx.inline {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            header.set_mtime(0);
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(text.len() as u64);
+            tar.append_data(&mut header, name, text.as_bytes())?;
+        }
         let mut sink = tar.into_inner()?;
         sink.flush()
     })();
@@ -299,6 +335,12 @@ mod tests {
             context: dir.to_path_buf(),
             dockerfile: "Dockerfile".into(),
             args: BTreeMap::new(),
+            target: None,
+            dockerfile_inline: None,
+            labels: BTreeMap::new(),
+            network: None,
+            extra_hosts: Vec::new(),
+            shm_size: None,
         }
     }
 
@@ -357,6 +399,15 @@ mod tests {
         let mut b = build(p);
         b.args.insert("V".into(), "1".into());
         assert_ne!(h3, scan(&b).unwrap().hash);
+        let mut b = build(p);
+        b.target = Some("prod".into());
+        let with_target = scan(&b).unwrap().hash;
+        assert_ne!(h3, with_target);
+        b.target = Some("dev".into());
+        assert_ne!(with_target, scan(&b).unwrap().hash);
+        let mut b = build(p);
+        b.labels.insert("org.example".into(), "1".into());
+        assert_ne!(h3, scan(&b).unwrap().hash);
         // an ignored file does not count
         fs::write(p.join(".dockerignore"), "ignored\n").unwrap();
         let h4 = scan(&build(p)).unwrap().hash;
@@ -373,6 +424,45 @@ mod tests {
         fs::write(d.path().join(".dockerignore"), "[oops\n").unwrap();
         let e = scan(&build(d.path())).unwrap_err().to_string();
         assert!(e.contains(".dockerignore") && e.contains("line 1"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_inline_dockerfile_is_sent_and_hashed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        fs::write(p.join("f"), "x").unwrap();
+        let mut b = build(p);
+        b.dockerfile = ".rehost-inline.Dockerfile".into();
+        b.dockerfile_inline = Some("FROM scratch\nCOPY f /f\n".into());
+        let ctx = scan(&b).unwrap();
+        let h1 = ctx.hash.clone();
+        b.dockerfile_inline = Some("FROM scratch\n".into());
+        assert_ne!(h1, scan(&b).unwrap().hash);
+        let (tx, mut rx) = mpsc::channel(4);
+        let writer = tokio::task::spawn_blocking(move || write_tar(&ctx, tx));
+        let mut all = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            all.extend_from_slice(&chunk.unwrap());
+        }
+        writer.await.unwrap().unwrap();
+        let mut archive = tar::Archive::new(&all[..]);
+        let mut seen = Vec::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut text = String::new();
+            e.read_to_string(&mut text).unwrap();
+            seen.push((e.path().unwrap().display().to_string(), text));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                ("f".to_string(), "x".to_string()),
+                (
+                    ".rehost-inline.Dockerfile".to_string(),
+                    "FROM scratch\nCOPY f /f\n".to_string()
+                )
+            ]
+        );
     }
 
     #[tokio::test]

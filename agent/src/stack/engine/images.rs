@@ -7,20 +7,27 @@
 //! a cold build apiece on some storage drivers; the tag names the project and
 //! service); a failed
 //! build's error carries the output of the step that failed. `image:`, when
-//! given too, is tagged onto the result. A service with only `image:` uses the
-//! local image, pulled when missing.
+//! given too, is tagged onto the result (`pull_policy` does not apply to a
+//! built service: its tag is its content hash). A service with only
+//! `image:` follows `pull_policy`: `missing` (the default) pulls an image
+//! that is not present, `always` pulls on every `up`, `never` refuses a
+//! missing image. Pulls use the registry credentials of Docker's
+//! `config.json` (see `auth`) and draw one progress line per layer when
+//! stderr is a terminal.
 
 use std::collections::HashMap;
 
 use anyhow::Context as _;
+use bollard::models::ProgressDetail;
 use bollard::query_parameters::{BuildImageOptions, CreateImageOptions, TagImageOptions};
 use bollard::Docker;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::auth;
 use super::connect::describe;
 use super::context::{self, Chunk};
-use crate::stack::model::{Project, Service};
+use crate::stack::model::{Project, PullPolicy, Service};
 
 /// The image a service's containers run.
 #[derive(Clone, Debug)]
@@ -30,6 +37,8 @@ pub(crate) struct Image {
     /// `None` in a dry run when the image would be built.
     pub id: Option<String>,
     pub built: bool,
+    /// Pulled by this `up` (in a dry run: would be).
+    pub pulled: bool,
 }
 
 /// A build that the Engine reported as failed.
@@ -92,24 +101,33 @@ pub(crate) async fn ensure(
                 reference: tag,
                 id,
                 built,
+                pulled: false,
             })
         }
         None => {
             let name = service.image.clone().with_context(|| {
                 format!("service `{}` has neither image nor build", service.name)
             })?;
-            let id = match inspect_id(docker, &name).await? {
-                Some(id) => Some(id),
-                None if dry_run => None,
-                None => {
-                    pull(docker, &name).await?;
-                    inspect_id(docker, &name).await?
-                }
+            let present = inspect_id(docker, &name).await?;
+            let pull_now = match (service.pull_policy, &present) {
+                (PullPolicy::Always, _) => true,
+                (_, Some(_)) => false,
+                (PullPolicy::Never, None) => anyhow::bail!(
+                    "image {name} is not present locally, and `pull_policy: never` forbids pulling it"
+                ),
+                (PullPolicy::Missing | PullPolicy::Build, None) => true,
+            };
+            let id = if !pull_now || dry_run {
+                present
+            } else {
+                pull(docker, &name).await?;
+                inspect_id(docker, &name).await?
             };
             Ok(Image {
                 reference: name,
                 id,
                 built: false,
+                pulled: pull_now,
             })
         }
     }
@@ -142,7 +160,9 @@ pub(crate) async fn inspect_id(docker: &Docker, name: &str) -> anyhow::Result<Op
 }
 
 async fn pull(docker: &Docker, name: &str) -> anyhow::Result<()> {
-    tracing::info!(image = name, "pulling image (not present locally)");
+    tracing::info!(image = name, "pulling image");
+    let config = auth::config_path(&|n| std::env::var(n).ok());
+    let credentials = auth::credentials(config.as_deref(), name)?;
     let (repo, tag) = split_tag(name);
     let mut stream = docker.create_image(
         Some(CreateImageOptions {
@@ -151,22 +171,72 @@ async fn pull(docker: &Docker, name: &str) -> anyhow::Result<()> {
             ..Default::default()
         }),
         None,
-        None,
+        credentials,
     );
+    let mut progress = Progress::new(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     while let Some(item) = stream.next().await {
         let info = item
             .map_err(|e| anyhow::anyhow!(describe(&e)))
-            .with_context(|| {
-                format!("image {name} is not present locally and pulling it failed")
-            })?;
+            .with_context(|| format!("pull image {name}"))?;
         if let Some(detail) = info.error_detail {
-            anyhow::bail!(
-                "image {name} is not present locally and pulling it failed: {}",
-                detail.message.unwrap_or_default()
-            );
+            anyhow::bail!("pull image {name}: {}", detail.message.unwrap_or_default());
+        }
+        if let (Some(id), Some(status)) = (info.id, info.status) {
+            let bar = match info.progress_detail {
+                Some(ProgressDetail {
+                    current: Some(current),
+                    total: Some(total),
+                }) if total > 0 => format!("{} / {} MB", current >> 20, total >> 20),
+                _ => String::new(),
+            };
+            progress.update(&id, &status, &bar);
         }
     }
+    tracing::info!(image = name, "pulled image");
     Ok(())
+}
+
+/// The per-layer lines of a pull: on a terminal each layer has one line,
+/// redrawn in place as its status changes (as `docker pull` does);
+/// elsewhere each change of a layer's status is one debug event.
+struct Progress {
+    tty: bool,
+    layers: Vec<(String, String)>,
+    drawn: usize,
+}
+
+impl Progress {
+    fn new(tty: bool) -> Progress {
+        Progress {
+            tty,
+            layers: Vec::new(),
+            drawn: 0,
+        }
+    }
+
+    fn update(&mut self, id: &str, status: &str, bar: &str) {
+        let line = format!("{id}: {status} {bar}");
+        match self.layers.iter_mut().find(|(l, _)| l == id) {
+            Some((_, old)) if *old == line => return,
+            Some((_, old)) => *old = line,
+            None => self.layers.push((id.to_string(), line)),
+        }
+        if !self.tty {
+            tracing::debug!(layer = id, status, "pull");
+            return;
+        }
+        use std::io::Write as _;
+        let mut err = std::io::stderr().lock();
+        // Up to the first line drawn, then every line again, each cleared.
+        if self.drawn > 0 {
+            let _ = write!(err, "\x1b[{}A", self.drawn);
+        }
+        for (_, line) in &self.layers {
+            let _ = writeln!(err, "\x1b[2K{line}");
+        }
+        self.drawn = self.layers.len();
+        let _ = err.flush();
+    }
 }
 
 async fn build_image(
@@ -183,11 +253,31 @@ async fn build_image(
     let (tx, mut rx) = mpsc::channel::<Chunk>(8);
     let writer = tokio::task::spawn_blocking(move || context::write_tar(&ctx, tx));
     let body = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let shmsize = match build.shm_size {
+        None => None,
+        Some(n) => Some(i32::try_from(n).with_context(|| {
+            format!(
+                "service `{}`: build.shm_size {n} is larger than the Engine's build API takes (2 GiB)",
+                service.name
+            )
+        })?),
+    };
     let options = BuildImageOptions {
         dockerfile: build.dockerfile.clone(),
         t: Some(tag.to_string()),
         rm: true,
         forcerm: true,
+        target: build.target.clone().unwrap_or_default(),
+        labels: (!build.labels.is_empty()).then(|| {
+            build
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>()
+        }),
+        networkmode: build.network.clone(),
+        extrahosts: build.extra_hosts.first().cloned(),
+        shmsize,
         buildargs: (!build.args.is_empty()).then(|| {
             build
                 .args

@@ -1,11 +1,15 @@
 //! [`Project`](super::model::Project) → Docker Engine, through its API
-//! (bollard): no `docker-compose` binary and no registry.
+//! (bollard): no `docker-compose` binary; a registry only to pull an
+//! `image:` that is missing.
 //!
 //! - [`connect`]: `DOCKER_HOST` / the default socket, a bounded ping, version
 //!   negotiation; [`Unreachable`] (exit code 3) when the Engine is not there.
 //! - `dockerignore`, `context`: the build context as Docker would send it,
 //!   and its content hash; `images`: build (or find, or pull) each service's
-//!   image, skipping a build whose context hash is already tagged.
+//!   image, skipping a build whose context hash is already tagged; `auth`:
+//!   registry credentials from Docker's `config.json`.
+//! - `secrets`: a service's secrets and configs as mounts or copied files,
+//!   and their digests for the config hash.
 //! - `networks`, `volumes`: created when missing, labelled with the project.
 //! - `spec`: one container's create request and its config hash.
 //! - [`plan`]: pure reconcile planning (desired + observed → actions).
@@ -20,6 +24,7 @@
 //! finds its containers again.
 
 mod apply;
+mod auth;
 mod connect;
 mod containers;
 mod context;
@@ -30,6 +35,7 @@ mod images;
 mod labels;
 mod networks;
 pub mod plan;
+mod secrets;
 mod spec;
 mod volumes;
 

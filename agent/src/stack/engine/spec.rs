@@ -11,12 +11,15 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
+    HostConfig, HostConfigLogConfig, Mount as EngineMount, MountBindOptions, MountTmpfsOptions,
+    MountTypeEnum, NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use sha2::{Digest, Sha256};
 
 use super::labels;
+use super::secrets::{CopiedFile, Material};
 use crate::stack::model::{Mount, NetworkMode, Project, Protocol, Restart, Service};
 
 /// What creating one container takes.
@@ -27,21 +30,41 @@ pub(crate) struct ContainerSpec {
     /// Networks beyond the first: an Engine older than API 1.44 takes one
     /// network at create time, the others are connected before the start.
     pub extra_networks: Vec<(String, EndpointSettings)>,
+    /// Secrets and configs copied in after create, before start.
+    pub copies: Vec<CopiedFile>,
 }
 
-/// `<project>-<service>-<n>`, as Compose v2 names containers.
-pub(crate) fn container_name(project: &str, service: &str, number: u32) -> String {
-    format!("{project}-{service}-{number}")
+/// `container_name:` when the service sets it, else
+/// `<project>-<service>-<n>` as Compose v2 names containers.
+pub(crate) fn container_name(project: &Project, service: &str, number: u32) -> String {
+    match project
+        .services
+        .get(service)
+        .and_then(|s| s.container_name.as_ref())
+    {
+        Some(name) => name.clone(),
+        None => format!("{}-{service}-{number}", project.name),
+    }
 }
 
-/// The config hash of `service` running `image_id` (see the module header).
-pub(crate) fn config_hash(project: &Project, service: &Service, image_id: &str) -> String {
+/// The config hash of `service` running `image_id` with the secrets and
+/// configs of `secrets` (see the module header; of their content, only
+/// digests enter).
+pub(crate) fn config_hash(
+    project: &Project,
+    service: &Service,
+    image_id: &str,
+    secrets: &Material,
+) -> String {
     let mut s = service.clone();
     s.replicas = 0;
     let mut h = Sha256::new();
     h.update(b"rehost-config-v1\0");
     h.update(format!("{s:?}").as_bytes());
     h.update(format!("\0image={image_id}\0").as_bytes());
+    for (target, digest) in &secrets.digests {
+        h.update(format!("secret={target}={digest}\0").as_bytes());
+    }
     for key in service.networks.keys() {
         if let Some(n) = project.networks.get(key) {
             h.update(format!("network={key}={}\0", n.name).as_bytes());
@@ -65,6 +88,7 @@ pub(crate) fn container_spec(
     number: u32,
     image: &str,
     hash: &str,
+    secrets: &Material,
 ) -> Result<ContainerSpec, String> {
     let mut labels_map: HashMap<String, String> = service
         .labels
@@ -83,7 +107,11 @@ pub(crate) fn container_spec(
         ),
         (
             labels::CONFIG_FILES,
-            project.compose_file.to_string_lossy().into_owned(),
+            std::iter::once(&project.compose_file)
+                .chain(&project.override_files)
+                .map(|f| f.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(","),
         ),
     ] {
         labels_map.insert(k.to_string(), v);
@@ -95,16 +123,51 @@ pub(crate) fn container_spec(
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
 
-    let (exposed, bindings) = ports(service)?;
+    let (mut exposed, bindings) = ports(service)?;
+    for e in &service.settings.expose {
+        if !exposed.contains(e) {
+            exposed.push(e.clone());
+        }
+    }
 
     let mut binds = Vec::new();
     let mut anonymous = Vec::new();
+    let mut mounts: Vec<EngineMount> = Vec::new();
     for m in &service.volumes {
         match m {
+            // The Mounts API refuses a missing source, as Compose's long
+            // syntax without `create_host_path` does; `Binds` creates it.
             Mount::Bind {
                 source,
                 target,
                 read_only,
+                create_host_path: false,
+            } => mounts.push(EngineMount {
+                target: Some(target.clone()),
+                source: Some(source.to_string_lossy().into_owned()),
+                typ: Some(MountTypeEnum::BIND),
+                read_only: read_only.then_some(true),
+                bind_options: Some(MountBindOptions {
+                    create_mountpoint: Some(false),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            Mount::Tmpfs { target, size, mode } => mounts.push(EngineMount {
+                target: Some(target.clone()),
+                typ: Some(MountTypeEnum::TMPFS),
+                tmpfs_options: (size.is_some() || mode.is_some()).then(|| MountTmpfsOptions {
+                    size_bytes: size.map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+                    mode: mode.map(i64::from),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            Mount::Bind {
+                source,
+                target,
+                read_only,
+                create_host_path: true,
             } => binds.push(format!(
                 "{}:{target}{}",
                 source.to_string_lossy(),
@@ -130,6 +193,7 @@ pub(crate) fn container_spec(
             Mount::Anonymous { target } => anonymous.push(target.clone()),
         }
     }
+    mounts.extend(secrets.mounts.iter().cloned());
 
     let mut network_mode = None;
     let mut endpoints: HashMap<String, EndpointSettings> = HashMap::new();
@@ -139,10 +203,7 @@ pub(crate) fn container_spec(
         Some(NetworkMode::None) => network_mode = Some("none".to_string()),
         Some(NetworkMode::Bridge) => network_mode = Some("bridge".to_string()),
         Some(NetworkMode::Service(other)) => {
-            network_mode = Some(format!(
-                "container:{}",
-                container_name(&project.name, other, 1)
-            ))
+            network_mode = Some(format!("container:{}", container_name(project, other, 1)))
         }
         None => {
             for (i, (key, settings)) in service.networks.iter().enumerate() {
@@ -154,8 +215,22 @@ pub(crate) fn container_spec(
                 })?;
                 let mut aliases = vec![service.name.clone()];
                 aliases.extend(settings.aliases.iter().cloned());
+                // Compose v2's links: on each network the linked service
+                // shares, the alias names its (first) container for this one.
+                let links: Vec<String> = service
+                    .links
+                    .iter()
+                    .filter(|(other, _)| {
+                        project
+                            .services
+                            .get(other)
+                            .is_some_and(|o| o.networks.contains_key(key))
+                    })
+                    .map(|(other, alias)| format!("{}:{alias}", container_name(project, other, 1)))
+                    .collect();
                 let endpoint = EndpointSettings {
                     aliases: Some(aliases),
+                    links: (!links.is_empty()).then_some(links),
                     ipam_config: settings.ipv4_address.map(|ip| EndpointIpamConfig {
                         ipv4_address: Some(ip.to_string()),
                         ..Default::default()
@@ -196,8 +271,25 @@ pub(crate) fn container_spec(
 
     // Host networking has no port mapping; the Engine rejects bindings there.
     let host_net = matches!(service.network_mode, Some(NetworkMode::Host));
+    let set = &service.settings;
+    let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let map = |m: &std::collections::BTreeMap<String, String>| {
+        (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    };
+    let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
+        hostname: set.hostname.clone(),
+        domainname: set.domainname.clone(),
+        working_dir: set.working_dir.clone(),
+        tty: set.tty.then_some(true),
+        open_stdin: set.stdin_open.then_some(true),
+        stop_signal: set.stop_signal.clone(),
+        // Whole seconds, as the Engine takes it; `down`, recreate and
+        // restart stop with the container's own timeout.
+        stop_timeout: set
+            .stop_grace_period
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
         cmd: service.command.clone(),
         entrypoint: service.entrypoint.clone(),
         env: Some(env),
@@ -209,8 +301,53 @@ pub(crate) fn container_spec(
         host_config: Some(HostConfig {
             binds: (!binds.is_empty()).then_some(binds),
             port_bindings: (!bindings.is_empty() && !host_net).then_some(bindings),
+            mounts: (!mounts.is_empty()).then_some(mounts),
             network_mode,
             restart_policy: Some(restart_policy),
+            extra_hosts: list(&set.extra_hosts),
+            dns: list(&set.dns),
+            dns_search: list(&set.dns_search),
+            init: set.init,
+            cap_add: list(&set.cap_add),
+            cap_drop: list(&set.cap_drop),
+            privileged: set.privileged.then_some(true),
+            readonly_rootfs: set.read_only.then_some(true),
+            security_opt: list(&set.security_opt),
+            sysctls: map(&set.sysctls),
+            ulimits: (!set.ulimits.is_empty()).then(|| {
+                set.ulimits
+                    .iter()
+                    .map(|(name, u)| ResourcesUlimits {
+                        name: Some(name.clone()),
+                        soft: Some(u.soft),
+                        hard: Some(u.hard),
+                    })
+                    .collect()
+            }),
+            tmpfs: map(&set.tmpfs),
+            shm_size: set.shm_size.map(int),
+            devices: (!set.devices.is_empty()).then(|| {
+                set.devices
+                    .iter()
+                    .map(|d| DeviceMapping {
+                        path_on_host: Some(d.host.clone()),
+                        path_in_container: Some(d.container.clone()),
+                        cgroup_permissions: Some(d.permissions.clone()),
+                    })
+                    .collect()
+            }),
+            pid_mode: set.pid.clone(),
+            ipc_mode: set.ipc.clone(),
+            log_config: set.logging.as_ref().map(|l| HostConfigLogConfig {
+                typ: l.driver.clone(),
+                config: map(&l.options),
+            }),
+            memory: set.memory.map(int),
+            memory_reservation: set.memory_reservation.map(int),
+            nano_cpus: set.nano_cpus.map(int),
+            pids_limit: set.pids_limit,
+            runtime: set.runtime.clone(),
+            group_add: list(&set.group_add),
             ..Default::default()
         }),
         networking_config: (!endpoints.is_empty()).then_some(NetworkingConfig {
@@ -219,9 +356,10 @@ pub(crate) fn container_spec(
         ..Default::default()
     };
     Ok(ContainerSpec {
-        name: container_name(&project.name, &service.name, number),
+        name: container_name(project, &service.name, number),
         body,
         extra_networks,
+        copies: secrets.copies.clone(),
     })
 }
 
@@ -294,10 +432,13 @@ pub(crate) mod tests {
         Project {
             name: name.into(),
             compose_file: PathBuf::from("/srv/stack/docker-compose.yml"),
+            override_files: Vec::new(),
             working_dir: PathBuf::from("/srv/stack"),
             services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
             networks: IndexMap::from([("default".to_string(), Network::project_default(name))]),
             volumes: IndexMap::new(),
+            secrets: IndexMap::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -325,7 +466,7 @@ pub(crate) mod tests {
             .aliases
             .push("www".into());
         let p = project("site", vec![s.clone()]);
-        let spec = container_spec(&p, &s, 2, "img", "h1").unwrap();
+        let spec = container_spec(&p, &s, 2, "img", "h1", &Material::default()).unwrap();
         assert_eq!(spec.name, "site-web-2");
         let l = spec.body.labels.as_ref().unwrap();
         assert_eq!(l[labels::PROJECT], "site");
@@ -380,6 +521,18 @@ pub(crate) mod tests {
                 source: "/srv/data".into(),
                 target: "/data".into(),
                 read_only: true,
+                create_host_path: true,
+            },
+            Mount::Bind {
+                source: "/srv/must-exist".into(),
+                target: "/strict".into(),
+                read_only: false,
+                create_host_path: false,
+            },
+            Mount::Tmpfs {
+                target: "/tmp".into(),
+                size: Some(1 << 20),
+                mode: Some(0o1777),
             },
             Mount::Volume {
                 name: "cache".into(),
@@ -409,7 +562,7 @@ pub(crate) mod tests {
                 labels: BTreeMap::new(),
             },
         );
-        let spec = container_spec(&p, &s, 1, "img", "h").unwrap();
+        let spec = container_spec(&p, &s, 1, "img", "h", &Material::default()).unwrap();
         let hc = spec.body.host_config.as_ref().unwrap();
         assert_eq!(
             hc.binds,
@@ -419,6 +572,15 @@ pub(crate) mod tests {
             ])
         );
         assert_eq!(spec.body.volumes, Some(vec!["/tmp/x".to_string()]));
+        let mounts = hc.mounts.as_ref().unwrap();
+        assert_eq!(mounts[0].typ, Some(MountTypeEnum::BIND));
+        assert_eq!(mounts[0].source.as_deref(), Some("/srv/must-exist"));
+        assert_eq!(mounts[1].typ, Some(MountTypeEnum::TMPFS));
+        let tmpfs = mounts[1].tmpfs_options.as_ref().unwrap();
+        assert_eq!(
+            (tmpfs.size_bytes, tmpfs.mode),
+            (Some(1 << 20), Some(0o1777))
+        );
         let h = spec.body.healthcheck.as_ref().unwrap();
         assert_eq!(h.interval, Some(500_000_000));
         assert_eq!(h.retries, Some(3));
@@ -426,12 +588,12 @@ pub(crate) mod tests {
         s.networks.clear();
         s.network_mode = Some(NetworkMode::Host);
         s.ports = vec![port(Some((80, 80)), (80, 80))];
-        let spec = container_spec(&p, &s, 1, "img", "h").unwrap();
+        let spec = container_spec(&p, &s, 1, "img", "h", &Material::default()).unwrap();
         let hc = spec.body.host_config.as_ref().unwrap();
         assert_eq!(hc.network_mode.as_deref(), Some("host"));
         assert!(hc.port_bindings.is_none());
         s.network_mode = Some(NetworkMode::Service("vpn".into()));
-        let spec = container_spec(&p, &s, 1, "img", "h").unwrap();
+        let spec = container_spec(&p, &s, 1, "img", "h", &Material::default()).unwrap();
         assert_eq!(
             spec.body.host_config.unwrap().network_mode.as_deref(),
             Some("container:site-vpn-1")
@@ -442,14 +604,17 @@ pub(crate) mod tests {
     fn config_hash_ignores_scale_but_not_config_or_image() {
         let s = service("web");
         let p = project("site", vec![s.clone()]);
-        let h = config_hash(&p, &s, "sha256:a");
+        let h = config_hash(&p, &s, "sha256:a", &Material::default());
         let mut scaled = s.clone();
         scaled.replicas = 3;
-        assert_eq!(h, config_hash(&p, &scaled, "sha256:a"));
-        assert_ne!(h, config_hash(&p, &s, "sha256:b"));
+        assert_eq!(
+            h,
+            config_hash(&p, &scaled, "sha256:a", &Material::default())
+        );
+        assert_ne!(h, config_hash(&p, &s, "sha256:b", &Material::default()));
         let mut env = s.clone();
         env.environment.insert("X".into(), "1".into());
-        assert_ne!(h, config_hash(&p, &env, "sha256:a"));
+        assert_ne!(h, config_hash(&p, &env, "sha256:a", &Material::default()));
     }
 
     #[test]
@@ -466,7 +631,7 @@ pub(crate) mod tests {
         let mut back = p.networks["default"].clone();
         back.name = "site_back".into();
         p.networks.insert("back".into(), back);
-        let spec = container_spec(&p, &s, 1, "img", "h").unwrap();
+        let spec = container_spec(&p, &s, 1, "img", "h", &Material::default()).unwrap();
         assert_eq!(spec.extra_networks.len(), 1);
         assert_eq!(spec.extra_networks[0].0, "site_back");
         assert_eq!(
