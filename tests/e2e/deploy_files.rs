@@ -90,6 +90,7 @@ fn rehost_metrics() -> BTreeSet<&'static str> {
         LAST_STATUS,
         FAILURES,
         LAST_BYTES,
+        GENERATION_SUPERSEDED,
     ]
     .into()
 }
