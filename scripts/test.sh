@@ -60,4 +60,10 @@ step "cargo build -p rehost"
 "$CARGO" build -p rehost
 
 step "cargo nextest"
-"$CARGO" nextest run --workspace --no-fail-fast
+# The VM drill runs alone afterwards: its guests need both cores.
+rc=0
+"$CARGO" nextest run --workspace --no-fail-fast -E 'not binary(vm_drill)' || rc=$?
+
+step "VM drill (cargo nextest --test vm_drill; scripts/vm-drill.sh)"
+"$CARGO" nextest run -p rehost-tests --test vm_drill --no-fail-fast --no-capture || rc=$?
+exit "$rc"
