@@ -74,7 +74,6 @@ fn systemd_units_pass_systemd_analyze_verify() {
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         "ReadWritePaths=/srv /var/lib/rehost",
-        "ExecStartPre=-/usr/local/bin/rehost pull",
         "PrivateTmp=yes",
         "Requires=rehost-boot.service",
         "After=rehost-boot.service network-online.target",
