@@ -17,7 +17,7 @@
 # a disk), from Debian bookworm:
 #   - the cloud kernel, systemd, cloud-init (NoCloud datasource only, so
 #     that no metadata service is probed), ifupdown + DHCP;
-#   - docker.io, curl, ca-certificates: what the user-data's `packages:`
+#   - docker.io, apparmor, curl, ca-certificates: what the user-data's `packages:`
 #     asks for, already installed (the guest reaches no Debian mirror; its
 #     apt sources are empty, so `package_update` and `packages` succeed
 #     offline, as they would with a mirror);
@@ -36,7 +36,7 @@ REHOST_CACHE="${REHOST_CACHE:-$HOME/.cache/rehost}"
 CACHE="$REHOST_CACHE/vm"
 SUITE=bookworm
 PACKAGES=(linux-image-cloud-amd64 systemd-sysv cloud-init ifupdown isc-dhcp-client
-          curl ca-certificates docker.io openssh-server procps iproute2)
+          curl ca-certificates docker.io apparmor openssh-server procps iproute2)
 DISK_SIZE=6G
 
 log() { echo "vm-image: $*" >&2; }
