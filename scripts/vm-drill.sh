@@ -12,8 +12,6 @@
 # REHOST_VM_RESULTS=FILE also writes the measured times as Markdown there
 # (make vm-drill: bench/RESULTS-vm.md).
 #
-#   floor  a VM with the same image and a user-data that only echoes a line:
-#          what no user-data can beat (kernel, systemd, cloud-init)
 #   1. VM1 on a registered host (`rehost init`, run here), empty bucket:
 #      provisioning, rehost-boot restores nothing and starts the stack,
 #      rehost.service runs as `rehost`; the site answers through a forwarded
@@ -27,6 +25,8 @@
 #   5. VM3 boots: acme.json is VM2's last backup byte for byte, 0600;
 #      Prometheus answers VM2's (and VM1's) samples; the site is served; the
 #      jobs run as `rehost`; fresh metrics
+#   floor  last, alone: a VM with the same image and a user-data that only
+#      echoes a line: what no user-data can beat (kernel, systemd, cloud-init)
 #
 # Per boot it prints the time to recover (QEMU start -> the site answers
 # through the forwarded port with the restored state in place) and rehost's
@@ -348,6 +348,17 @@ prom_sample() { # NAME -> "TIME VALUE", a sample Prometheus holds now
     [ -n "$v" ] && echo "$t $v"
 }
 
+# The site answers; a failed rehost-boot.service (asked every 5th poll)
+# fails the step at once instead of at the timeout.
+site_or_boot_failed() { # NAME
+    site_ok "$1" && return 0
+    polls=$((polls + 1))
+    if [ $((polls % 5)) = 0 ] && vssh "$1" 'systemctl is-failed --quiet rehost-boot.service' 2>/dev/null; then
+        fail "$1: rehost-boot.service failed"
+    fi
+    return 1
+}
+
 recover_line=()
 recover_rows=()
 load0="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -355,7 +366,8 @@ load0="$(cut -d' ' -f1-3 /proc/loadavg)"
 # rehost's share (restore + up) from rehost-boot.prom.
 recovered() {
     local name="$1" secs boot restore up docker
-    wait_for "$name" "the site on 127.0.0.1:${vm_web[$name]}" "$BOOT_TIMEOUT" site_ok "$name"
+    polls=0
+    wait_for "$name" "the site on 127.0.0.1:${vm_web[$name]}" "$BOOT_TIMEOUT" site_or_boot_failed "$name"
     secs="$(since "${vm_t0[$name]}")"
     wait_for "$name" "SSH" 120 vssh "$name" true
     boot="$(vssh "$name" 'cat /srv/monitoring/rehost-boot.prom')" || fail "$name: no rehost-boot.prom"
@@ -402,15 +414,7 @@ check_vm1_taken_over() {
     log "vm1: taken over: backup refused (exit 4), rehost_generation_superseded 1"
 }
 
-# ------------------------------------------------------------------- floor
-
 drill_t0=$SECONDS
-start_vm floor "$work/floor-user-data.gz"
-floor_done() { grep -q rehost-vm-floor-done "$work/floor.console" 2>/dev/null; }
-wait_for floor "the floor user-data's runcmd" "$BOOT_TIMEOUT" floor_done
-floor_secs="$(since "${vm_t0[floor]}")"
-log "floor: boot to a finished no-op user-data in ${floor_secs}s"
-kill_vm floor
 
 # ------------------------------------------------------------------ step 1
 
@@ -486,6 +490,16 @@ wait_for vm3 "fresh metrics of the content pull" 420 backed_up_since vm3 pull si
 owner="$(vssh vm3 'stat -c %U /srv/monitoring/rehost-backup-acme.prom')"
 [ "$owner" = rehost ] || fail "vm3: the job metrics are written by $owner, not rehost"
 kill_vm vm3
+
+# ------------------------------------------------------------------- floor
+
+# Last, alone: the same image, a user-data that only echoes a line.
+start_vm floor "$work/floor-user-data.gz"
+floor_done() { grep -q rehost-vm-floor-done "$work/floor.console" 2>/dev/null; }
+wait_for floor "the floor user-data's runcmd" "$BOOT_TIMEOUT" floor_done
+floor_secs="$(since "${vm_t0[floor]}")"
+log "floor: boot to a finished no-op user-data in ${floor_secs}s"
+kill_vm floor
 
 total=$((SECONDS - drill_t0))
 echo
