@@ -376,7 +376,7 @@ recovered() {
     up="$(step up)"
     docker="$(step docker)"
     [ -n "$restore" ] && [ -n "$up" ] || fail "$name: rehost-boot.prom lacks the restore/up steps"
-    recover_rows+=("| $name ($4) | $secs s | $(awk -v r="$restore" -v u="$up" 'BEGIN { printf "%.1f", r + u }') s | $restore s | $up s | ${docker:-?} s |")
+    recover_rows+=("| $name ($2) | $secs s | $(awk -v r="$restore" -v u="$up" 'BEGIN { printf "%.1f", r + u }') s | $restore s | $up s | ${docker:-?} s |")
     recover_line+=("$(printf '%-6s %8ss %14s %8ss %8ss %8ss' "$name" "$secs" \
         "$(awk -v r="$restore" -v u="$up" 'BEGIN { printf "%.1fs", r + u }')" "$restore" "$up" "${docker:-?}")")
     log "$name: recovered in ${secs}s (rehost: restore ${restore}s + up ${up}s; waiting for Docker ${docker:-?}s)"
