@@ -409,8 +409,8 @@ check_vm1_taken_over() {
     fi
     [ "$rc" = 4 ] || { echo "$out" >&2; fail "vm1: rehost backup after VM2's boot exited $rc, expected 4"; }
     grep -q "taken over" <<<"$out" || { echo "$out" >&2; fail "vm1: the refusal does not say \"taken over\""; }
-    wait_for vm1 "rehost_generation_superseded{host=\"$host\"} 1 in rehost-generation.prom" 180 \
-        test "$(metric vm1 rehost-generation.prom "rehost_generation_superseded{host=\"$host\"}")" = 1
+    superseded() { [ "$(metric vm1 rehost-generation.prom "rehost_generation_superseded{host=\"$host\"}")" = 1 ]; }
+    wait_for vm1 "rehost_generation_superseded{host=\"$host\"} 1 in rehost-generation.prom" 180 superseded
     log "vm1: taken over: backup refused (exit 4), rehost_generation_superseded 1"
 }
 
