@@ -124,7 +124,7 @@ fail() {
 wait_for() {
     local name="$1" what="$2" timeout="$3" start=$SECONDS
     shift 3
-    until "$@"; do
+    until "$@" >/dev/null; do
         if [ -n "$name" ] && ! kill -0 "${vm_pid[$name]}" 2>/dev/null; then
             tail -n 20 "$work/$name.qemu.log" >&2 || true
             fail "$name: QEMU exited while waiting for $what"
