@@ -8,6 +8,8 @@
 #   make bench-pull   rehost pull vs rclone sync and s3cmd sync (bench/RESULTS-pull.md)
 #   make bench-stack  rehost up vs docker-compose up -d, cold and warm (bench/RESULTS-stack.md)
 #   make bench-prometheus  kind: prometheus backups vs tar czf | aws s3 cp (bench/RESULTS-prometheus.md)
+#   make vm-drill     the DR drill on QEMU VMs booted with the production user-data
+#                     (scripts/vm-drill.sh; its own Garage in target/garage-vm; bench/RESULTS-vm.md)
 #   make fuzz         every fuzz target for FUZZ_SECONDS (default 60) each; not part of `make test`
 #   make garage-start / garage-stop / garage-status   a dev Garage in target/garage
 
@@ -15,7 +17,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: build test demo demo-clean bench bench-pull bench-stack bench-prometheus fuzz tools garage-start garage-stop garage-status
+.PHONY: vm-drill build test demo demo-clean bench bench-pull bench-stack bench-prometheus fuzz tools garage-start garage-stop garage-status
 
 build:
 	$(CARGO) build --release -p rehost
@@ -52,6 +54,11 @@ bench-prometheus:
 
 fuzz:
 	scripts/fuzz.sh
+
+vm-drill:
+	scripts/install-tools.sh
+	$(CARGO) build -p rehost
+	REHOST_VM_RESULTS=bench/RESULTS-vm.md scripts/vm-drill.sh target/debug/rehost
 
 garage-start:
 	scripts/garage.sh start target/garage

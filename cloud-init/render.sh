@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Render the cloud-init user-data of a rehost host.
 #
-#   cloud-init/render.sh VALUES [OUTPUT]
+#   cloud-init/render.sh [--gzip] VALUES [OUTPUT]
 #
 # VALUES is a KEY=VALUE file (see cloud-init/values.example.env for every
 # key and what it means). It is read literally, never run by a shell: no
@@ -9,8 +9,20 @@
 # cloud-init/user-data.tmpl gets exactly the documented ${KEYS} substituted
 # (envsubst with an explicit list: every other `$` is left alone), and the
 # stack files (images/), /etc/rehost/rehost.yaml (images/stack/rehost.yaml)
-# and the systemd units (cloud-init/*.service) are added as gzip+base64
-# write_files entries, so the stack in the repository is the one deployed.
+# and the systemd units (cloud-init/*.service) are added as write_files
+# entries (text files as YAML literal blocks, byte for byte; anything a
+# literal block cannot carry exactly as gzip+base64), so the stack in the
+# repository is the one deployed.
+#
+# --gzip writes the whole user-data gzipped (cloud-init recognises gzipped
+# user-data): about 14 KiB instead of about 58 KiB, within AWS EC2's limit
+# of 16,384 bytes. With --gzip, an output over that limit is an error;
+# without it, a warning. `cloud-init schema` checks the plain rendering.
+#
+# REHOST_RENDER_IMAGES (environment, default images/ of this repository):
+# the folder whose files are deployed to /opt/rehost/images. The VM drill
+# sets it to a variant whose stack uses only the test images (no registry
+# there); images/stack/rehost.yaml is always the one from this repository.
 #
 # OUTPUT (default: stdout) holds credentials: it is written with mode 0600,
 # atomically. Errors name the file, line and key, never a value.
@@ -25,7 +37,17 @@ case "${1:-}" in
     -h|--help|"") awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
                   [ -n "${1:-}" ] && exit 0 || exit 2 ;;
 esac
-[ "$#" -le 2 ] || die "usage: $0 VALUES [OUTPUT]"
+gzip_out=0
+if [ "$1" = --gzip ]; then
+    gzip_out=1
+    shift
+fi
+[ "$#" -ge 1 ] && [ "$#" -le 2 ] || die "usage: $0 [--gzip] VALUES [OUTPUT]"
+# AWS EC2's user-data limit (raw, before base64); Hetzner allows 32 KiB.
+limit=16384
+images="${REHOST_RENDER_IMAGES:-$root/images}"
+[ -d "$images" ] || die "REHOST_RENDER_IMAGES=$images: not a directory"
+images="$(cd "$images" && pwd)"
 values="$1"
 out="${2:-}"
 [ -r "$values" ] || die "$values: cannot read"
@@ -86,10 +108,41 @@ case "${val[REHOST_JOBS_IN]}" in
     *) die "$(at REHOST_JOBS_IN): expected systemd or compose" ;;
 esac
 
-# One write_files entry, content gzip+base64 (deterministic: gzip -n).
+# Whether FILE survives a YAML literal block byte for byte: UTF-8 text
+# with no control characters but tab and newline, no line of blanks only
+# (folded into an empty line), not starting with a blank (it would set the
+# indentation), not empty.
+literal_ok() {
+    [ -s "$1" ] || return 1
+    [ -z "$(LC_ALL=C tr -d '\t\n\040-\176\200-\377' <"$1" | head -c1)" ] || return 1
+    iconv -f UTF-8 -t UTF-8 "$1" >/dev/null 2>&1 || return 1
+    ! LC_ALL=C grep -qE '^[[:blank:]]+$' "$1" || return 1
+    case "$(head -c1 "$1")" in ' '|"$(printf '\t')") return 1 ;; esac
+}
+
+# One write_files entry. Text as a literal block, whose chomping indicator
+# keeps the file's final newlines exactly (`|-` none, `|` one, `|+` more);
+# anything else gzip+base64 (deterministic: gzip -n). Literal text keeps the
+# whole user-data compressible (--gzip).
 entry() { # SOURCE DEST MODE
-    printf '  - path: %s\n    owner: root:root\n    permissions: "%s"\n    encoding: gz+b64\n    content: %s\n' \
-        "$2" "$3" "$(gzip -9 -n -c "$1" | base64 -w0)"
+    printf '  - path: %s\n    owner: root:root\n    permissions: "%s"\n' "$2" "$3"
+    if literal_ok "$1"; then
+        local chomp='' tail
+        tail="$(tail -c2 "$1" | od -An -c | tr -d ' ')"
+        case "$tail" in
+            *'\n\n') chomp=+ ;;
+            *'\n') chomp='' ;;
+            *) chomp=- ;;
+        esac
+        printf '    content: |%s\n' "$chomp"
+        # Empty lines stay empty (they are empty lines of the block).
+        sed '/./s/^/      /' "$1"
+        # GNU sed keeps a missing final newline missing; `|-` drops the one
+        # the YAML needs here.
+        if [ "$chomp" = - ]; then echo; fi
+    else
+        printf '    encoding: gz+b64\n    content: %s\n' "$(gzip -9 -n -c "$1" | base64 -w0)"
+    fi
 }
 
 generated() {
@@ -97,14 +150,14 @@ generated() {
     entry "$root/images/stack/rehost.yaml" /etc/rehost/rehost.yaml 0644
     local f rel mode
     while IFS= read -r f; do
-        rel="${f#"$root"/}"
+        rel="${f#"$images"/}"
         mode=0644
         [ -x "$f" ] && mode=0755
-        entry "$f" "/opt/rehost/$rel" "$mode"
-    done < <(find "$root/images" -type f \
-                ! -path "$root/images/stack/stack.env" \
-                ! -path "$root/images/stack/rehost.yaml" \
-                ! -path "$root/images/prometheus/tests/*" | LC_ALL=C sort)
+        entry "$f" "/opt/rehost/images/$rel" "$mode"
+    done < <(find "$images" -type f \
+                ! -path "$images/stack/stack.env" \
+                ! -path "$images/stack/rehost.yaml" \
+                ! -path "$images/prometheus/tests/*" | LC_ALL=C sort)
     entry "$root/scripts/rehost-image.sh" /opt/rehost/scripts/rehost-image.sh 0755
     for f in "$here"/*.service; do
         entry "$f" "/etc/systemd/system/$(basename "$f")" 0644
@@ -132,13 +185,32 @@ render() {
         done
 }
 
-if [ -z "$out" ]; then
-    render
-else
-    umask 077
+deliver() {
+    if [ "$gzip_out" = 1 ]; then
+        render | gzip -9 -n
+    else
+        render
+    fi
+}
+
+umask 077
+if [ -n "$out" ]; then
     tmp="$(mktemp "$(dirname "$out")/.$(basename "$out").XXXXXXXX")"
-    trap 'rm -f "$tmp"' EXIT
-    render >"$tmp"
+else
+    tmp="$(mktemp)"
+fi
+trap 'rm -f "$tmp"' EXIT
+deliver >"$tmp"
+size="$(wc -c <"$tmp")"
+if [ "$size" -gt "$limit" ]; then
+    if [ "$gzip_out" = 1 ]; then
+        die "the gzipped user-data is $size bytes, over AWS EC2's limit of $limit"
+    fi
+    echo "render: warning: the user-data is $size bytes, over AWS EC2's limit of $limit: deliver it with --gzip" >&2
+fi
+if [ -z "$out" ]; then
+    cat "$tmp"
+else
     sync "$tmp" 2>/dev/null || true
     mv -f "$tmp" "$out"
     trap - EXIT

@@ -6,7 +6,8 @@
 #                                       and the checkers of the deployment files: amtool,
 #                                       cloud-init (schema), systemd-analyze, envsubst,
 #                                       node_exporter and curl (monitoring test),
-#                                       docker-registry and htpasswd (image pulls)
+#                                       docker-registry and htpasswd (image pulls);
+#                                       qemu-system-x86, mmdebstrap, cloud-image-utils (VM drill)
 #   scripts/install-tools.sh --bench    + restic, rclone
 #
 # Nothing is downloaded when every binary is already present. Works as root
@@ -48,6 +49,12 @@ declare -A apt_for=(
     # are tested against a registry on loopback, with and without auth.
     [/usr/bin/docker-registry]=docker-registry
     [htpasswd]=apache2-utils
+    # The VM drill (tests/e2e/vm_drill.rs, scripts/vm-image.sh): QEMU, the
+    # Debian image builder, and cloud-localds for the NoCloud seed.
+    [qemu-system-x86_64]=qemu-system-x86
+    [mmdebstrap]=mmdebstrap
+    [cloud-localds]=cloud-image-utils
+    [mkfs.ext4]=e2fsprogs
 )
 if [ "$bench" = 1 ]; then
     apt_for[restic]=restic
@@ -73,6 +80,15 @@ if [ "${#missing_pkgs[@]}" -gt 0 ]; then
         sudo=(sudo -n)
     fi
     command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install by hand: ${missing_pkgs[*]}"
+    # Debian's qemu-system-x86 (7.2) conflicts with a newer qemu-utils from
+    # bookworm-backports (some machine images ship it alone): take
+    # bookworm's qemu-utils with it, which nothing else here needs newer.
+    downgrade=()
+    if [[ " ${missing_pkgs[*]} " == *" qemu-system-x86 "* ]] && \
+       dpkg-query -W -f '${Version}' qemu-utils 2>/dev/null | grep -q bpo; then
+        missing_pkgs+=(qemu-utils/bookworm)
+        downgrade=(--allow-downgrades)
+    fi
     log "apt-get install ${missing_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
     aptlog="$(mktemp)"
@@ -82,7 +98,7 @@ if [ "${#missing_pkgs[@]}" -gt 0 ]; then
         die "apt-get update failed"
     fi
     if ! timeout 900 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-            --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+            --no-install-recommends ${downgrade[@]+"${downgrade[@]}"} -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
             "${missing_pkgs[@]}" </dev/null >"$aptlog" 2>&1; then
         tail -n 20 "$aptlog" >&2
         die "apt-get install ${missing_pkgs[*]} failed"
@@ -130,7 +146,7 @@ fi
 "$here/garage.sh" install >/dev/null
 
 if [ "$bench" = 1 ]; then
-    log "ok: promtool prometheus amtool cloud-init systemd-analyze sqlite3 time aws garage restic rclone s3cmd"
+    log "ok: promtool prometheus amtool cloud-init systemd-analyze sqlite3 time aws garage qemu mmdebstrap restic rclone s3cmd"
 else
-    log "ok: promtool prometheus amtool cloud-init systemd-analyze sqlite3 time aws garage"
+    log "ok: promtool prometheus amtool cloud-init systemd-analyze sqlite3 time aws garage qemu mmdebstrap"
 fi

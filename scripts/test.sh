@@ -60,4 +60,7 @@ step "cargo build -p rehost"
 "$CARGO" build -p rehost
 
 step "cargo nextest"
-"$CARGO" nextest run --workspace --no-fail-fast
+# The VM drill (`make vm-drill`) is not part of this run yet: it has passed
+# only against another S3 server and before generations existed, and takes
+# about 40 minutes on this kind of machine. See README, "The VM drill".
+"$CARGO" nextest run --workspace --no-fail-fast -E 'not binary(vm_drill)'
