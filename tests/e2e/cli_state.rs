@@ -156,7 +156,8 @@ fn bad_config_names_file_line_and_key_with_exit_2() {
     let run = env.rehost(&["check"]);
     run.expect(2);
     let config = env.config.display().to_string();
-    let expected = format!("{config}:11:5: state.acme.mode:");
+    // Line 12: `host:` and `state_dir:` come first.
+    let expected = format!("{config}:12:5: state.acme.mode:");
     assert!(
         run.stderr().contains(&expected),
         "wanted {expected} in: {}",

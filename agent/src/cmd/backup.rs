@@ -39,7 +39,11 @@ pub async fn backup_one_until(
 ) -> anyhow::Result<Done> {
     // Before anything is written: a machine that was taken over stops here
     // (exit 4), and an entry whose restore was never decided is not backed up.
-    let generation = crate::generation::for_writing(ctx).await?;
+    let generation = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return Err(rehost_jobs::Error::Cancelled.into()),
+        g = crate::generation::for_writing(ctx) => g?,
+    };
     if let (Some(g), false) = (&generation, ctx.dry_run) {
         crate::generation::ensure_decided(ctx, entry, g).await?;
     }
