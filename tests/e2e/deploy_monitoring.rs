@@ -229,5 +229,11 @@ fn alert_rules_match_rehost_metrics_scraped_through_node_exporter() {
         .iter()
         .map(|g| g["rules"].as_array().map_or(0, Vec::len))
         .sum();
-    assert_eq!(loaded, 5, "every rule of alerts.yml is loaded");
+    let file = fs::read_to_string(images().join("prometheus/rules/alerts.yml")).unwrap();
+    let written = file
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- alert:"))
+        .count();
+    assert!(written >= 5, "{written} rules in alerts.yml");
+    assert_eq!(loaded, written, "every rule of alerts.yml is loaded");
 }

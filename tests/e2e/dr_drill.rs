@@ -22,9 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rehost_tests::faultproxy::{Fault, FaultProxy, Rule};
-use rehost_tests::{
-    docker, free_port, garage, http_get, output_ok, rehost_bin, Daemon, S3cmd, TestEnv,
-};
+use rehost_tests::{docker, free_port, garage, http_get, output_ok, rehost_bin, S3cmd, TestEnv};
 
 /// Waits (bounded) until `f` returns `Some`.
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -420,19 +418,6 @@ fn services_are_stopped_for_a_backup_and_started_again() {
 }
 
 /// `rehost run` as root, clean environment.
-fn run_daemon(env: &TestEnv, grace: &str) -> Daemon {
-    let mut cmd = Command::new(rehost_bin());
-    cmd.arg("-c")
-        .arg(&env.config)
-        .args(["run", "--allow-root", "--grace", grace]);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") || k == "REHOST_CONFIG" || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    Daemon::start(cmd)
-}
-
 /// `stop:` services are started again when the daemon cancels the backup:
 /// at its timeout, and at the end of the grace period after SIGTERM. The
 /// store stalls every upload (faultproxy: PUT and POST), so the backup never
@@ -475,7 +460,7 @@ fn stop_services_run_again_after_a_timeout_or_sigterm_on_a_stalled_store() {
     env.write_config(&g, &proxy.endpoint(), &state("5s"));
 
     // Timeout: the service was stopped, the backup timed out, it runs again.
-    let mut d = run_daemon(&env, "5s");
+    let mut d = rehost_tests::run_daemon(&env, "5s");
     assert!(
         d.wait_log(Duration::from_secs(60), |l| l
             .contains("timed out after 5s")),
@@ -492,7 +477,7 @@ fn stop_services_run_again_after_a_timeout_or_sigterm_on_a_stalled_store() {
     // SIGTERM with a backup that would run for 10 minutes: after the grace
     // period it is cancelled, and the service runs again before the exit.
     env.write_config(&g, &proxy.endpoint(), &state("10m"));
-    let mut d = run_daemon(&env, "2s");
+    let mut d = rehost_tests::run_daemon(&env, "2s");
     wait_for(
         "app stopped for the backup",
         Duration::from_secs(60),
