@@ -11,7 +11,7 @@ pub mod faultproxy;
 
 pub use daemon::{wait, Daemon};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
 use std::path::{Path, PathBuf};
@@ -30,12 +30,21 @@ pub fn rehost_bin() -> PathBuf {
     bin
 }
 
-/// A loopback TCP port that was free a moment ago (for servers a test starts).
+/// A loopback TCP port that was free a moment ago (for servers a test starts),
+/// never one this process handed out before: a server started with the
+/// previous one may not have bound it yet, and the kernel can offer it again.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
+    static GIVEN: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// `GET path` over HTTP/1.0 on 127.0.0.1: the status and the body, or why
