@@ -360,11 +360,9 @@ fn started_at(project: &str) -> String {
 /// `stop:` on a state entry: the service is stopped for the backup and
 /// started again afterwards, also when the backup fails; an unknown service
 /// stops nothing.
-#[test]
-fn services_are_stopped_for_a_backup_and_started_again() {
-    let Some((g, env, project, _cleanup)) = stack_env("stop") else {
-        return;
-    };
+/// The `stop:` tests' stack: one busybox service `app` that exits on TERM,
+/// with `data/app.db` bind-mounted; returns the test's folder.
+fn app_stack(env: &TestEnv) -> std::path::PathBuf {
     let dir = env.dir.path().to_path_buf();
     std::fs::create_dir_all(dir.join("data")).unwrap();
     std::fs::write(dir.join("data/app.db"), "rows\n").unwrap();
@@ -376,6 +374,15 @@ fn services_are_stopped_for_a_backup_and_started_again() {
         ),
     )
     .unwrap();
+    dir
+}
+
+#[test]
+fn services_are_stopped_for_a_backup_and_started_again() {
+    let Some((g, env, project, _cleanup)) = stack_env("stop") else {
+        return;
+    };
+    let dir = app_stack(&env);
     let state = |stop: &str| {
         format!(
             "  data:\n    path: {}/data\n    stop: [{stop}]\nstack:\n  compose: {}/compose.yml\n  project: {project}",
@@ -435,17 +442,7 @@ fn stop_services_run_again_after_a_timeout_or_sigterm_on_a_stalled_store() {
             Rule::always(Fault::Stall).method("POST"),
         ],
     );
-    let dir = env.dir.path().to_path_buf();
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    std::fs::write(dir.join("data/app.db"), "rows\n").unwrap();
-    std::fs::write(
-        dir.join("compose.yml"),
-        format!(
-            "services:\n  app:\n    image: rehost-test/busybox:latest\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n    volumes:\n      - {}:/data\n",
-            dir.join("data").display()
-        ),
-    )
-    .unwrap();
+    let dir = app_stack(&env);
     let state = |timeout: &str| {
         format!(
             "  data:\n    path: {}/data\n    stop: [app]\n    run_at_start: true\n    timeout: {timeout}\nstack:\n  compose: {}/compose.yml\n  project: {project}",
