@@ -54,7 +54,8 @@ out="${2:-}"
 command -v envsubst >/dev/null 2>&1 || die "envsubst not found (Debian package gettext-base)"
 
 required=(REHOST_HOST REHOST_STORAGE_URL REHOST_S3_ENDPOINT REHOST_CONTENT_URL
-          AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY DOMAIN ACME_EMAIL
+          AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY REHOST_AGE_RECIPIENT REHOST_AGE_IDENTITY
+          DOMAIN ACME_EMAIL
           GRAFANA_ADMIN_PASSWORD TRAEFIK_DASHBOARD_HTPASSWD
           REHOST_BINARY_URL REHOST_BINARY_SHA256)
 declare -A optional=(
@@ -101,6 +102,8 @@ at() { echo "$values:${where[$1]:-?}: $1"; }
 [[ "${val[REHOST_STORAGE_URL]}" =~ ^(s3|file)://[^[:space:]]+$ ]] || die "$(at REHOST_STORAGE_URL): expected s3://bucket/prefix"
 [[ "${val[REHOST_CONTENT_URL]}" =~ ^(s3|file)://[^[:space:]]+/$ ]] || die "$(at REHOST_CONTENT_URL): expected s3://bucket/prefix/ (with the trailing slash)"
 [[ "${val[TRAEFIK_DASHBOARD_HTPASSWD]}" =~ ^[^:[:space:]]+:[^[:space:]]+$ ]] || die "$(at TRAEFIK_DASHBOARD_HTPASSWD): expected one htpasswd line, USER:HASH (htpasswd -nB USER)"
+[[ "${val[REHOST_AGE_RECIPIENT]}" =~ ^age1[02-9ac-hj-np-z]{58}$ ]] || die "$(at REHOST_AGE_RECIPIENT): expected an age public key, age1… (age-keygen -y KEYFILE)"
+[[ "${val[REHOST_AGE_IDENTITY]}" =~ ^AGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}$ ]] || die "$(at REHOST_AGE_IDENTITY): expected one age secret key, AGE-SECRET-KEY-1… (the last line of what age-keygen writes)"
 [[ "${val[DOMAIN]}" =~ ^[A-Za-z0-9.-]+$ ]] || die "$(at DOMAIN): expected a domain name"
 case "${val[REHOST_JOBS_IN]}" in
     systemd) val[REHOST_JOBS_REPLICAS]=0 ;;

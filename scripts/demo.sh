@@ -11,7 +11,7 @@
 #   - `rehost boot --no-run`, a pull, backups, metrics; then the disaster:
 #     containers and every local directory removed; `rehost boot` again and
 #     everything is back; finally one backup restored by hand with awscli,
-#     sha256sum and tar only.
+#     sha256sum, age and tar only. Every backup is encrypted with age.
 #
 # The stack and Garage are stopped at the end (DEMO_KEEP=1 keeps them running
 # to explore); `make demo-clean` removes whatever an interrupted run left.
@@ -121,6 +121,11 @@ YAML
 printf 'global:\n  scrape_interval: 2s\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ["127.0.0.1:9090"]\n' \
     >"$demo_dir/stack/prometheus.yml"
 printf 'WEB_PORT=%s\nPROM_PORT=%s\n' "$web_port" "$prom_port" >"$demo_dir/stack/stack.env"
+# Every backup is encrypted with age, as in the shipped configurations: the
+# identity stays on the "VM" and (keep a copy!) off it.
+age-keygen -o "$demo_dir/age.key" 2>/dev/null
+chmod 600 "$demo_dir/age.key"
+recipient=$(age-keygen -y "$demo_dir/age.key")
 cat >"$cfg" <<YAML
 host: demo-host
 state_dir: $demo_dir/machine
@@ -130,6 +135,9 @@ storage:
   region: $REHOST_TEST_S3_REGION
   path_style: true
   credentials_file: $REHOST_TEST_S3_CREDENTIALS_FILE
+  encryption:
+    recipients: ["$recipient"]
+    identity_file: $demo_dir/age.key
 stack:
   compose: $demo_dir/stack/docker-compose.yml
   project: $project
@@ -221,20 +229,20 @@ printf '\n$ curl http://127.0.0.1:%s/\n' "$web_port" >&2
 curl -fsS "http://127.0.0.1:$web_port/"
 cat "$demo_dir/metrics/rehost-boot.prom"
 
-say "restore by hand, without rehost: aws s3 cp | sha256sum, then | tar xzf -"
+say "restore by hand, without rehost: aws s3 cp | sha256sum, then | age -d | tar xzf -"
 id=$("$rehost_bin" -c "$cfg" -q backups list grafana | awk '$1 == "grafana" {id = $2} END {print id}')
 prefix="s3://$REHOST_TEST_S3_BUCKET/demo/demo-host/grafana/$id"
-printf '$ aws s3 cp %s/manifest.json -   # the sha256 of data.tar.gz\n' "$prefix" >&2
+printf '$ aws s3 cp %s/manifest.json -   # the sha256 of data.tar.gz.age\n' "$prefix" >&2
 want=$(s3 cp "$prefix/manifest.json" - |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["objects"][0]["sha256"])')
-printf '$ aws s3 cp %s/data.tar.gz - | sha256sum\n' "$prefix" >&2
-got=$(s3 cp "$prefix/data.tar.gz" - | sha256sum | cut -d' ' -f1)
+printf '$ aws s3 cp %s/data.tar.gz.age - | sha256sum\n' "$prefix" >&2
+got=$(s3 cp "$prefix/data.tar.gz.age" - | sha256sum | cut -d' ' -f1)
 echo "manifest says $want" >&2
 echo "download is   $got" >&2
 [ "$want" = "$got" ] || { echo "demo: checksum mismatch" >&2; exit 1; }
 mkdir -p "$demo_dir/by-hand"
-printf '$ aws s3 cp %s/data.tar.gz - | tar xzf - -C %s\n' "$prefix" "$demo_dir/by-hand" >&2
-s3 cp "$prefix/data.tar.gz" - | tar xzf - -C "$demo_dir/by-hand"
+printf '$ aws s3 cp %s/data.tar.gz.age - | age -d -i age.key | tar xzf - -C %s\n' "$prefix" "$demo_dir/by-hand" >&2
+s3 cp "$prefix/data.tar.gz.age" - | age -d -i "$demo_dir/age.key" | tar xzf - -C "$demo_dir/by-hand"
 diff -r "$demo_dir/by-hand" "$demo_dir/srv/grafana/provisioning"
 echo "the by-hand restore matches" >&2
 

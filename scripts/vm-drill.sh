@@ -52,7 +52,7 @@ cannot() { echo "vm-drill: cannot run: $*" >&2; exit 77; }
 now() { printf '%s' "$EPOCHREALTIME"; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-for tool in qemu-system-x86_64 qemu-img cloud-localds ssh curl s3cmd python3 strip cloud-init gzip; do
+for tool in qemu-system-x86_64 qemu-img cloud-localds ssh curl s3cmd python3 strip cloud-init gzip age age-keygen; do
     command -v "$tool" >/dev/null 2>&1 || cannot "$tool not found (scripts/install-tools.sh installs it)"
 done
 [ -x "$bin" ] || cannot "$bin: no rehost binary (cargo build -p rehost)"
@@ -224,6 +224,12 @@ cp -R "$root/tests/fixtures/vm-stack/." "$variant/"
 cp -R "$root/images/rehost" "$variant/rehost"
 
 umask 077
+# The age key every backup of the drill is encrypted to (the default of the
+# shipped rehost.yaml), made fresh for this run.
+rm -f "$work/age.key"
+age-keygen -o "$work/age.key" 2>/dev/null || fail "age-keygen (Debian's age; scripts/install-tools.sh)"
+age_recipient="$(age-keygen -y "$work/age.key")"
+age_identity="$(grep '^AGE-SECRET-KEY-1' "$work/age.key")"
 cat >"$work/values.env" <<EOF
 REHOST_HOST=$host
 REHOST_STORAGE_URL=$storage_url
@@ -232,6 +238,8 @@ REHOST_S3_REGION=${REHOST_TEST_S3_REGION:-garage}
 REHOST_CONTENT_URL=$content_url
 AWS_ACCESS_KEY_ID=$REHOST_TEST_S3_ACCESS_KEY_ID
 AWS_SECRET_ACCESS_KEY=$REHOST_TEST_S3_SECRET_ACCESS_KEY
+REHOST_AGE_RECIPIENT=$age_recipient
+REHOST_AGE_IDENTITY=$age_identity
 DOMAIN=drill.test
 ACME_EMAIL=drill@drill.test
 ACME_CA_SERVER=https://acme.drill.test/directory
@@ -260,7 +268,8 @@ printf '#cloud-config\nruncmd:\n  - [sh, -c, "echo rehost-vm-floor-done >/dev/co
 host_env=(REHOST_HOST="$host" REHOST_STORAGE_URL="$storage_url"
           REHOST_S3_ENDPOINT="http://127.0.0.1:$s3_port" REHOST_S3_REGION="${REHOST_TEST_S3_REGION:-garage}"
           REHOST_CONTENT_URL="$content_url" REHOST_STACK_DIR="$variant/stack"
-          AWS_ACCESS_KEY_ID="$REHOST_TEST_S3_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$REHOST_TEST_S3_SECRET_ACCESS_KEY")
+          AWS_ACCESS_KEY_ID="$REHOST_TEST_S3_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$REHOST_TEST_S3_SECRET_ACCESS_KEY"
+          REHOST_AGE_RECIPIENT="$age_recipient")
 host_rehost() { env "${host_env[@]}" "$bin" -c "$root/images/stack/rehost.yaml" "$@"; }
 
 # `rehost init` and the generations come with the host-lifecycle work; until
@@ -443,6 +452,16 @@ read -r pt1 pv1 <<<"$(prom_sample vm1)"
 as_rehost vm1 backup prometheus >"$work/vm1-backup-prometheus.log" 2>&1 \
     || { cat "$work/vm1-backup-prometheus.log" >&2; fail "vm1: rehost backup prometheus"; }
 log "vm1: acme.json and Prometheus (process_start_time_seconds@$pt1 = $pv1) backed up"
+# Encrypted by default: the store holds acme.json only as age files, which
+# the drill's identity opens.
+acme_objects="$(env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY s3cmd -c "$work/s3cmd.cfg" ls -r "$storage_url/$host/acme/" | awk '{ print $4 }' | grep '/data\.tar\.gz' || true)"
+[ -n "$acme_objects" ] || fail "no data object of acme in the store"
+if grep -qv '\.age$' <<<"$acme_objects"; then fail "acme.json stored unencrypted: $(grep -v '\.age$' <<<"$acme_objects" | head -n 1)"; fi
+env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY s3cmd -c "$work/s3cmd.cfg" --no-progress get "$(tail -n 1 <<<"$acme_objects")" "$work/acme.tar.gz.age" >/dev/null \
+    || fail "s3cmd get of acme's newest data object"
+age -d -i "$work/age.key" "$work/acme.tar.gz.age" | tar xzOf - >"$work/acme-by-hand.json" \
+    || fail "the age identity does not open acme's backup"
+log "vm1: acme.json is stored encrypted ($(wc -l <<<"$acme_objects") backup(s), age; opened by hand)"
 
 # ------------------------------------------------------------------ step 3
 

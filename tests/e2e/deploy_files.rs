@@ -519,10 +519,22 @@ fn example_stack_passes_rehost_check() {
         })
         .map(|(_, v)| v.trim().to_string())
         .unwrap();
+    if !rehost_tests::age::available() {
+        return;
+    }
+    // As on a host: rehost.yaml beside its age identity (and stack.env), the
+    // compose file where REHOST_STACK_DIR says.
+    let etc = tempfile::tempdir().unwrap();
+    for file in ["rehost.yaml", "stack.env"] {
+        fs::copy(images().join("stack").join(file), etc.path().join(file)).unwrap();
+    }
+    let (recipient, _) = rehost_tests::age::keygen(&etc.path().join("age.key"));
     let mut cmd = Command::new(rehost_tests::rehost_bin());
     cmd.arg("-c")
-        .arg(images().join("stack/rehost.yaml"))
+        .arg(etc.path().join("rehost.yaml"))
         .arg("check")
+        .env("REHOST_STACK_DIR", images().join("stack"))
+        .env("REHOST_AGE_RECIPIENT", &recipient)
         .env("REHOST_HOST", "deploy-check")
         .env(
             "REHOST_STORAGE_URL",
@@ -541,6 +553,12 @@ fn example_stack_passes_rehost_check() {
     let out = ok(&mut cmd);
     assert!(
         out.contains("docker-compose.yml: ok (project site, 9 services"),
+        "{out}"
+    );
+    // Every backup is encrypted, and this host could restore them.
+    assert!(
+        out.contains("encryption: age, 1 recipient(s); identity file")
+            && out.contains("ok (it opens new backups)"),
         "{out}"
     );
     assert!(!out.contains(&g.secret), "the secret was printed: {out}");

@@ -277,6 +277,20 @@ fn cloud_init_user_data_renders_and_passes_the_schema() {
         .as_str()
         .unwrap()
         .contains("AWS_SECRET_ACCESS_KEY=exampleexample"));
+    // Backups are encrypted by default: the public key for rehost.yaml's
+    // recipients, the identity in a file only the rehost user (and root)
+    // can read.
+    assert!(env["content"]
+        .as_str()
+        .unwrap()
+        .contains("REHOST_AGE_RECIPIENT=age1"));
+    let key = files["/etc/rehost/age.key"];
+    assert_eq!(key["permissions"].as_str(), Some("0600"));
+    assert_eq!(key["owner"].as_str(), Some("rehost:rehost"));
+    assert!(key["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("AGE-SECRET-KEY-1"));
 
     // As delivered (--gzip), it fits AWS EC2's 16,384 bytes, and it is the
     // same user-data gzipped.
@@ -404,7 +418,12 @@ fn render_refuses_bad_values_naming_line_and_key_never_the_value() {
     let tmp = tempfile::tempdir().unwrap();
     let example = fs::read_to_string(repo().join("cloud-init/values.example.env")).unwrap();
     let secret = "exampleexampleexampleexampleexampleexample";
-    let cases: [(&str, String, &str); 5] = [
+    let identity = example
+        .lines()
+        .find_map(|l| l.strip_prefix("REHOST_AGE_IDENTITY="))
+        .unwrap()
+        .to_string();
+    let cases: [(&str, String, &str); 7] = [
         (
             "missing key",
             example
@@ -434,6 +453,19 @@ fn render_refuses_bad_values_naming_line_and_key_never_the_value() {
             format!("{example}DOMAIN=example.net\n"),
             "DOMAIN given twice",
         ),
+        (
+            "a secret key where the public key goes",
+            example.replace(
+                "REHOST_AGE_RECIPIENT=age1",
+                &format!("REHOST_AGE_RECIPIENT={identity}\n#age1"),
+            ),
+            "REHOST_AGE_RECIPIENT: expected an age public key",
+        ),
+        (
+            "a truncated secret key",
+            example.replace(&identity, &identity[..40]),
+            "REHOST_AGE_IDENTITY: expected one age secret key",
+        ),
     ];
     for (what, values, message) in cases {
         let file = tmp.path().join("values.env");
@@ -447,6 +479,10 @@ fn render_refuses_bad_values_naming_line_and_key_never_the_value() {
         assert!(
             !all.contains(secret),
             "{what}: the secret is printed: {all}"
+        );
+        assert!(
+            !all.contains(&identity[..40]),
+            "{what}: the age identity is printed: {all}"
         );
         assert!(!out_file.exists(), "{what}: a user-data was written");
     }

@@ -192,10 +192,27 @@ fn spec_example_parses_with_every_value() {
 #[test]
 fn shipped_example_parses() {
     let text = include_str!("../../../examples/rehost.yaml");
-    let config = match parse(Path::new("/etc/rehost/rehost.yaml"), text, &|_| None) {
+    // The example encrypts every backup, and says what to set when the key
+    // is missing.
+    let err = parse(Path::new(FILE), text, &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("REHOST_AGE_RECIPIENT") && err.contains("age-keygen -y"),
+        "{err}"
+    );
+    let recipient =
+        |name: &str| (name == "REHOST_AGE_RECIPIENT").then(|| AGE_RECIPIENT.to_string());
+    let config = match parse(Path::new(FILE), text, &recipient) {
         Ok(config) => config,
         Err(err) => panic!("examples/rehost.yaml: {err}"),
     };
+    let encryption = config.encryption.as_ref().expect("the example encrypts");
+    assert_eq!(encryption.recipients, [AGE_RECIPIENT]);
+    assert_eq!(
+        encryption.identity_file.as_deref(),
+        Some(Path::new("/etc/rehost/age.key"))
+    );
     assert_eq!(config.host, "web-1");
     let StoreLocation::S3(s3) = &config.storage else {
         panic!("expected S3 storage, got {:?}", config.storage);
@@ -237,7 +254,7 @@ fn shipped_example_parses() {
     let env = |name: &str| match name {
         "REHOST_HOST" => Some("db-7".to_string()),
         "S3_ENDPOINT" => Some("https://s3.example.com".to_string()),
-        _ => None,
+        other => recipient(other),
     };
     let config = parse(Path::new(FILE), text, &env).unwrap();
     assert_eq!(config.host, "db-7");

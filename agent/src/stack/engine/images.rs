@@ -173,7 +173,8 @@ async fn pull(docker: &Docker, name: &str) -> anyhow::Result<()> {
         None,
         credentials,
     );
-    let mut progress = Progress::new(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let stderr = std::io::stderr();
+    let mut progress = Progress::new(std::io::IsTerminal::is_terminal(&stderr).then_some(stderr));
     while let Some(item) = stream.next().await {
         let info = item
             .map_err(|e| anyhow::anyhow!(describe(&e)))
@@ -199,16 +200,18 @@ async fn pull(docker: &Docker, name: &str) -> anyhow::Result<()> {
 /// The per-layer lines of a pull: on a terminal each layer has one line,
 /// redrawn in place as its status changes (as `docker pull` does);
 /// elsewhere each change of a layer's status is one debug event.
-struct Progress {
-    tty: bool,
+struct Progress<W> {
+    /// Where the lines are drawn: stderr when it is a terminal, else nothing
+    /// (each change is a debug log line instead).
+    out: Option<W>,
     layers: Vec<(String, String)>,
     drawn: usize,
 }
 
-impl Progress {
-    fn new(tty: bool) -> Progress {
+impl<W: std::io::Write> Progress<W> {
+    fn new(out: Option<W>) -> Progress<W> {
         Progress {
-            tty,
+            out,
             layers: Vec::new(),
             drawn: 0,
         }
@@ -216,26 +219,27 @@ impl Progress {
 
     fn update(&mut self, id: &str, status: &str, bar: &str) {
         let line = format!("{id}: {status} {bar}");
+        let line = line.trim_end().to_string();
         match self.layers.iter_mut().find(|(l, _)| l == id) {
             Some((_, old)) if *old == line => return,
             Some((_, old)) => *old = line,
             None => self.layers.push((id.to_string(), line)),
         }
-        if !self.tty {
+        use std::io::Write as _;
+        let Some(out) = self.out.as_mut() else {
             tracing::debug!(layer = id, status, "pull");
             return;
-        }
-        use std::io::Write as _;
-        let mut err = std::io::stderr().lock();
+        };
         // Up to the first line drawn, then every line again, each cleared.
+        // A failed write to the terminal costs the display, never the pull.
         if self.drawn > 0 {
-            let _ = write!(err, "\x1b[{}A", self.drawn);
+            let _ = write!(out, "\x1b[{}A", self.drawn);
         }
         for (_, line) in &self.layers {
-            let _ = writeln!(err, "\x1b[2K{line}");
+            let _ = writeln!(out, "\x1b[2K{line}");
         }
         self.drawn = self.layers.len();
-        let _ = err.flush();
+        let _ = out.flush();
     }
 }
 
@@ -349,5 +353,29 @@ mod tests {
         assert_eq!(split_tag("example/web:1.2"), ("example/web", "1.2"));
         assert_eq!(split_tag("reg:5000/web"), ("reg:5000/web", "latest"));
         assert_eq!(split_tag("reg:5000/web:2"), ("reg:5000/web", "2"));
+    }
+
+    /// On a terminal, each layer keeps one line, redrawn in place: the
+    /// cursor goes back up over what was drawn and every line is cleared
+    /// and written again; an unchanged status draws nothing.
+    #[test]
+    fn pull_progress_keeps_one_line_per_layer() {
+        let mut p = Progress::new(Some(Vec::new()));
+        p.update("a1", "Pulling fs layer", "");
+        p.update("b2", "Downloading", "1 / 4 MB");
+        p.update("b2", "Downloading", "1 / 4 MB");
+        p.update("a1", "Pull complete", "");
+        let out = String::from_utf8(p.out.take().unwrap()).unwrap();
+        assert_eq!(
+            out,
+            "\x1b[2Ka1: Pulling fs layer\n\
+             \x1b[1A\x1b[2Ka1: Pulling fs layer\n\x1b[2Kb2: Downloading 1 / 4 MB\n\
+             \x1b[2A\x1b[2Ka1: Pull complete\n\x1b[2Kb2: Downloading 1 / 4 MB\n"
+        );
+        // Not a terminal: nothing drawn, the state still kept.
+        let mut quiet = Progress::<Vec<u8>>::new(None);
+        quiet.update("a1", "Pulling fs layer", "");
+        assert_eq!(quiet.layers.len(), 1);
+        assert!(quiet.out.is_none());
     }
 }
