@@ -225,7 +225,6 @@ impl<W: std::io::Write> Progress<W> {
             Some((_, old)) => *old = line,
             None => self.layers.push((id.to_string(), line)),
         }
-        use std::io::Write as _;
         let Some(out) = self.out.as_mut() else {
             tracing::debug!(layer = id, status, "pull");
             return;
