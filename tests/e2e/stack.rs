@@ -122,6 +122,34 @@ impl Stack {
         cmd.arg("-c")
             .arg(self.dir.path().join("rehost.yaml"))
             .args(args);
+        Stack::clean_env(&mut cmd);
+        cmd.envs(env.iter().map(|(k, v)| (*k, *v)));
+        Run(cmd.output().unwrap())
+    }
+
+    /// `rehost ARGS` on a pseudo-terminal, as an operator at a shell sees it:
+    /// util-linux `script` runs it (`-e`: with its exit code) and copies what
+    /// the terminal showed, stdout and stderr together, to its own stdout.
+    fn rehost_in_terminal(&self, args: &[&str]) -> Run {
+        let config = self.dir.path().join("rehost.yaml");
+        let words: Vec<String> = [rehost_bin().display().to_string(), "-c".into()]
+            .into_iter()
+            .chain([config.display().to_string()])
+            .chain(args.iter().map(|a| a.to_string()))
+            .collect();
+        assert!(words.iter().all(|w| !w.contains('\'')), "{words:?}");
+        let line = words
+            .iter()
+            .map(|w| format!("'{w}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &line, "/dev/null"]);
+        Stack::clean_env(&mut cmd);
+        Run(cmd.output().unwrap())
+    }
+
+    fn clean_env(cmd: &mut Command) {
         for (k, _) in std::env::vars() {
             // The stack's variables come from its env file only.
             if k.starts_with("AWS_")
@@ -141,8 +169,6 @@ impl Stack {
                 cmd.env_remove(k);
             }
         }
-        cmd.envs(env.iter().map(|(k, v)| (*k, *v)));
-        Run(cmd.output().unwrap())
     }
 
     /// Container name → ID of the project's containers.
@@ -682,6 +708,48 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Pushes an image with a layer of its own (the busybox test image plus
+    /// a file no other image has) as `NAME:1`, then removes it locally: a
+    /// pull must download that layer, so the Engine reports its progress.
+    fn push_fresh(&self, name: &str) -> String {
+        let reference = format!("127.0.0.1:{}/{name}:1", self.port);
+        let ctx = tempfile::tempdir().unwrap();
+        fs::write(
+            ctx.path().join("Dockerfile"),
+            "FROM rehost-test/busybox:latest\nCOPY unique /unique\n",
+        )
+        .unwrap();
+        fs::write(
+            ctx.path().join("unique"),
+            format!("{name} {:?}\n", std::time::SystemTime::now()),
+        )
+        .unwrap();
+        let cli = |args: &[&str]| {
+            let out = Command::new("docker")
+                .env("DOCKER_BUILDKIT", "0")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "docker {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        cli(&[
+            "build",
+            "-q",
+            "-t",
+            &reference,
+            &ctx.path().display().to_string(),
+        ]);
+        cli(&["push", &reference]);
+        cli(&["rmi", &reference]);
+        reference
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -708,7 +776,7 @@ fn missing_images_are_pulled_from_a_registry() {
     let Some(registry) = Registry::start(None) else {
         return;
     };
-    let reference = registry.push(&format!("rehost-e2e/pull-{}", std::process::id()), None);
+    let reference = registry.push_fresh(&format!("rehost-e2e/pull-{}", std::process::id()));
     let mut stack = Stack::with_files(
         "pull",
         &[("docker-compose.yml", PULL_COMPOSE)],
@@ -722,14 +790,22 @@ fn missing_images_are_pulled_from_a_registry() {
         run.all()
     );
 
+    // On a terminal, the pull draws a line per layer (`<layer id>: <status>`,
+    // each redrawn in place after an erase-line), as `docker pull` does.
     stack.set("POLICY", "missing");
-    let run = stack.rehost(&["up"]);
+    let run = stack.rehost_in_terminal(&["up"]);
     run.expect(0);
-    assert!(
-        run.stdout().contains(&format!("pulled  {reference}")),
-        "{}",
-        run.all()
-    );
+    let shown = run.stdout();
+    assert!(shown.contains(&format!("pulled  {reference}")), "{shown}");
+    let layer_lines = shown
+        .split("\x1b[2K")
+        .skip(1)
+        .filter(|l| {
+            l.split_once(": ")
+                .is_some_and(|(id, _)| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+        .count();
+    assert!(layer_lines > 0, "no per-layer progress line: {shown:?}");
     assert_eq!(stack.containers().len(), 1);
     let run = stack.rehost(&["up"]);
     run.expect(0);
@@ -745,6 +821,8 @@ fn missing_images_are_pulled_from_a_registry() {
         "{}",
         run.all()
     );
+    // Not a terminal: no progress drawing in what is captured.
+    assert!(!run.all().contains('\x1b'), "{}", run.all());
     let _ = Command::new("docker").args(["rmi", &reference]).output();
 }
 
