@@ -15,8 +15,8 @@ use serde_yaml::Value;
 
 use super::error::{At, Fault};
 use super::raw::RawBuild;
-use super::service::{opt, Ctx};
-use super::value::{self, from_value};
+use super::service::Ctx;
+use super::value::{self, from_value, opt};
 use super::{mounts, settings, INLINE_DOCKERFILE};
 use crate::stack::model::Build;
 
@@ -69,13 +69,7 @@ pub(crate) fn read(value: &Value, at: &At, cx: &Ctx<'_>) -> Result<Build, Fault>
         (None, _) => dockerfile,
     };
     let target = opt(&raw.target, &at.key("target"), value::string)?;
-    let labels = match &raw.labels {
-        None => BTreeMap::new(),
-        Some(value) => value::dict_or_list(value, &at.key("labels"))?
-            .into_iter()
-            .map(|(k, v)| (k, v.unwrap_or_default()))
-            .collect(),
-    };
+    let labels = value::labels(&raw.labels, &at.key("labels"))?;
     let network = opt(&raw.network, &at.key("network"), value::string)?;
     let extra_hosts = settings::extra_hosts(&raw.extra_hosts, &at.key("extra_hosts"))?;
     if extra_hosts.len() > 1 {

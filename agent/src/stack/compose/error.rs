@@ -77,6 +77,17 @@ impl At {
         At(path)
     }
 
+    /// The path as the compose file's locator walks it.
+    fn segments(&self) -> Vec<Segment<'_>> {
+        self.0
+            .iter()
+            .map(|seg| match seg {
+                Seg::Key(key) => Segment::Key(key),
+                Seg::Index(index) => Segment::Index(*index),
+            })
+            .collect()
+    }
+
     /// A problem with the value at this path.
     pub(crate) fn fault(&self, message: impl Into<String>) -> Fault {
         Fault {
@@ -115,15 +126,7 @@ impl Fault {
         if let [(file, text)] = sources {
             return self.into_error(file, text);
         }
-        let segments: Vec<Segment<'_>> = self
-            .at
-            .0
-            .iter()
-            .map(|seg| match seg {
-                Seg::Key(key) => Segment::Key(key),
-                Seg::Index(index) => Segment::Index(*index),
-            })
-            .collect();
+        let segments = self.at.segments();
         for len in (1..=segments.len()).rev() {
             for (file, text) in sources.iter().rev() {
                 if let Some(p) = locate_segments(text, &segments[..len]) {
@@ -146,15 +149,7 @@ impl Fault {
 
     /// Locates the problem in `text` (the compose file's content).
     pub(crate) fn into_error(self, file: &Path, text: &str) -> ComposeError {
-        let segments: Vec<Segment<'_>> = self
-            .at
-            .0
-            .iter()
-            .map(|seg| match seg {
-                Seg::Key(key) => Segment::Key(key),
-                Seg::Index(index) => Segment::Index(*index),
-            })
-            .collect();
+        let segments = self.at.segments();
         let position = if segments.is_empty() {
             None
         } else {

@@ -86,7 +86,7 @@ pub(crate) fn network(
             });
         }
     }
-    let labels = labels(&raw.labels, &at.key("labels"))?;
+    let labels = value::labels(&raw.labels, &at.key("labels"))?;
     Ok(Network {
         name,
         external,
@@ -137,7 +137,7 @@ pub(crate) fn volume(
                 .collect::<Result<_, Fault>>()?
         }
     };
-    let labels = labels(&raw.labels, &at.key("labels"))?;
+    let labels = value::labels(&raw.labels, &at.key("labels"))?;
     Ok(Volume {
         name,
         external,
@@ -161,16 +161,6 @@ fn optional_string(value: &Option<Value>, at: &At) -> Result<Option<String>, Fau
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(v) => value::string(v, at).map(Some),
-    }
-}
-
-fn labels(value: &Option<Value>, at: &At) -> Result<BTreeMap<String, String>, Fault> {
-    match value {
-        None => Ok(BTreeMap::new()),
-        Some(v) => Ok(value::dict_or_list(v, at)?
-            .into_iter()
-            .map(|(k, v)| (k, v.unwrap_or_default()))
-            .collect()),
     }
 }
 

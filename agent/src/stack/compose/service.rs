@@ -19,7 +19,7 @@ use serde_yaml::Value;
 use super::error::{At, ComposeError, Fault};
 use super::raw::{RawDependency, RawHealthcheck, RawService, RawServiceNetwork};
 use super::secrets::{self, Kind};
-use super::value::{self, from_value};
+use super::value::{self, from_value, opt};
 use super::{build, duration, env_file, mounts, ports, settings, shlex};
 use crate::stack::model::{
     Condition, Dependency, Healthcheck, Mount, NetworkMode, PullPolicy, Restart, SecretSource,
@@ -163,13 +163,7 @@ fn normalize(
             };
         }
     }
-    let labels = match &raw.labels {
-        None => BTreeMap::new(),
-        Some(value) => value::dict_or_list(value, &at.key("labels"))?
-            .into_iter()
-            .map(|(k, v)| (k, v.unwrap_or_default()))
-            .collect(),
-    };
+    let labels = value::labels(&raw.labels, &at.key("labels"))?;
     let ports = list(&raw.ports, &at.key("ports"), ports::parse)?;
     let volumes = list(&raw.volumes, &at.key("volumes"), |v, at| {
         let mount = mounts::parse(v, at, cx.working_dir, cx.env)?;
@@ -393,18 +387,6 @@ pub(crate) fn is_profile_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
-/// An optional key, read with `read` unless absent or null.
-pub(crate) fn opt<T>(
-    value: &Option<Value>,
-    at: &At,
-    read: impl Fn(&Value, &At) -> Result<T, Fault>,
-) -> Result<Option<T>, Fault> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => read(v, at).map(Some),
-    }
 }
 
 /// A list key (absent is empty), each item read with `read`.

@@ -16,7 +16,7 @@ use serde_yaml::Value;
 
 use super::error::{At, Fault};
 use super::raw::{RawLogging, RawResourceSet, RawService};
-use super::value::{self, from_value};
+use super::value::{self, from_value, opt};
 use super::{duration, ports};
 use crate::stack::model::{Device, Logging, Protocol, Settings, Ulimit};
 
@@ -147,17 +147,6 @@ fn merge<T: PartialEq + Copy + std::fmt::Debug>(
             Ok(())
         }
         (_, None) => Ok(()),
-    }
-}
-
-fn opt<T>(
-    value: &Option<Value>,
-    at: &At,
-    read: impl Fn(&Value, &At) -> Result<T, Fault>,
-) -> Result<Option<T>, Fault> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => read(v, at).map(Some),
     }
 }
 

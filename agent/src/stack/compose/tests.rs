@@ -117,20 +117,7 @@ networks:
     );
     let web = &p.services["web"];
     assert_eq!(web.image.as_deref(), Some("site-web:2.4"));
-    assert_eq!(
-        web.build,
-        Some(Build {
-            context: PathBuf::from("/opt/stack/web"),
-            dockerfile: "Dockerfile".to_string(),
-            args: BTreeMap::new(),
-            target: None,
-            dockerfile_inline: None,
-            labels: BTreeMap::new(),
-            network: None,
-            extra_hosts: Vec::new(),
-            shm_size: None,
-        })
-    );
+    assert_eq!(web.build, Some(Build::new(PathBuf::from("/opt/stack/web"))));
     assert_eq!(
         web.labels,
         map(&[("traefik.http.routers.web.rule", "Host(`example.org`)")])

@@ -9,6 +9,8 @@
 //!   `labels:` values `true` must be quoted, as Compose requires, because YAML
 //!   would otherwise decide between `true`, `True` and `yes` for the operator.
 
+use std::collections::BTreeMap;
+
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
@@ -88,6 +90,30 @@ pub(crate) fn mapping<'v>(value: &'v Value, at: &At) -> Result<Vec<(String, &'v 
             other => Err(at.fault(format!("expected string keys, got {}", kind_of(other)))),
         })
         .collect()
+}
+
+/// An optional key, read with `read` unless absent or null.
+pub(crate) fn opt<T>(
+    value: &Option<Value>,
+    at: &At,
+    read: impl Fn(&Value, &At) -> Result<T, Fault>,
+) -> Result<Option<T>, Fault> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => read(v, at).map(Some),
+    }
+}
+
+/// `labels:` (of a service, its build, a network or a volume): a map or a
+/// `KEY=VALUE` list; a label without a value is the empty string.
+pub(crate) fn labels(value: &Option<Value>, at: &At) -> Result<BTreeMap<String, String>, Fault> {
+    match value {
+        None => Ok(BTreeMap::new()),
+        Some(v) => Ok(dict_or_list(v, at)?
+            .into_iter()
+            .map(|(k, v)| (k, v.unwrap_or_default()))
+            .collect()),
+    }
 }
 
 /// `environment:`, `labels:` and `build.args:`: a list of `KEY=VALUE` (or a

@@ -328,20 +328,21 @@ impl Write for ChannelWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn build(dir: &Path) -> Build {
-        Build {
-            context: dir.to_path_buf(),
-            dockerfile: "Dockerfile".into(),
-            args: BTreeMap::new(),
-            target: None,
-            dockerfile_inline: None,
-            labels: BTreeMap::new(),
-            network: None,
-            extra_hosts: Vec::new(),
-            shm_size: None,
+        Build::new(dir.to_path_buf())
+    }
+
+    /// The whole build-context stream `write_tar` sends for `ctx`.
+    async fn tar_of(ctx: Context) -> Vec<u8> {
+        let (tx, mut rx) = mpsc::channel(4);
+        let writer = tokio::task::spawn_blocking(move || write_tar(&ctx, tx));
+        let mut all = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            all.extend_from_slice(&chunk.unwrap());
         }
+        writer.await.unwrap().unwrap();
+        all
     }
 
     fn names(ctx: &Context) -> Vec<&str> {
@@ -438,13 +439,7 @@ mod tests {
         let h1 = ctx.hash.clone();
         b.dockerfile_inline = Some("FROM scratch\n".into());
         assert_ne!(h1, scan(&b).unwrap().hash);
-        let (tx, mut rx) = mpsc::channel(4);
-        let writer = tokio::task::spawn_blocking(move || write_tar(&ctx, tx));
-        let mut all = Vec::new();
-        while let Some(chunk) = rx.recv().await {
-            all.extend_from_slice(&chunk.unwrap());
-        }
-        writer.await.unwrap().unwrap();
+        let all = tar_of(ctx).await;
         let mut archive = tar::Archive::new(&all[..]);
         let mut seen = Vec::new();
         for e in archive.entries().unwrap() {
@@ -473,13 +468,7 @@ mod tests {
         fs::create_dir(p.join("sub")).unwrap();
         fs::write(p.join("sub/big"), vec![7u8; 200_000]).unwrap();
         let ctx = scan(&build(p)).unwrap();
-        let (tx, mut rx) = mpsc::channel(4);
-        let writer = tokio::task::spawn_blocking(move || write_tar(&ctx, tx));
-        let mut all = Vec::new();
-        while let Some(chunk) = rx.recv().await {
-            all.extend_from_slice(&chunk.unwrap());
-        }
-        writer.await.unwrap().unwrap();
+        let all = tar_of(ctx).await;
         let mut archive = tar::Archive::new(&all[..]);
         let mut seen = Vec::new();
         for e in archive.entries().unwrap() {
