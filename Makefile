@@ -4,7 +4,9 @@
 #   make demo         local demo against a Garage in target/garage-demo
 #   make demo-clean   stop the demo Garage, remove target/garage-demo and target/demo
 #   make bench        backup/restore benchmark vs restic and tar|gzip|aws (bench/RESULTS.md),
-#                     then bench-pull, bench-stack and bench-prometheus
+#                     then bench-pull, bench-stack, bench-prometheus and bench-scale
+#   make bench-scale  the same on a 4 GiB set and a 1,000,000-file set, page cache dropped,
+#                     peers' restores timed with their sync (bench/RESULTS-scale.md; ~1 h)
 #   make bench-pull   rehost pull vs rclone sync and s3cmd sync (bench/RESULTS-pull.md)
 #   make bench-stack  rehost up vs docker-compose up -d, cold and warm (bench/RESULTS-stack.md)
 #   make bench-prometheus  kind: prometheus backups vs tar czf | aws s3 cp (bench/RESULTS-prometheus.md)
@@ -17,7 +19,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: vm-drill build test demo demo-clean bench bench-pull bench-stack bench-prometheus fuzz tools garage-start garage-stop garage-status
+.PHONY: vm-drill build test demo demo-clean bench bench-pull bench-stack bench-prometheus bench-scale fuzz tools garage-start garage-stop garage-status
 
 build:
 	$(CARGO) build --release -p rehost
@@ -42,6 +44,7 @@ bench:
 	$(MAKE) bench-pull
 	$(MAKE) bench-stack
 	$(MAKE) bench-prometheus
+	$(MAKE) bench-scale
 
 bench-pull:
 	bench/pull.sh
@@ -51,6 +54,9 @@ bench-stack:
 
 bench-prometheus:
 	bench/prometheus.sh
+
+bench-scale:
+	bench/scale.sh
 
 fuzz:
 	scripts/fuzz.sh

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Deterministically generate the benchmark data set.
+"""Deterministically generate the benchmark data sets.
 
 Usage: bench/gen-data.py [--small] DIR
+       bench/gen-data.py --profile NAME [DIR]
+       bench/gen-data.py --profile NAME --describe     one line describing the set
 
 Default set (~1 GiB):
   * 20,000 small compressible text files (log- and source-like lines), 1-32 KiB
@@ -11,11 +13,24 @@ Default set (~1 GiB):
 --small (or BENCH_SMALL=1): 1,000 text files + 2 random files of 2 MiB (~20 MiB),
 for quick runs of the harness.
 
+Named profiles (--profile NAME, for bench/scale.sh; BENCH_SMALL does not apply):
+  scale-4g        50,000 text files of 1-32 KiB (~800 MiB) in 750 nested
+                  directories + 2 incompressible files of 2 GiB (~4.8 GiB)
+  files-1m        1,000,000 text files of 200 B-2 KiB (~1 GiB; ~3.9 GiB on disk)
+                  in 2,000 nested directories, nothing else
+  scale-4g-small  1,000 text files + 2 incompressible files of 16 MiB (~48 MiB)
+  files-1m-small  20,000 text files of 200 B-2 KiB in 40 directories (~20 MiB)
+Without DIR a profile goes to $BENCH_SCALE_CACHE/NAME, by default
+${REHOST_CACHE:-~/.cache/rehost}/bench-scale/NAME (outside the repository).
+The random files of the profiles are a SHAKE-256 stream (seeded, 4 MiB a piece),
+faster than random.randbytes; the default and --small sets are unchanged.
+
 Everything comes from a seeded PRNG (same bytes, names and mtimes on every run).
 Idempotent: DIR/.complete records the parameters; when it matches, nothing is
 done. A directory holding anything else than a (partial) set of ours is refused.
 """
 
+import hashlib
 import json
 import os
 import random
@@ -24,6 +39,7 @@ import sys
 import time
 
 MIB = 1 << 20
+GIB = 1 << 30
 SEED = 20261123
 MTIME = 1763900000  # fixed mtime for every file (2025-11-23), for reproducible trees
 
@@ -31,6 +47,27 @@ FULL = {"seed": SEED, "text_files": 20000, "text_min": 1024, "text_max": 32 * 10
         "dirs": 300, "random_files": 7, "random_size": 100 * MIB, "version": 1}
 SMALL = {"seed": SEED, "text_files": 1000, "text_min": 1024, "text_max": 32 * 1024,
          "dirs": 30, "random_files": 2, "random_size": 2 * MIB, "version": 1}
+
+
+def _profile(name, **kw):
+    p = {"profile": name, "seed": SEED, "text_min": 1024, "text_max": 32 * 1024,
+         "random_files": 0, "random_size": 0, "random": "shake256", "version": 1}
+    p.update(kw)
+    return p
+
+
+# Named profiles (bench/scale.sh). FULL and SMALL stay as they are: their
+# .complete markers, and so the cached sets, must keep matching.
+PROFILES = {
+    "scale-4g": _profile("scale-4g", text_files=50000, dirs=750,
+                         random_files=2, random_size=2 * GIB),
+    "files-1m": _profile("files-1m", text_files=1000000, text_min=200, text_max=2048,
+                         dirs=2000),
+    "scale-4g-small": _profile("scale-4g-small", text_files=1000, dirs=30,
+                               random_files=2, random_size=16 * MIB),
+    "files-1m-small": _profile("files-1m-small", text_files=20000, text_min=200, text_max=2048,
+                               dirs=40),
+}
 
 UNICODE_NAMES = ["café-crème.txt", "日本語のログ.log", "résumé (copie).md",
                  "Ωmega-ñandú.conf", "emoji-🚀-launch.txt", "Ünïcödé dir"]
@@ -92,43 +129,93 @@ def make_dirs(rng, n):
 
 
 def write_file(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
-    os.utime(path, (MTIME, MTIME))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.utime(fd, (MTIME, MTIME))
+    finally:
+        os.close(fd)
+
+
+def fmt_size(n):
+    for unit, div in (("GiB", GIB), ("MiB", MIB), ("KiB", 1024)):
+        if n >= div and n % div == 0:
+            return "%d %s" % (n // div, unit)
+    return "%d B" % n
+
+
+def describe(p):
+    """One line describing the set made from parameters p (for the reports)."""
+    if "profile" not in p:
+        return ("compressible log/source-like text files of 1-32 KiB in nested directories, "
+                "plus incompressible random files")
+    d = "profile `%s`: %s compressible log/source-like text files of %s–%s in %s nested directories" % (
+        p["profile"], format(p["text_files"], ","), fmt_size(p["text_min"]),
+        fmt_size(p["text_max"]), format(p["dirs"], ","))
+    if p["random_files"]:
+        d += ", plus %d incompressible random files of %s" % (p["random_files"], fmt_size(p["random_size"]))
+    return d
+
+
+def random_chunks(p, brng, index):
+    """The bytes of random file number index, in pieces of at most 4 MiB."""
+    left = p["random_size"]
+    piece = 0
+    while left:
+        n = min(left, 4 * MIB)
+        if p.get("random") == "shake256":
+            yield hashlib.shake_256(b"rehost-bench %d %d %d" % (p["seed"], index, piece)).digest(n)
+        else:
+            yield brng.randbytes(n)
+        left -= n
+        piece += 1
 
 
 def generate(root, p):
     rng = random.Random(p["seed"])
     pool = line_pool(rng, 50_000)
     avg_line = sum(len(l) for l in pool) / len(pool)
+    bpool = [l.encode() for l in pool]  # ASCII: joining the encoded lines = encoding the joined text
     dirs = make_dirs(rng, p["dirs"])
-    for d in dirs:
-        os.makedirs(os.path.join(root, "text", d), exist_ok=True)
+    dirpaths = [os.path.join(root, "text", d) for d in dirs]
+    for d in dirpaths:
+        os.makedirs(d, exist_ok=True)
     text_bytes = 0
     files = 0
+    exts = ["log", "rs", "txt", "conf", "md"]
+    progress = 100000 if p["text_files"] >= 200000 else 0
+    t0 = time.time()
     for i in range(p["text_files"]):
         size = rng.randrange(p["text_min"], p["text_max"] + 1)
         nlines = max(1, int(size / avg_line))
-        data = "".join(rng.choices(pool, k=nlines)).encode()[:size]
+        data = b"".join(rng.choices(bpool, k=nlines))[:size]
         if i < len(UNICODE_NAMES) - 1:
             name = UNICODE_NAMES[i]
         else:
-            name = "%s-%05d.%s" % (rng.choice(IDENTS), i, rng.choice(["log", "rs", "txt", "conf", "md"]))
-        write_file(os.path.join(root, "text", dirs[i % len(dirs)], name), data)
+            name = "%s-%05d.%s" % (rng.choice(IDENTS), i, rng.choice(exts))
+        write_file(os.path.join(dirpaths[i % len(dirs)], name), data)
         text_bytes += len(data)
         files += 1
-    os.makedirs(os.path.join(root, "blobs"), exist_ok=True)
+        if progress and (i + 1) % progress == 0:
+            print("gen-data: %d/%d text files (%.0fs)" % (i + 1, p["text_files"], time.time() - t0),
+                  flush=True)
+    if p["random_files"]:
+        os.makedirs(os.path.join(root, "blobs"), exist_ok=True)
     brng = random.Random(p["seed"] + 1)
     rand_bytes = 0
     for i in range(p["random_files"]):
         path = os.path.join(root, "blobs", "random-%02d.bin" % i)
-        with open(path, "wb") as f:
-            left = p["random_size"]
-            while left:
-                n = min(left, 4 * MIB)
-                f.write(brng.randbytes(n))
-                left -= n
-        os.utime(path, (MTIME, MTIME))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            for chunk in random_chunks(p, brng, i):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.utime(fd, (MTIME, MTIME))
+        finally:
+            os.close(fd)
         rand_bytes += p["random_size"]
         files += 1
     for d in sorted({os.path.join(root, "text", d) for d in dirs}, reverse=True):
@@ -137,14 +224,57 @@ def generate(root, p):
             "bytes": text_bytes + rand_bytes, "dirs": len(dirs)}
 
 
+def default_cache(profile):
+    base = os.environ.get("BENCH_SCALE_CACHE") or os.path.join(
+        os.environ.get("REHOST_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "rehost"),
+        "bench-scale")
+    return os.path.join(base, profile)
+
+
+def usage():
+    sys.stderr.write("usage: %s [--small] DIR\n"
+                     "       %s --profile NAME [--describe] [DIR]   (NAME: %s)\n"
+                     % (sys.argv[0], sys.argv[0], ", ".join(PROFILES)))
+    return 2
+
+
 def main():
-    args = [a for a in sys.argv[1:] if a != "--small"]
-    small = "--small" in sys.argv[1:] or os.environ.get("BENCH_SMALL", "") not in ("", "0")
-    if len(args) != 1 or args[0].startswith("-"):
-        sys.stderr.write("usage: %s [--small] DIR\n" % sys.argv[0])
-        return 2
-    root = os.path.abspath(args[0])
-    p = SMALL if small else FULL
+    argv = sys.argv[1:]
+    profile = None
+    describe_only = False
+    args = []
+    small_flag = False
+    while argv:
+        a = argv.pop(0)
+        if a == "--small":
+            small_flag = True
+        elif a == "--describe":
+            describe_only = True
+        elif a == "--profile" and argv:
+            profile = argv.pop(0)
+        elif a.startswith("--profile="):
+            profile = a.split("=", 1)[1]
+        else:
+            args.append(a)
+    if any(a.startswith("-") for a in args) or len(args) > 1 or (profile and small_flag):
+        return usage()
+    if profile is not None:
+        if profile not in PROFILES:
+            sys.stderr.write("gen-data: unknown profile %r (%s)\n" % (profile, ", ".join(PROFILES)))
+            return 2
+        p = PROFILES[profile]
+    else:
+        small = small_flag or os.environ.get("BENCH_SMALL", "") not in ("", "0")
+        p = SMALL if small else FULL
+    if describe_only:
+        print(describe(p))
+        return 0
+    if args:
+        root = os.path.abspath(args[0])
+    elif profile is not None:
+        root = default_cache(profile)
+    else:
+        return usage()
     marker = os.path.join(root, ".complete")
     partial = os.path.join(root, ".partial")
     if os.path.exists(marker):

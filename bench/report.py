@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Write the benchmark report (Markdown) from bench/run.sh's measurements."""
+"""Write the benchmark report (Markdown) from bench/run.sh's measurements.
+
+bench/scale-report.py imports the tables and the method text from here."""
 
 import argparse
 import csv
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -16,6 +19,8 @@ TOOL_NAMES = {
     "restic": "restic",
 }
 TARGET_RSS_MIB = 64
+DEFAULT_DATA_DESC = ("compressible log/source-like text files of 1-32 KiB in nested directories, "
+                     "plus incompressible random files")
 
 
 def machine():
@@ -93,6 +98,146 @@ class Series:
         return "%.1f" % mib(self.stored)
 
 
+def load(tsv):
+    """{(tool, op): Series} from run.sh's TSV."""
+    with open(tsv) as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    by = {}
+    for r in rows:
+        by.setdefault((r["tool"], r["op"]), []).append(r)
+    return {k: Series(v) for k, v in by.items()}
+
+
+def ratio(res, t1, t2, op):
+    """Median wall time of t1 over t2's for op, or None."""
+    x, y = res.get((t1, op)), res.get((t2, op))
+    if not x or not y or x.wall is None or y.wall is None or y.wall == 0:
+        return None
+    return x.wall / y.wall
+
+
+def summary_table(res):
+    """The main table: medians, range, CPU, RSS, stored, exits, restored trees."""
+    out = []
+    w = out.append
+    w("| tool | operation | median wall s | min–max wall s | median CPU s | max peak RSS MiB "
+      "| stored MiB | exit | restored trees |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for op in ("backup", "restore"):
+        for tool in ("rehost", "tar", "restic"):
+            r = res.get((tool, op))
+            if not r:
+                continue
+            rng = ("%.2f–%.2f" % (r.wall_min, r.wall_max)) if r.wall is not None else "-"
+            w("| %s | %s | %s | %s | %s | %.1f | %s | %s | %s |" % (
+                TOOL_NAMES[tool], op, fnum(r.wall), rng, fnum(r.cpu), r.rss,
+                r.stored_text(), r.exits(), r.verify_text()))
+    return out
+
+
+def rounds_table(res, rounds):
+    """Wall seconds of every round, with the position within the round."""
+    out = []
+    w = out.append
+    nr = max([len(s.rows) for s in res.values()] + [rounds])
+    w("| tool | operation | %s |" % " | ".join("round %d" % (i + 1) for i in range(nr)))
+    w("|---|---|%s" % ("---:|" * nr))
+    for op in ("backup", "restore"):
+        for tool in ("rehost", "tar", "restic"):
+            r = res.get((tool, op))
+            if not r:
+                continue
+            cells = {int(x["round"]): ("%s (%s)" % (x["wall_s"], x["pos"]) if x["exit"] == "0"
+                                       else "exit %s (%s)" % (x["exit"], x["pos"])) for x in r.rows}
+            w("| %s | %s | %s |" % (TOOL_NAMES[tool], op,
+                                    " | ".join(cells.get(i + 1, "-") for i in range(nr))))
+    return out
+
+
+def ratios_table(res):
+    """Ratios of median wall time, rehost against the others."""
+    return [
+        "| | backup | restore |",
+        "|---|---:|---:|",
+        "| rehost / restic | %s | %s |" % (fnum(ratio(res, "rehost", "restic", "backup")),
+                                          fnum(ratio(res, "rehost", "restic", "restore"))),
+        "| rehost / tar pipeline | %s | %s |" % (fnum(ratio(res, "rehost", "tar", "backup")),
+                                                fnum(ratio(res, "rehost", "tar", "restore"))),
+    ]
+
+
+def caches_line(caches):
+    """The header line on the page cache, or None for run.sh's default (warm data)."""
+    if caches == "warm":
+        return None
+    if caches == "dropped":
+        return ("Page cache: dropped before every measurement (`sync; echo 3 > "
+                "/proc/sys/vm/drop_caches`), backups and restores alike")
+    return "Page cache: **%s** (the data was read before every backup instead)" % caches
+
+
+def method_text(rounds, tools, settle, caches="warm", sync_peers=False, script="bench/run.sh"):
+    """The method paragraph. caches: "warm" (run.sh's default), "dropped", or the
+    reason why dropping was asked for and not possible."""
+    tools = tools.split()
+    if len(tools) > 1:
+        orders = ["round %d: %s" % (i + 1, ", ".join(tools[i:] + tools[:i]))
+                  for i in range(min(rounds, len(tools)))]
+        interleave = (
+            "The rounds are interleaved so that drift of the machine (noisy disk and CPU) hits "
+            "every tool alike: all backup rounds first, then all restore rounds, and round *r* runs "
+            "the tools in order rotated left by *r*−1 (%s%s), so that over every %d consecutive "
+            "rounds each tool takes each position in a round once." % (
+                "; ".join(orders), "; and so on" if rounds > len(tools) else "", len(tools)))
+    else:
+        interleave = "All backup rounds run first, then all restore rounds."
+    if caches == "dropped":
+        cache_text = ("the page cache is dropped before every measurement (below), so that every "
+                      "backup reads the data from the disk and every restore starts with neither "
+                      "Garage's data nor the tools' files in memory")
+        settle_text = ("pending deletions run, then `sync`, then the page cache is dropped "
+                       "(`echo 3 > /proc/sys/vm/drop_caches`), then `sleep %s`" % settle)
+    else:
+        cache_text = ("the data is read (`tar cf - DATA > /dev/null`) before every backup so "
+                      "that every tool starts from the same warm page cache")
+        if caches != "warm":
+            cache_text += " (`BENCH_DROP_CACHES=1` was set, but %s)" % caches
+        settle_text = "pending deletions run, then `sync`, then `sleep %s`" % settle
+    if sync_peers:
+        sync_text = (
+            "rehost's restore ends with a `syncfs` of the target filesystem before its atomic "
+            "switch, and the timed restic and tar restores end with a `sync` inside the measured "
+            "command (`restic restore … && sync`, `aws s3 cp … - | tar xzf - … && sync`), so that "
+            "every restore's wall time includes writing the tree to disk. ")
+    else:
+        sync_text = (
+            "rehost's restore ends with a `syncfs` of the target filesystem before its atomic "
+            "switch, so its wall time includes writing the tree to disk; tar and restic do not "
+            "sync, and their writeback happens in the untimed `sync` before the next measurement. ")
+    return (
+        "Method: `%s`, %d round%s (`BENCH_ROUNDS`) of every operation of every tool, each "
+        "under `/usr/bin/time -v`, against one Garage started fresh for the run. %s Every "
+        "backup round starts from scratch: rehost writes to a fresh `storage.url` prefix (with the "
+        "old one, an unchanged source correctly uploads nothing), restic to a fresh repository "
+        "(`restic init`, repository v2, compression auto, not timed; empty cache), the tar pipeline "
+        "to a fresh key; %s. Every restore round restores the "
+        "backup made in round 1 into a fresh empty directory (restic with an empty cache, as on a "
+        "fresh host); the tree is then compared with the source (not timed) and deleted before the "
+        "next measurement. Before every measurement, %s, so that writeback and ext4 discards of "
+        "earlier work land outside the measured "
+        "run. The table gives the median wall and CPU seconds over the rounds (with an even number "
+        "of rounds, the mean of the middle two), the range of wall seconds, and the highest peak RSS "
+        "of any round; ratios and timing targets use the medians, the RSS target the worst round. "
+        "%s"
+        "For the shell pipelines the peak RSS is the largest single "
+        "process of the pipeline (`time -v` reports the maximum over the processes, not their sum), "
+        "and CPU seconds are the sum over all of them. The tree check compares type, mode, size and "
+        "sha256 of every entry (`bench/tree-manifest.py compare`); mtimes are reported, not required. "
+        "Garage runs on the same %d CPUs, so its CPU time is part of every wall time." % (
+            script, rounds, "" if rounds == 1 else "s", interleave, cache_text, settle_text,
+            sync_text, os.cpu_count() or 0))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tsv", required=True)
@@ -107,20 +252,24 @@ def main():
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--settle", default="0")
     ap.add_argument("--tools", default="rehost tar restic", help="BENCH_TOOLS order (round 1)")
+    ap.add_argument("--data-desc", default="", help="what the data set holds (default: the default set)")
+    ap.add_argument("--profile", default="", help="gen-data.py profile of the data set, if any")
+    ap.add_argument("--caches", default="warm",
+                    help="warm (data read before every backup), dropped, or why they were not dropped")
+    ap.add_argument("--sync-peers", default="", help="non-empty: restic and tar restores end with sync")
+    ap.add_argument("--work", default="", help="run.sh's work directory (logs)")
+    ap.add_argument("--meta", default="", help="also write the run's parameters to this JSON file")
     a = ap.parse_args()
 
-    with open(a.tsv) as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    by = {}
-    for r in rows:
-        by.setdefault((r["tool"], r["op"]), []).append(r)
-    res = {k: Series(v) for k, v in by.items()}
+    if a.meta:
+        with open(a.meta + ".tmp", "w") as f:
+            json.dump(dict(vars(a), machine=machine()), f, indent=1, sort_keys=True)
+            f.write("\n")
+        os.replace(a.meta + ".tmp", a.meta)
+    res = load(a.tsv)
 
-    def ratio(t1, t2, op):
-        x, y = res.get((t1, op)), res.get((t2, op))
-        if not x or not y or x.wall is None or y.wall is None or y.wall == 0:
-            return None
-        return x.wall / y.wall
+    def ratio_(t1, t2, op):
+        return ratio(res, t1, t2, op)
 
     out = []
     w = out.append
@@ -135,58 +284,34 @@ def main():
     w("- Store: single-node Garage on loopback (`scripts/garage.sh`, lmdb, no block compression), "
       "same host as the client")
     w("- Data: `%s`: %d files, %d bytes (%.1f MiB); generated by `bench/gen-data.py` "
-      "(compressible log/source-like text files of 1-32 KiB in nested directories, "
-      "plus incompressible random files)" % (a.data, a.files, a.bytes, a.bytes / MIB))
+      "(%s)" % (a.data, a.files, a.bytes, a.bytes / MIB, a.data_desc or DEFAULT_DATA_DESC))
     w("- Rounds: %d per tool and operation%s (see Method)" % (
         a.rounds, ", interleaved" if len(a.tools.split()) > 1 and a.rounds > 1 else ""))
+    if caches_line(a.caches):
+        w("- %s" % caches_line(a.caches))
+    if a.sync_peers:
+        w("- restic and tar restores: timed up to the end of a `sync` after them (rehost syncs itself)")
     for line in a.versions.splitlines():
         if line.strip():
             w("- %s" % line.strip())
     w("")
-    w("| tool | operation | median wall s | min–max wall s | median CPU s | max peak RSS MiB "
-      "| stored MiB | exit | restored trees |")
-    w("|---|---|---:|---:|---:|---:|---:|---:|---|")
-    for op in ("backup", "restore"):
-        for tool in ("rehost", "tar", "restic"):
-            r = res.get((tool, op))
-            if not r:
-                continue
-            rng = ("%.2f–%.2f" % (r.wall_min, r.wall_max)) if r.wall is not None else "-"
-            w("| %s | %s | %s | %s | %s | %.1f | %s | %s | %s |" % (
-                TOOL_NAMES[tool], op, fnum(r.wall), rng, fnum(r.cpu), r.rss,
-                r.stored_text(), r.exits(), r.verify_text()))
+    out.extend(summary_table(res))
     w("")
     w("Wall seconds of every round (in parentheses: position within the round):")
     w("")
-    nr = max([len(s.rows) for s in res.values()] + [a.rounds])
-    w("| tool | operation | %s |" % " | ".join("round %d" % (i + 1) for i in range(nr)))
-    w("|---|---|%s" % ("---:|" * nr))
-    for op in ("backup", "restore"):
-        for tool in ("rehost", "tar", "restic"):
-            r = res.get((tool, op))
-            if not r:
-                continue
-            cells = {int(x["round"]): ("%s (%s)" % (x["wall_s"], x["pos"]) if x["exit"] == "0"
-                                       else "exit %s (%s)" % (x["exit"], x["pos"])) for x in r.rows}
-            w("| %s | %s | %s |" % (TOOL_NAMES[tool], op,
-                                    " | ".join(cells.get(i + 1, "-") for i in range(nr))))
+    out.extend(rounds_table(res, a.rounds))
     w("")
     w("Ratios of median wall time (lower is better for rehost):")
     w("")
-    w("| | backup | restore |")
-    w("|---|---:|---:|")
-    w("| rehost / restic | %s | %s |" % (fnum(ratio("rehost", "restic", "backup")),
-                                          fnum(ratio("rehost", "restic", "restore"))))
-    w("| rehost / tar pipeline | %s | %s |" % (fnum(ratio("rehost", "tar", "backup")),
-                                                fnum(ratio("rehost", "tar", "restore"))))
+    out.extend(ratios_table(res))
     w("")
 
     def verdict(cond):
         return "n/a" if cond is None else ("**PASS**" if cond else "**FAIL**")
 
-    rb = ratio("rehost", "restic", "backup")
-    rt = ratio("rehost", "tar", "backup")
-    rr = ratio("rehost", "restic", "restore")
+    rb = ratio_("rehost", "restic", "backup")
+    rt = ratio_("rehost", "tar", "backup")
+    rr = ratio_("rehost", "restic", "restore")
     rss = [res[k].rss for k in (("rehost", "backup"), ("rehost", "restore")) if k in res]
     restores = [(t, res[(t, "restore")]) for t in ("rehost", "tar", "restic") if (t, "restore") in res]
     w("Targets (timings: medians over the rounds; RSS: the worst round):")
@@ -205,41 +330,7 @@ def main():
     w("| rehost metrics pass `promtool check metrics` | %s | %s |" % (
         a.promtool, verdict(None if a.promtool == "-" else a.promtool == "OK")))
     w("")
-    tools = a.tools.split()
-    if len(tools) > 1:
-        orders = ["round %d: %s" % (i + 1, ", ".join(tools[i:] + tools[:i]))
-                  for i in range(min(a.rounds, len(tools)))]
-        interleave = (
-            "The rounds are interleaved so that drift of the machine (noisy disk and CPU) hits "
-            "every tool alike: all backup rounds first, then all restore rounds, and round *r* runs "
-            "the tools in order rotated left by *r*−1 (%s%s), so that over every %d consecutive "
-            "rounds each tool takes each position in a round once." % (
-                "; ".join(orders), "; and so on" if a.rounds > len(tools) else "", len(tools)))
-    else:
-        interleave = "All backup rounds run first, then all restore rounds."
-    w("Method: `bench/run.sh`, %d round%s (`BENCH_ROUNDS`) of every operation of every tool, each "
-      "under `/usr/bin/time -v`, against one Garage started fresh for the run. %s Every "
-      "backup round starts from scratch: rehost writes to a fresh `storage.url` prefix (with the "
-      "old one, an unchanged source correctly uploads nothing), restic to a fresh repository "
-      "(`restic init`, repository v2, compression auto, not timed; empty cache), the tar pipeline "
-      "to a fresh key; the data is read (`tar cf - DATA > /dev/null`) before every backup so "
-      "that every tool starts from the same warm page cache. Every restore round restores the "
-      "backup made in round 1 into a fresh empty directory (restic with an empty cache, as on a "
-      "fresh host); the tree is then compared with the source (not timed) and deleted before the "
-      "next measurement. Before every measurement, pending deletions run, then `sync`, then "
-      "`sleep %s`, so that writeback and ext4 discards of earlier work land outside the measured "
-      "run. The table gives the median wall and CPU seconds over the rounds (with an even number "
-      "of rounds, the mean of the middle two), the range of wall seconds, and the highest peak RSS "
-      "of any round; ratios and timing targets use the medians, the RSS target the worst round. "
-      "rehost's restore ends with a `syncfs` of the target filesystem before its atomic switch, so "
-      "its wall time includes writing the tree to disk; tar and restic do not sync, and their "
-      "writeback happens in the untimed `sync` before the next measurement. "
-      "For the shell pipelines the peak RSS is the largest single "
-      "process of the pipeline (`time -v` reports the maximum over the processes, not their sum), "
-      "and CPU seconds are the sum over all of them. The tree check compares type, mode, size and "
-      "sha256 of every entry (`bench/tree-manifest.py compare`); mtimes are reported, not required. "
-      "Garage runs on the same %d CPUs, so its CPU time is part of every wall time." % (
-          a.rounds, "" if a.rounds == 1 else "s", interleave, a.settle, os.cpu_count() or 0))
+    w(method_text(a.rounds, a.tools, a.settle, a.caches, bool(a.sync_peers)))
     w("")
     with open(a.out + ".tmp", "w") as f:
         f.write("\n".join(out))

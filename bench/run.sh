@@ -12,10 +12,27 @@
 #   BENCH_DATA      data directory (default target/bench-data, target/bench-data-small with BENCH_SMALL)
 #   BENCH_ROUNDS    rounds of every (tool, operation) (default 3); the report gives medians
 #   BENCH_SETTLE    seconds to wait after the `sync` before each measurement (default 5)
-#   BENCH_RESULTS   report file (default bench/RESULTS.md for a full run with every tool,
-#                   target/bench/RESULTS.md otherwise)
+#   BENCH_RESULTS   report file (default bench/RESULTS.md for a full run with every tool and
+#                   none of the options below, $BENCH_WORK/RESULTS.md otherwise)
 #   BENCH_KEEP=1    keep Garage running and its data, and the last round's restored trees, afterwards
 #   REHOST_BIN      rehost binary (default target/release/rehost; built when missing)
+#   BENCH_PROFILE   a named data set of bench/gen-data.py (`--profile`: scale-4g, files-1m,
+#                   scale-4g-small, files-1m-small) instead of the default one; cached (BENCH_DATA
+#                   default) in $BENCH_SCALE_CACHE/PROFILE, by default
+#                   ${REHOST_CACHE:-~/.cache/rehost}/bench-scale/PROFILE, outside the repository
+#   BENCH_WORK      directory of the logs, /usr/bin/time outputs and raw measurements
+#                   (results-RUNID.tsv, and results-RUNID.json: the run's parameters)
+#                   (default target/bench)
+#   BENCH_DROP_CACHES=1  before every measurement, after the settle `sync`, drop the page cache
+#                   (echo 3 > /proc/sys/vm/drop_caches) instead of reading the data before
+#                   every backup; when that is not possible (not root) the report says so
+#                   ("caches not dropped: ...") and the data is read before every backup as usual
+#   BENCH_KEEP_LAST_TREES=0  queue the last round's restored trees for deletion before the next
+#                   measurement like the other rounds' (default: kept until the end), so that at
+#                   most two trees are on disk at a time (bench/scale.sh sets it; BENCH_KEEP wins)
+#   BENCH_SYNC_PEERS=1   the timed restic and tar restores end with `&& sync` inside the measured
+#                   command, so that their data reaching the disk is timed as rehost's is
+#                   (rehost's restore ends with a syncfs of its own); the report's method says so
 #
 # Method: every (tool, operation) runs BENCH_ROUNDS times under /usr/bin/time -v
 # (wall seconds, CPU seconds, maximum resident set size), interleaved so that
@@ -35,6 +52,8 @@
 #     the next measurement's sync (the last round's trees are kept until the end).
 #   * Before every measurement: pending deletions, `sync`, `sleep BENCH_SETTLE`,
 #     so that writeback and ext4 discards of earlier work land outside it.
+#   * BENCH_DROP_CACHES=1: sync, drop the page cache, then sleep BENCH_SETTLE, before
+#     every measurement; the data is then not read before the backups.
 # For shell pipelines the peak RSS is that of the largest single process of the
 # pipeline, not the sum.
 
@@ -49,20 +68,30 @@ BENCH_SMALL="${BENCH_SMALL:-0}"
 BENCH_TOOLS="${BENCH_TOOLS:-rehost tar restic}"
 BENCH_ROUNDS="${BENCH_ROUNDS:-3}"
 BENCH_SETTLE="${BENCH_SETTLE:-5}"
-if [ -n "$BENCH_SMALL" ]; then
+BENCH_PROFILE="${BENCH_PROFILE:-}"
+DROP_ASKED=""
+case "${BENCH_DROP_CACHES:-0}" in 0|"") ;; *) DROP_ASKED=1 ;; esac
+SYNC_PEERS=""
+case "${BENCH_SYNC_PEERS:-0}" in 0|"") ;; *) SYNC_PEERS=1 ;; esac
+RM_LAST_TREES=""
+[ "${BENCH_KEEP_LAST_TREES:-1}" != 0 ] || [ -n "${BENCH_KEEP:-}" ] || RM_LAST_TREES=1
+if [ -n "$BENCH_PROFILE" ]; then
+    DATA="${BENCH_DATA:-${BENCH_SCALE_CACHE:-${REHOST_CACHE:-$HOME/.cache/rehost}/bench-scale}/$BENCH_PROFILE}"
+elif [ -n "$BENCH_SMALL" ]; then
     DATA="${BENCH_DATA:-$ROOT/target/bench-data-small}"
 else
     DATA="${BENCH_DATA:-$ROOT/target/bench-data}"
 fi
 case "$DATA" in /*) ;; *) DATA="$ROOT/$DATA" ;; esac
-WORK="$ROOT/target/bench"
+WORK="${BENCH_WORK:-$ROOT/target/bench}"
+case "$WORK" in /*) ;; *) WORK="$ROOT/$WORK" ;; esac
 GARAGE_DIR="$ROOT/target/garage-bench"
 RESTORE="$ROOT/target/bench-restore"
 METRICS="$ROOT/target/bench-metrics"
 REHOST_BIN="${REHOST_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/rehost}"
 BUCKET=bench
 if [ -z "${BENCH_RESULTS:-}" ]; then
-    if [ -z "$BENCH_SMALL" ] && [ "$BENCH_TOOLS" = "rehost tar restic" ]; then
+    if [ -z "$BENCH_SMALL$BENCH_PROFILE$DROP_ASKED$SYNC_PEERS" ] && [ "$BENCH_TOOLS" = "rehost tar restic" ]; then
         BENCH_RESULTS="$ROOT/bench/RESULTS.md"
     else
         BENCH_RESULTS="$WORK/RESULTS.md"
@@ -81,12 +110,35 @@ done
 [ "${#TOOLS[@]}" -gt 0 ] || die "BENCH_TOOLS is empty"
 [[ "$BENCH_ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer, not '$BENCH_ROUNDS'"
 [[ "$BENCH_SETTLE" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "BENCH_SETTLE must be a number of seconds, not '$BENCH_SETTLE'"
+[ -z "$BENCH_PROFILE" ] || [ -z "$BENCH_SMALL" ] || die "BENCH_SMALL and BENCH_PROFILE exclude each other"
+
+# BENCH_DROP_CACHES: DROP=1 when the page cache can be dropped; otherwise
+# DROP_NOTE says why not (and the data is warmed before every backup instead).
+DROP=""
+DROP_NOTE=""
+if [ -n "$DROP_ASKED" ]; then
+    if [ "$(id -u)" != 0 ]; then
+        DROP_NOTE="caches not dropped: not root"
+    elif ! (sync && echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
+        DROP_NOTE="caches not dropped: /proc/sys/vm/drop_caches is not writable"
+    else
+        DROP=1
+    fi
+    [ -z "$DROP_NOTE" ] || echo "bench: $DROP_NOTE; reading the data before every backup instead" >&2
+fi
 
 # The caller's AWS_*/RESTIC_* settings (AWS_CA_BUNDLE, profiles, ...) must not
 # change what is measured: drop them all, set only what each tool needs.
 while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(AWS_|RESTIC_|RCLONE_)' || true)
 
 # --- preparation -------------------------------------------------------------------
+
+# One run at a time in a checkout: another would stop this one's Garage and
+# delete its restored trees (the same paths under target/). Garage does not
+# inherit the lock (9>&- below).
+mkdir -p "$ROOT/target"
+exec 9>"$ROOT/target/.bench-run.lock"
+flock -n 9 || die "another bench/run.sh is running in this checkout (it holds $ROOT/target/.bench-run.lock)"
 
 if has_tool rehost && [ ! -x "$REHOST_BIN" ]; then
     say "building rehost (cargo build --release -p rehost)"
@@ -114,7 +166,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-scripts/garage.sh start "$GARAGE_DIR" >/dev/null
+scripts/garage.sh start "$GARAGE_DIR" >/dev/null 9>&-
 scripts/garage.sh bucket "$BUCKET" "$GARAGE_DIR" >/dev/null
 # shellcheck disable=SC1091
 . "$GARAGE_DIR/env"
@@ -149,7 +201,11 @@ stored_bytes() {  # $1: s3://bucket/prefix/
 }
 
 say "data in $DATA"
-if [ -n "$BENCH_SMALL" ]; then
+DATA_DESC=""
+if [ -n "$BENCH_PROFILE" ]; then
+    python3 bench/gen-data.py --profile "$BENCH_PROFILE" "$DATA"
+    DATA_DESC="$(python3 bench/gen-data.py --profile "$BENCH_PROFILE" --describe)"
+elif [ -n "$BENCH_SMALL" ]; then
     python3 bench/gen-data.py --small "$DATA"
 else
     python3 bench/gen-data.py "$DATA"
@@ -168,12 +224,16 @@ POS=0          # position of the current measurement within its round
 # settle: delete the trees waiting for deletion, then sync and wait, so that
 # neither the writeback nor the (ext4 `discard`) trims of earlier work land
 # inside the next measurement. Runs before every measurement, for every tool.
+# With BENCH_DROP_CACHES (and root), the page cache is dropped after the sync.
 settle() {
     if [ "${#PENDING_RM[@]}" -gt 0 ]; then
         rm -rf "${PENDING_RM[@]}"
         PENDING_RM=()
     fi
     sync
+    if [ -n "$DROP" ]; then
+        echo 3 >/proc/sys/vm/drop_caches || die "dropping the page cache failed"
+    fi
     sleep "$BENCH_SETTLE"
 }
 
@@ -210,9 +270,10 @@ record() {  # tool op round stored verify
 }
 
 verify() {  # $1 restored dir; sets V to "OK (...)" or "FAIL ..."
-    local out
+    local out t0
+    t0="$SECONDS"
     if out="$(python3 bench/tree-manifest.py compare "$DATA" "$1" 2>&1)"; then
-        echo "$out" >&2
+        echo "$out ($((SECONDS - t0)) s)" >&2
         V="OK (mtimes $(tail -n 1 <<<"$out" | sed -n 's/.*; file mtimes //p'))"
     else
         echo "$out" >&2
@@ -225,16 +286,18 @@ verify() {  # $1 restored dir; sets V to "OK (...)" or "FAIL ..."
 # succeeded), record the round, and queue DIR (the round's restore directory)
 # for deletion before the next measurement. The last round's trees stay until
 # the end: nothing measured follows them that their deletion could disturb, and
-# BENCH_KEEP keeps them.
+# BENCH_KEEP keeps them (BENCH_KEEP_LAST_TREES=0: queued like the others).
 restored() {
     local tool="$1" round="$2" tree="$3" dir="$4"
     if [ "$M_EXIT" = 0 ]; then verify "$tree"; else V="FAIL (exit $M_EXIT)"; fi
     record "$tool" restore "$round" "-" "$V"
-    if [ "$round" -lt "$BENCH_ROUNDS" ]; then PENDING_RM+=("$dir"); fi
+    if [ "$round" -lt "$BENCH_ROUNDS" ] || [ -n "$RM_LAST_TREES" ]; then PENDING_RM+=("$dir"); fi
 }
 
 # warm_data: read the data set so every backup starts from the same warm page cache
 warm_data() { tar cf - -C "$DATA" . >/dev/null; }
+# before_backup: warm the data, unless the page cache is dropped before every measurement
+before_backup() { [ -n "$DROP" ] || warm_data; }
 
 rehost_prefix() { echo "rehost-$RUNID-r$1"; }
 tar_url() { echo "s3://$BUCKET/tar-$RUNID-r$1/data.tar.gz"; }
@@ -265,14 +328,14 @@ export RESTIC_PASSWORD=bench-password
 backup_rehost() {  # round
     local r="$1" conf="$WORK/rehost-backup-r$1.yaml"
     rehost_conf "$conf" "$(rehost_prefix "$r")" "$DATA"
-    warm_data
+    before_backup
     measure rehost backup "$r" "$WORK/rehost-backup-r$r.log" "${REHOST_ENV[@]}" "$REHOST_BIN" -c "$conf" backup data
     record rehost backup "$r" "$(stored_bytes "s3://$BUCKET/$(rehost_prefix "$r")/")" "-"
 }
 
 backup_tar() {  # round
     local r="$1"
-    warm_data
+    before_backup
     measure tar backup "$r" "$WORK/tar-backup-r$r.log" bash -c \
         'set -o pipefail; tar czf - -C "$1" . | aws --endpoint-url "$BENCH_S3_ENDPOINT" s3 cp --only-show-errors - "$2"' \
         _ "$DATA" "$(tar_url "$r")"
@@ -287,7 +350,7 @@ backup_restic() {  # round
     rm -rf "$RESTIC_CACHE_DIR"
     restic "${RESTIC_S3[@]}" init -q >"$WORK/restic-init-r$r.log" 2>&1 \
         || { cat "$WORK/restic-init-r$r.log" >&2; die "restic init failed (round $r)"; }
-    warm_data
+    before_backup
     measure restic backup "$r" "$WORK/restic-backup-r$r.log" bash -c \
         'cd "$1" && restic "${@:2}" backup -q .' _ "$DATA" "${RESTIC_S3[@]}"
     record restic backup "$r" "$(stored_bytes "s3://$BUCKET/restic-$RUNID-r$r/")" "-"
@@ -310,7 +373,7 @@ restore_tar() {  # round
     rm -rf "$dir"
     mkdir -p "$dir"
     measure tar restore "$r" "$WORK/tar-restore-r$r.log" bash -c \
-        'set -o pipefail; aws --endpoint-url "$BENCH_S3_ENDPOINT" s3 cp --only-show-errors "$1" - | tar xzf - -C "$2"' \
+        'set -o pipefail; aws --endpoint-url "$BENCH_S3_ENDPOINT" s3 cp --only-show-errors "$1" - | tar xzf - -C "$2"'"${SYNC_PEERS:+ && sync}" \
         _ "$(tar_url 1)" "$dir"
     restored tar "$r" "$dir" "$dir"
 }
@@ -323,8 +386,13 @@ restore_restic() {  # round
     RESTIC_CACHE_DIR="$WORK/restic-cache-$RUNID-restore-r$r"
     rm -rf "$dir" "$RESTIC_CACHE_DIR"
     mkdir -p "$dir"
-    measure restic restore "$r" "$WORK/restic-restore-r$r.log" \
-        restic "${RESTIC_S3[@]}" restore latest -q --target "$dir"
+    if [ -n "$SYNC_PEERS" ]; then
+        measure restic restore "$r" "$WORK/restic-restore-r$r.log" bash -c \
+            'restic "${@:2}" restore latest -q --target "$1" && sync' _ "$dir" "${RESTIC_S3[@]}"
+    else
+        measure restic restore "$r" "$WORK/restic-restore-r$r.log" \
+            restic "${RESTIC_S3[@]}" restore latest -q --target "$dir"
+    fi
     restored restic "$r" "$dir" "$dir"
     rm -rf "$RESTIC_CACHE_DIR"
 }
@@ -378,10 +446,13 @@ versions() {
 }
 
 mkdir -p "$(dirname "$BENCH_RESULTS")"
+if [ -n "$DROP" ]; then CACHES=dropped; elif [ -n "$DROP_ASKED" ]; then CACHES="$DROP_NOTE"; else CACHES=warm; fi
 python3 bench/report.py \
     --tsv "$TSV" --out "$BENCH_RESULTS" --data "$DATA" --files "$DATA_FILES" --bytes "$DATA_BYTES" \
     --small "${BENCH_SMALL:+1}" --promtool "$PROMTOOL" --versions "$(versions)" --runid "$RUNID" \
-    --rounds "$BENCH_ROUNDS" --settle "$BENCH_SETTLE" --tools "${TOOLS[*]}"
+    --rounds "$BENCH_ROUNDS" --settle "$BENCH_SETTLE" --tools "${TOOLS[*]}" \
+    --data-desc "$DATA_DESC" --profile "$BENCH_PROFILE" --caches "$CACHES" --sync-peers "$SYNC_PEERS" \
+    --work "$WORK" --meta "${TSV%.tsv}.json"
 say "report: $BENCH_RESULTS"
 cat "$BENCH_RESULTS"
 exit "$FAILED"

@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::layout;
 use crate::lock::StateLock;
 use crate::manifest::{EncryptionInfo, Manifest, ObjectEntry, SourceInfo, FORMAT};
+use crate::parts::{IndexBuilder, PartIndex, SharedHasher};
 use crate::state::{StateKind, StateSpec};
 use crate::store::{body_from_bytes, ObjectStore, StoreError};
 
@@ -168,6 +169,7 @@ pub async fn backup_until(
         encryption: spec.encryption.clone(),
         cancel: cancel.clone(),
         _lock: Arc::clone(&lock),
+        part_tar: crate::parts::part_target(scan.bytes),
     };
     let produced = upload_tree(store, &data_key, tree, &spec.name, &id).await?;
 
@@ -230,6 +232,7 @@ pub(crate) fn new_manifest(
             name: layout::data_name(encryption.is_some()).to_string(),
             size: data.stored,
             sha256: data.sha256,
+            index: data.index,
         }],
         blocks: Vec::new(),
         encryption,
@@ -267,6 +270,8 @@ pub(crate) struct Tree {
     pub cancel: CancellationToken,
     /// The entry's lock, held by the archiving thread until it has ended.
     pub _lock: Arc<Option<StateLock>>,
+    /// Tar bytes per part of the object's index ([`crate::parts::part_target`]).
+    pub part_tar: u64,
 }
 
 /// Archives `tree` into the object `key` while it is uploaded.
@@ -321,21 +326,24 @@ pub(crate) struct Produced {
     pub stored: u64,
     /// Of the bytes sent.
     pub sha256: String,
+    /// Where a restore can cut the object into parts.
+    pub index: Option<PartIndex>,
 }
 
 /// Runs on a blocking thread: archives the source into the upload channel,
-/// hashing the stored bytes exactly as they are sent.
+/// hashing the stored bytes exactly as they are sent, and indexing the parts.
 fn produce(tree: &Tree, tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) -> Result<Produced> {
     let path = &tree.root;
     let result = (|| {
         let out = Arc::new(Mutex::new(Some(Output::new(
             tree.encryption.as_deref(),
             tx.clone(),
+            tree.part_tar,
         )?)));
         let sink_out = Arc::clone(&out);
-        let sink = Box::new(move |member: Vec<u8>| match sink_out.lock() {
+        let sink = Box::new(move |member: Vec<u8>, plain: u64| match sink_out.lock() {
             Ok(mut guard) => match guard.as_mut() {
-                Some(out) => out.write_member(member),
+                Some(out) => out.write_member(member, plain),
                 None => Err(std::io::Error::other("the archive was already finished")),
             },
             Err(_) => Err(std::io::Error::other("archive output poisoned")),
@@ -348,6 +356,7 @@ fn produce(tree: &Tree, tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) -
                 .as_deref()
                 .map(|f| f as archive::EntryFilter<'_>),
             cancel: Some(&tree.cancel),
+            read_ahead: true,
         };
         let (gz, stats) = archive::write_tar_with(path, gz, &opts)?;
         let totals = gz.finish()?;
@@ -360,11 +369,12 @@ fn produce(tree: &Tree, tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) -
         Ok::<_, std::io::Error>((stats, totals, finished))
     })();
     match result {
-        Ok((stats, totals, sent)) => Ok(Produced {
+        Ok((stats, totals, (sent, index))) => Ok(Produced {
             stats,
             tar_bytes: totals.uncompressed,
             stored: sent.count,
             sha256: hex::encode(sent.hasher.finalize()),
+            index,
         }),
         Err(e) => {
             // Tell the upload to abort rather than complete a truncated object.
@@ -375,38 +385,58 @@ fn produce(tree: &Tree, tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) -
     }
 }
 
-/// Where the gzip members go: straight into the upload, or through age first.
-enum Output {
+/// Where the gzip members go: straight into the upload, or through age
+/// first; and the index of the parts they make up.
+struct Output {
+    to: To,
+    index: IndexBuilder,
+}
+
+enum To {
     Plain(Sent),
     Age(age::stream::StreamWriter<Sent>),
 }
 
 impl Output {
-    fn new(encryption: Option<&Encryption>, tx: Sender) -> std::io::Result<Self> {
+    fn new(encryption: Option<&Encryption>, tx: Sender, part_tar: u64) -> std::io::Result<Self> {
+        let ranges = SharedHasher::default();
+        // Opens the first part's range before the age header goes out.
+        let mut index = IndexBuilder::new(part_tar, Arc::clone(&ranges));
         let sent = Sent {
             tx,
             hasher: Sha256::new(),
             count: 0,
+            ranges,
         };
-        Ok(match encryption {
-            None => Output::Plain(sent),
-            Some(e) => Output::Age(e.encrypt_to(sent)?),
-        })
+        let to = match encryption {
+            None => To::Plain(sent),
+            Some(e) => {
+                let w = e.encrypt_to(sent)?;
+                index.set_age();
+                To::Age(w)
+            }
+        };
+        Ok(Output { to, index })
     }
 
-    fn write_member(&mut self, member: Vec<u8>) -> std::io::Result<()> {
-        match self {
-            Output::Plain(sent) => sent.send(member),
-            Output::Age(w) => w.write_all(&member),
+    fn write_member(&mut self, member: Vec<u8>, plain: u64) -> std::io::Result<()> {
+        // Before the bytes: a part that ends here must have its range set
+        // before the stream passes it.
+        self.index.member(member.len() as u64, plain);
+        match &mut self.to {
+            To::Plain(sent) => sent.send(member),
+            To::Age(w) => w.write_all(&member),
         }
     }
 
-    /// Ends the age stream (its last chunk and tag) and returns what was sent.
-    fn finish(self) -> std::io::Result<Sent> {
-        match self {
-            Output::Plain(sent) => Ok(sent),
-            Output::Age(w) => w.finish(),
-        }
+    /// Ends the age stream (its last chunk and tag) and returns what was
+    /// sent, with the index.
+    fn finish(self) -> std::io::Result<(Sent, Option<PartIndex>)> {
+        let sent = match self.to {
+            To::Plain(sent) => sent,
+            To::Age(w) => w.finish()?,
+        };
+        Ok((sent, self.index.finish()))
     }
 }
 
@@ -417,11 +447,17 @@ struct Sent {
     tx: Sender,
     hasher: Sha256,
     count: u64,
+    /// The parts' stored ranges.
+    ranges: SharedHasher,
 }
 
 impl Sent {
     fn send(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
         self.hasher.update(&bytes);
+        self.ranges
+            .lock()
+            .map_err(|_| std::io::Error::other("part index poisoned"))?
+            .update(&bytes);
         self.count += bytes.len() as u64;
         self.tx
             .blocking_send(Ok(Bytes::from(bytes)))

@@ -7,7 +7,7 @@ use bytes::{Buf, Bytes};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::store::{ByteStream, PutBody, StoreError};
+use crate::store::{ByteStream, PutBody};
 
 /// Chunks in flight between a producer thread and the upload.
 const PUT_QUEUE: usize = 4;
@@ -26,8 +26,7 @@ pub fn put_channel() -> (mpsc::Sender<io::Result<Bytes>>, PutBody) {
 /// A blocking `Read` over a download. The download runs as a task and stops when
 /// the reader is dropped.
 pub struct StreamReader {
-    rx: mpsc::Receiver<Result<Bytes, StoreError>>,
-    current: Bytes,
+    inner: ChannelReader,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -38,6 +37,7 @@ impl StreamReader {
         let (tx, rx) = mpsc::channel(GET_QUEUE);
         let task = tokio::spawn(async move {
             while let Some(item) = stream.next().await {
+                let item: io::Result<Bytes> = item.map_err(io::Error::other);
                 let stop = item.is_err();
                 if tx.send(item).await.is_err() || stop {
                     return;
@@ -45,8 +45,7 @@ impl StreamReader {
             }
         });
         StreamReader {
-            rx,
-            current: Bytes::new(),
+            inner: ChannelReader::new(rx),
             task,
         }
     }
@@ -60,11 +59,44 @@ impl Drop for StreamReader {
 
 impl Read for StreamReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+/// A blocking `Read` of the chunks sent to a channel, in order; the end of
+/// the channel is the end of the data, an error item an error. Counts the
+/// time spent waiting for chunks.
+pub struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+    waited: std::time::Duration,
+}
+
+impl ChannelReader {
+    pub fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+            waited: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Time spent blocked on the channel so far.
+    pub fn waited(&self) -> std::time::Duration {
+        self.waited
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
-            match self.rx.blocking_recv() {
+            let t = std::time::Instant::now();
+            let next = self.rx.blocking_recv();
+            self.waited += t.elapsed();
+            match next {
                 None => return Ok(0),
                 Some(Ok(chunk)) => self.current = chunk,
-                Some(Err(e)) => return Err(io::Error::other(e)),
+                Some(Err(e)) => return Err(e),
             }
         }
         let n = buf.len().min(self.current.len());

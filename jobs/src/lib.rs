@@ -15,6 +15,7 @@ pub mod layout;
 pub mod lock;
 pub mod manifest;
 pub mod metrics;
+pub mod parts;
 pub mod prometheus;
 pub mod pull;
 pub mod restore;

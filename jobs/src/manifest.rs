@@ -12,14 +12,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::SourceKind;
 use crate::layout;
+use crate::parts::{Layout, PartIndex};
 
 pub const FORMAT: u32 = 1;
 /// A manifest that references shared block objects.
 pub const FORMAT_BLOCKS: u32 = 2;
 /// Far more blocks than a TSDB has (a year of 2 h blocks is 4,380).
 pub const MAX_BLOCKS: usize = 100_000;
-/// Manifests are small; anything larger is not one of ours.
-pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+/// Manifests are small (a part index of 4,096 parts is about 600 KiB);
+/// anything larger is not one of ours.
+pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -80,6 +82,9 @@ pub struct BlockEntry {
     /// own ([`layout::unique_block_name`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<String>,
+    /// See [`ObjectEntry::index`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<PartIndex>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +105,10 @@ pub struct ObjectEntry {
     pub name: String,
     pub size: u64,
     pub sha256: String,
+    /// The parts a restore fetches in parallel ([`crate::parts`]); absent
+    /// in backups made before rehost wrote it, which restore in one stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<PartIndex>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +172,11 @@ impl Manifest {
         if !is_sha256(&data.sha256) {
             return Err(bad("the data checksum is not a sha256".into()));
         }
+        if let Some(index) = &data.index {
+            index
+                .check(m.layout_of(index, data.size), m.tar_bytes)
+                .map_err(|e| bad(format!("{}: {e}", data.name)))?;
+        }
         if m.source.kind == SourceKind::File && m.files != 1 {
             return Err(bad("a single-file backup must hold exactly one file".into()));
         }
@@ -214,6 +228,11 @@ impl Manifest {
                     ));
                 }
             }
+            if let Some(index) = &b.index {
+                index
+                    .check(self.layout_of(index, b.size), b.tar_bytes)
+                    .map_err(|e| format!("block {}: {e}", b.ulid))?;
+            }
             total = total
                 .checked_add(b.tar_bytes)
                 .ok_or_else(|| "the declared sizes overflow".to_string())?;
@@ -243,6 +262,14 @@ impl Manifest {
             .fold(data, |t, b| t.saturating_add(b.size))
     }
 
+    /// Where the parts of an object of this backup lie in its `size` bytes.
+    pub fn layout_of(&self, index: &PartIndex, size: u64) -> Layout {
+        Layout {
+            age: self.encryption.is_some().then_some(index.payload_offset),
+            size,
+        }
+    }
+
     /// The data object's entry.
     pub fn data(&self) -> Option<&ObjectEntry> {
         let name = self.data_name();
@@ -268,7 +295,7 @@ impl Manifest {
     }
 }
 
-fn is_sha256(s: &str) -> bool {
+pub(crate) fn is_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -299,6 +326,7 @@ pub(crate) mod tests {
                 name: layout::DATA.into(),
                 size: 100,
                 sha256: "a".repeat(64),
+                index: None,
             }],
             blocks: vec![],
             encryption: None,
@@ -320,6 +348,7 @@ pub(crate) mod tests {
             files: 4,
             dirs: 2,
             object: None,
+            index: None,
         }];
         m
     }

@@ -23,6 +23,11 @@
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, FutureExt};
+use futures::StreamExt;
 
 use nix::fcntl::RenameFlags;
 
@@ -32,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::lock::StateLock;
 use crate::manifest::{BlockEntry, Manifest};
+use crate::parts::Timings;
 use crate::safefs::{self, Dir, Ident, Kind};
 use crate::state::StateSpec;
 use crate::store::ObjectStore;
@@ -39,6 +45,9 @@ use crate::unpack::{unpack, unpack_block, Keys};
 
 /// The new tree's name inside the staging directory.
 const TREE: &str = "tree";
+/// Prometheus blocks restored at once. Each fetches its parts with
+/// [`crate::parts`]' streams of its own, so this bounds the memory too.
+pub(crate) const BLOCKS_AT_ONCE: usize = 3;
 
 /// `restore:` of a state entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -155,6 +164,8 @@ pub async fn restore(
         .meta()
         .map_err(|e| Error::io(format!("inspect {}", staging_path.display()), e))?
         .ident;
+    let started = Instant::now();
+    let timings = Arc::new(Timings::default());
     let result = restore_into(
         store,
         spec,
@@ -163,22 +174,34 @@ pub async fn restore(
         &parent,
         &target_name,
         &staging,
+        &timings,
     )
     .await;
     // On success the staging directory holds the previous content (or
     // nothing); on failure, the partial new tree.
     let cleanup = discard_staging(&parent, &staging_name, &staging, staging_id);
-    let stats = result?;
+    let (files, synced) = result?;
+    // Where the time went, for operators and the scale benchmark.
+    tracing::info!(
+        state = %spec.name,
+        "restore timings: {} sync={:.2} wall={:.2}",
+        timings.summary(),
+        synced.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
     if let Err(e) = cleanup {
         tracing::warn!(path = %staging_path.display(), error = %e, "could not remove the previous content");
     }
     Ok(RestoreOutcome::Restored {
         id: manifest.id,
-        files: stats,
+        files,
         bytes,
     })
 }
 
+/// Builds the new tree and switches it in; returns the files restored and
+/// the time the sync before the switch took.
+#[allow(clippy::too_many_arguments)]
 async fn restore_into(
     store: &dyn ObjectStore,
     spec: &StateSpec,
@@ -187,7 +210,8 @@ async fn restore_into(
     parent: &Dir,
     target_name: &OsStr,
     staging: &Dir,
-) -> Result<u64> {
+    timings: &Arc<Timings>,
+) -> Result<(u64, Duration)> {
     let target = &spec.path;
     let tree_path = staging.path().join(TREE);
     let io_err = |what: &str, e: io::Error| Error::io(format!("{what} {}", tree_path.display()), e);
@@ -202,9 +226,30 @@ async fn restore_into(
         },
     };
     let into = tree.try_clone().map_err(|e| io_err("open", e))?;
-    let mut files = unpack(store, manifest, keys, Some(into), opts).await?.files;
-    for block in &manifest.blocks {
-        files += restore_block(store, manifest, block, keys, staging, &tree, target).await?;
+    let mut files = unpack(store, manifest, keys, Some(into), opts, timings)
+        .await?
+        .files;
+    // Blocks a few at a time; every one is awaited, even after a failure,
+    // so that no extraction is still writing when the staging directory is
+    // removed.
+    // (The futures are made first and boxed: a stream's closure over
+    // borrowed data makes the caller's future not provably `Send`.)
+    let blocks: Vec<BoxFuture<'_, Result<u64>>> = manifest
+        .blocks
+        .iter()
+        .map(|block| {
+            restore_block(
+                store, manifest, block, keys, staging, &tree, target, timings,
+            )
+            .boxed()
+        })
+        .collect();
+    let results: Vec<Result<u64>> = futures::stream::iter(blocks)
+        .buffer_unordered(BLOCKS_AT_ONCE)
+        .collect()
+        .await;
+    for r in results {
+        files += r?;
     }
     let spec2 = spec.clone();
     let kind = manifest.source.kind;
@@ -212,8 +257,9 @@ async fn restore_into(
     let parent = parent.try_clone().map_err(|e| io_err("open", e))?;
     let staging = staging.try_clone().map_err(|e| io_err("open", e))?;
     let target_name = target_name.to_os_string();
-    tokio::task::spawn_blocking(move || {
+    let synced = tokio::task::spawn_blocking(move || {
         let target = &spec2.path;
+        let synced;
         let at = |what: &str, e: io::Error| Error::io(format!("{what} {}", target.display()), e);
         match kind {
             SourceKind::File => {
@@ -226,7 +272,9 @@ async fn restore_into(
                 if let Some(mode) = spec2.mode {
                     tree.chmod_at(rel, mode).map_err(|e| at("chmod", e))?;
                 }
+                let t = Instant::now();
                 tree.syncfs().map_err(|e| at("sync", e))?;
+                synced = t.elapsed();
                 if parent
                     .stat(Path::new(&target_name))
                     .map_err(|e| at("inspect", e))?
@@ -253,20 +301,24 @@ async fn restore_into(
                 if let Some(mode) = spec2.mode {
                     tree.set_mode(mode).map_err(|e| at("chmod", e))?;
                 }
+                let t = Instant::now();
                 tree.syncfs().map_err(|e| at("sync", e))?;
+                synced = t.elapsed();
                 switch_dir(&staging, &parent, &target_name, target)?;
             }
         }
-        parent.sync().map_err(|e| at("sync the directory of", e))
+        parent.sync().map_err(|e| at("sync the directory of", e))?;
+        Ok(synced)
     })
     .await
     .map_err(|e| Error::Refused(format!("restore task failed: {e}")))??;
-    Ok(files)
+    Ok((files, synced))
 }
 
 /// Extracts one shared block into a fresh directory of its own (so that
 /// nothing the data object or another block created can redirect it), checks
 /// that it holds exactly `<ulid>/`, and moves that into the new tree.
+#[allow(clippy::too_many_arguments)]
 async fn restore_block(
     store: &dyn ObjectStore,
     manifest: &Manifest,
@@ -275,6 +327,7 @@ async fn restore_block(
     staging: &Dir,
     tree: &Dir,
     target: &Path,
+    timings: &Arc<Timings>,
 ) -> Result<u64> {
     let tmp_name = PathBuf::from(format!(".rehost-block-{}", block.ulid));
     let tmp_path = staging.path().join(&tmp_name);
@@ -287,7 +340,7 @@ async fn restore_block(
         final_root: Some(target.to_path_buf()),
     };
     let into = tmp.try_clone().map_err(|e| io_err("open", e))?;
-    let stats = unpack_block(store, manifest, block, keys, Some(into), opts).await?;
+    let stats = unpack_block(store, manifest, block, keys, Some(into), opts, timings).await?;
     let names = tmp.entries().map_err(|e| io_err("read", e))?;
     let ulid = Path::new(&block.ulid);
     let is_dir = tmp

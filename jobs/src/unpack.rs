@@ -5,17 +5,19 @@
 
 use std::io::{self, Read};
 use std::sync::Arc;
+use std::time::Instant;
 
 use age::x25519;
 
 use flate2::read::MultiGzDecoder;
 
 use crate::archive::{self, CappedReader, ExtractOptions, ExtractStats, HashingReader, Sink};
-use crate::bridge::StreamReader;
+use crate::bridge::{ChannelReader, StreamReader};
 use crate::encryption::{self, Encryption};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::manifest::{BlockEntry, Manifest};
+use crate::parts::{self, Decoding, Layout, PartIndex, Stage, Timings};
 use crate::safefs::Dir;
 use crate::store::ObjectStore;
 
@@ -28,6 +30,10 @@ struct Expected {
     files: u64,
     dirs: u64,
     symlinks: u64,
+    /// Absent in backups made before part indexes: read in one stream.
+    index: Option<PartIndex>,
+    /// Ranged GETs in flight at most.
+    streams: usize,
 }
 
 /// How a backup's objects are read.
@@ -76,6 +82,7 @@ pub(crate) async fn unpack(
     keys: &Keys,
     into: Option<Dir>,
     opts: ExtractOptions,
+    timings: &Arc<Timings>,
 ) -> Result<ExtractStats> {
     let data = manifest
         .data()
@@ -88,8 +95,10 @@ pub(crate) async fn unpack(
         files: manifest.files,
         dirs: manifest.dirs,
         symlinks: manifest.symlinks,
+        index: data.index.clone(),
+        streams: parts::MAX_STREAMS,
     };
-    unpack_object(store, manifest, keys, expected, into, opts).await
+    unpack_object(store, manifest, keys, expected, into, opts, timings).await
 }
 
 /// One shared block object of a format-2 backup, same checks as the data
@@ -101,6 +110,7 @@ pub(crate) async fn unpack_block(
     keys: &Keys,
     into: Option<Dir>,
     opts: ExtractOptions,
+    timings: &Arc<Timings>,
 ) -> Result<ExtractStats> {
     let expected = Expected {
         key: layout::block_key(&manifest.host, &manifest.state, &manifest.block_name(block)),
@@ -110,10 +120,14 @@ pub(crate) async fn unpack_block(
         files: block.files,
         dirs: block.dirs,
         symlinks: 0,
+        index: block.index.clone(),
+        // Blocks are restored a few at once: they share the streams.
+        streams: parts::MAX_STREAMS / crate::restore::BLOCKS_AT_ONCE,
     };
-    unpack_object(store, manifest, keys, expected, into, opts).await
+    unpack_object(store, manifest, keys, expected, into, opts, timings).await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn unpack_object(
     store: &dyn ObjectStore,
     manifest: &Manifest,
@@ -121,11 +135,33 @@ async fn unpack_object(
     data: Expected,
     into: Option<Dir>,
     opts: ExtractOptions,
+    timings: &Arc<Timings>,
 ) -> Result<ExtractStats> {
+    match (&data.index, keys) {
+        (Some(_), Keys::Plain | Keys::Age(_)) => {
+            unpack_parts(store, manifest, keys, data, into, opts, timings).await
+        }
+        _ => unpack_stream(store, manifest, keys, data, into, opts, timings).await,
+    }
+}
+
+/// An object without a part index (or only its stored bytes): one GET, read
+/// in order, the whole object's sha256 checked at the end.
+async fn unpack_stream(
+    store: &dyn ObjectStore,
+    manifest: &Manifest,
+    keys: &Keys,
+    data: Expected,
+    into: Option<Dir>,
+    opts: ExtractOptions,
+    timings: &Arc<Timings>,
+) -> Result<ExtractStats> {
+    let started = Instant::now();
     let stream = store.get(&data.key).await?;
     let reader = StreamReader::spawn(stream);
     let (state, id) = (manifest.state.clone(), manifest.id.clone());
     let keys = keys.clone();
+    let timings = Arc::clone(timings);
     tokio::task::spawn_blocking(move || {
         let mismatch = |detail: String| Error::Mismatch {
             state: state.clone(),
@@ -135,46 +171,125 @@ async fn unpack_object(
         let mut hashing = HashingReader::new(reader, data.size);
         let plain: Box<dyn Read + '_> = match &keys {
             Keys::Plain => Box::new(&mut hashing),
-            Keys::Age(ids) => Box::new(encryption::decrypt(&mut hashing, ids).map_err(|e| {
-                Error::Encryption(format!("{} of backup {id}: {e}", data.key))
-            })?),
+            Keys::Age(ids) => Box::new(
+                encryption::decrypt(&mut hashing, ids)
+                    .map_err(|e| Error::Encryption(format!("{} of backup {id}: {e}", data.key)))?,
+            ),
             Keys::StoredOnly => {
                 let (sha256, size) = hashing.finish().map_err(archive::ArchiveError::Read)?;
                 check_stored(&data, &sha256, size).map_err(mismatch)?;
                 return Ok(ExtractStats::default());
             }
         };
-        let capped = CappedReader::new(MultiGzDecoder::new(plain), data.tar_bytes);
-        let sink = match &into {
-            Some(dir) => Sink::Dir(dir),
-            None => Sink::Check,
-        };
-        let (stats, mut capped) = archive::extract(capped, sink, &opts)?;
-        // Whatever follows the end-of-archive marker (block padding) must still
-        // decompress cleanly and be counted.
-        io::copy(&mut capped, &mut io::sink()).map_err(archive::ArchiveError::Read)?;
-        let tar_bytes = capped.count();
-        drop(capped);
-        let (sha256, size) = hashing
-            .finish()
-            .map_err(archive::ArchiveError::Read)?;
+        let stats = extract_checked(MultiGzDecoder::new(plain), &into, &opts, &data, &mismatch)?;
+        let (sha256, size) = hashing.finish().map_err(archive::ArchiveError::Read)?;
         check_stored(&data, &sha256, size).map_err(mismatch)?;
-        if tar_bytes != data.tar_bytes {
-            return Err(mismatch(format!(
-                "the archive holds {tar_bytes} bytes, the manifest says {}",
-                data.tar_bytes
-            )));
-        }
-        if stats.files != data.files || stats.dirs != data.dirs || stats.symlinks != data.symlinks {
-            return Err(mismatch(format!(
-                "the archive holds {} files, {} directories, {} symlinks; the manifest says {}, {}, {}",
-                stats.files, stats.dirs, stats.symlinks, data.files, data.dirs, data.symlinks
-            )));
-        }
+        timings.add(Stage::Extract, started.elapsed());
         Ok(stats)
     })
     .await
     .map_err(|e| Error::Refused(format!("extraction task failed: {e}")))?
+}
+
+/// An object with a part index: its parts fetched, checked (each against its
+/// own sha256, which together cover every stored byte), decrypted and
+/// inflated several at a time, and extracted in order.
+async fn unpack_parts(
+    store: &dyn ObjectStore,
+    manifest: &Manifest,
+    keys: &Keys,
+    data: Expected,
+    into: Option<Dir>,
+    opts: ExtractOptions,
+    timings: &Arc<Timings>,
+) -> Result<ExtractStats> {
+    let Some(index) = &data.index else {
+        return Err(Error::Refused(format!("{} has no part index", data.key)));
+    };
+    let layout = Layout {
+        age: manifest
+            .encryption
+            .is_some()
+            .then_some(index.payload_offset),
+        size: data.size,
+    };
+    let how = Decoding {
+        identities: match keys {
+            Keys::Age(ids) => Some(Arc::clone(ids)),
+            _ => None,
+        },
+        layout,
+        timings: Arc::clone(timings),
+        names: Arc::new((
+            manifest.state.clone(),
+            manifest.id.clone(),
+            data.key.clone(),
+        )),
+        max_streams: data.streams,
+        // Each part in flight holds up to three buffers (stored, decrypted,
+        // inflated), and two inflated parts wait for the extractor.
+        pool: parts::Pool::new(3 * data.streams + 2),
+    };
+    let placed = index.placed(layout);
+    let key = data.key.clone();
+    // One part waits while the extractor works on another: the parts being
+    // fetched and decoded are the read-ahead.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let (state, id) = (manifest.state.clone(), manifest.id.clone());
+    let timings = Arc::clone(timings);
+    let extract = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mismatch = |detail: String| Error::Mismatch {
+            state: state.clone(),
+            id: id.clone(),
+            detail: format!("{}: {detail}", data.key),
+        };
+        let mut reader = ChannelReader::new(rx);
+        let stats = extract_checked(&mut reader, &into, &opts, &data, &mismatch);
+        timings.add(Stage::Wait, reader.waited());
+        timings.add(Stage::Extract, started.elapsed());
+        stats
+    });
+    let (fetched, extracted) =
+        tokio::join!(parts::fetch_parts(store, &key, placed, how, tx), extract);
+    // A failed fetch makes the extraction fail too; the fetch says why.
+    fetched?;
+    extracted.map_err(|e| Error::Refused(format!("extraction task failed: {e}")))?
+}
+
+/// Extracts the tar stream `tar` (into `into`, or nowhere), reads what follows
+/// the end-of-archive marker, and checks the tar length and entry counts
+/// against the manifest.
+fn extract_checked<R: Read>(
+    tar: R,
+    into: &Option<Dir>,
+    opts: &ExtractOptions,
+    data: &Expected,
+    mismatch: &dyn Fn(String) -> Error,
+) -> Result<ExtractStats> {
+    let capped = CappedReader::new(tar, data.tar_bytes);
+    let sink = match into {
+        Some(dir) => Sink::Dir(dir),
+        None => Sink::Check,
+    };
+    let (stats, mut capped) = archive::extract(capped, sink, opts)?;
+    // Whatever follows the end-of-archive marker (block padding) must still
+    // decompress cleanly and be counted.
+    io::copy(&mut capped, &mut io::sink()).map_err(archive::ArchiveError::Read)?;
+    let tar_bytes = capped.count();
+    if tar_bytes != data.tar_bytes {
+        return Err(mismatch(format!(
+            "the archive holds {tar_bytes} bytes, the manifest says {}",
+            data.tar_bytes
+        )));
+    }
+    if stats.files != data.files || stats.dirs != data.dirs || stats.symlinks != data.symlinks {
+        return Err(mismatch(format!(
+            "the archive holds {} files, {} directories, {} symlinks; the manifest says {}, {}, {}",
+            stats.files, stats.dirs, stats.symlinks, data.files, data.dirs, data.symlinks
+        )));
+    }
+    Ok(stats)
 }
 
 /// The stored object's size and sha256 against the manifest.

@@ -8,14 +8,20 @@
 //! stored objects' sizes and checksums checked; that partial check is
 //! reported as such and not recorded.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use chrono::Utc;
+use futures::future::{BoxFuture, FutureExt};
+use futures::StreamExt;
 
-use crate::archive::ExtractOptions;
+use crate::archive::{ExtractOptions, ExtractStats};
 use crate::catalog::{self, Selector};
 use crate::encryption::Encryption;
 use crate::error::{Error, Result};
 use crate::layout;
+use crate::parts::Timings;
+use crate::restore::BLOCKS_AT_ONCE;
 use crate::store::{body_from_bytes, ObjectStore};
 use crate::unpack::{unpack, unpack_block, Keys};
 
@@ -45,19 +51,26 @@ pub async fn verify(
     };
     let keys = Keys::for_backup(&manifest, encryption, false)?;
     let content_checked = !matches!(keys, Keys::StoredOnly);
-    let opts = ExtractOptions {
+    let opts = || ExtractOptions {
         preserve_owner: false,
         final_root: Some(manifest.source.path.clone().into()),
     };
-    let mut files = unpack(store, &manifest, &keys, None, opts).await?.files;
-    for block in &manifest.blocks {
-        let opts = ExtractOptions {
-            preserve_owner: false,
-            final_root: Some(manifest.source.path.clone().into()),
-        };
-        files += unpack_block(store, &manifest, block, &keys, None, opts)
-            .await?
-            .files;
+    let timings = Arc::new(Timings::default());
+    let mut files = unpack(store, &manifest, &keys, None, opts(), &timings)
+        .await?
+        .files;
+    // Made first and boxed: see `restore_into`.
+    let blocks: Vec<BoxFuture<'_, Result<ExtractStats>>> = manifest
+        .blocks
+        .iter()
+        .map(|block| unpack_block(store, &manifest, block, &keys, None, opts(), &timings).boxed())
+        .collect();
+    let results: Vec<Result<ExtractStats>> = futures::stream::iter(blocks)
+        .buffer_unordered(BLOCKS_AT_ONCE)
+        .collect()
+        .await;
+    for r in results {
+        files += r?.files;
     }
     let bytes = manifest.total_size();
     if record && content_checked {

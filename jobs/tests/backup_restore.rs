@@ -253,6 +253,7 @@ async fn publish(
             name: layout::DATA.into(),
             size: data.len() as u64,
             sha256: hex::encode(Sha256::digest(&data)),
+            index: None,
         }],
         blocks: vec![],
         encryption: None,
@@ -594,9 +595,9 @@ async fn lying_manifests_bombs_and_garbage_are_refused() {
                 "corrupt or truncated",
             ),
             (
-                "manifest larger than 1 MiB",
+                "manifest larger than 4 MiB",
                 good.clone(),
-                Box::new(|m| m.rehost_version = "v".repeat(2 << 20)),
+                Box::new(|m| m.rehost_version = "v".repeat(5 << 20)),
                 "larger than",
             ),
             (

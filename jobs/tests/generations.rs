@@ -123,6 +123,7 @@ async fn block_backup(s: &dyn ObjectStore, id: &str, blocks: &[&str]) {
             files: 1,
             dirs: 1,
             object: None,
+            index: None,
         });
     }
     let m = Manifest {
@@ -147,6 +148,7 @@ async fn block_backup(s: &dyn ObjectStore, id: &str, blocks: &[&str]) {
             name: layout::DATA.into(),
             size: data.len() as u64,
             sha256: "a".repeat(64),
+            index: None,
         }],
         blocks: entries,
         encryption: None,

@@ -32,7 +32,23 @@ fn setup(g: &Garage) -> (TestEnv, String, String) {
     .unwrap();
     fs::write(site.join(format!("{MARKER}.txt")), "named secretly").unwrap();
     fs::write(site.join("img/logo.svg"), "<svg/>").unwrap();
+    // Incompressible and larger than one part: the object is cut into
+    // several independently decryptable ranges, and must still be one age
+    // file for the by-hand restore.
+    fs::write(site.join("img/photo.bin"), noise(9 << 20)).unwrap();
     (env, public, secret)
+}
+
+/// `len` bytes that do not compress: a sha256 chain.
+fn noise(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 32);
+    let mut block = Sha256::digest(MARKER.as_bytes());
+    while out.len() < len {
+        out.extend_from_slice(&block);
+        block = Sha256::digest(block);
+    }
+    out.truncate(len);
+    out
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -99,6 +115,11 @@ fn encrypted_backup_restores_with_rehost_and_by_hand_with_age() {
         hex::encode(Sha256::digest(cipher)),
         "sha256sum of the object matches the manifest"
     );
+
+    let parts = manifest["objects"][0]["index"]["parts"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(parts >= 3, "a 9 MiB backup lists {parts} parts");
 
     // By hand, as the README shows: age -d -i KEY data.tar.gz.age | tar xzf -
     let by_hand = env.path("by-hand");

@@ -27,10 +27,12 @@ const MIN_SAVING: f64 = 0.10;
 const SAMPLE: usize = 16 * 1024;
 
 type Job = (u64, Vec<u8>);
-type Done = (u64, io::Result<Vec<u8>>);
+/// A member and the length of the chunk it holds.
+type Done = (u64, io::Result<(Vec<u8>, u64)>);
 
-/// Receives the compressed members, in order.
-pub type MemberSink = Box<dyn FnMut(Vec<u8>) -> io::Result<()> + Send>;
+/// Receives the compressed members, in order, each with the number of
+/// uncompressed bytes it holds.
+pub type MemberSink = Box<dyn FnMut(Vec<u8>, u64) -> io::Result<()> + Send>;
 
 /// Totals of a finished stream.
 #[derive(Clone, Copy, Debug, Default)]
@@ -157,21 +159,22 @@ fn worker(jobs: &Mutex<Receiver<Job>>, done: &SyncSender<Done>) {
             Err(_) => return,
         };
         let Ok((seq, chunk)) = job else { return };
-        if done.send((seq, compress_member(&chunk))).is_err() {
+        let member = compress_member(&chunk).map(|m| (m, chunk.len() as u64));
+        if done.send((seq, member)).is_err() {
             return;
         }
     }
 }
 
 fn collect(done: Receiver<Done>, mut sink: MemberSink) -> io::Result<u64> {
-    let mut pending: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut pending: BTreeMap<u64, (Vec<u8>, u64)> = BTreeMap::new();
     let mut next = 0u64;
     let mut total = 0u64;
     for (seq, member) in done {
         pending.insert(seq, member?);
-        while let Some(member) = pending.remove(&next) {
+        while let Some((member, plain)) = pending.remove(&next) {
             total += member.len() as u64;
-            sink(member)?;
+            sink(member, plain)?;
             next += 1;
         }
     }
@@ -226,7 +229,7 @@ mod tests {
         let sink_out = Arc::clone(&out);
         let mut w = ParallelGzWriter::new(
             workers,
-            Box::new(move |m| {
+            Box::new(move |m, _| {
                 sink_out.lock().unwrap().extend_from_slice(&m);
                 Ok(())
             }),
@@ -272,8 +275,9 @@ mod tests {
 
     #[test]
     fn a_failing_sink_fails_the_writer() {
-        let mut w = ParallelGzWriter::new(2, Box::new(|_| Err(io::Error::other("upload stopped"))))
-            .unwrap();
+        let mut w =
+            ParallelGzWriter::new(2, Box::new(|_, _| Err(io::Error::other("upload stopped"))))
+                .unwrap();
         let data = vec![7u8; 8 * CHUNK];
         let wrote = w.write_all(&data);
         let finished = w.finish();

@@ -6,6 +6,7 @@
 mod extract;
 mod gzip;
 mod io;
+mod readahead;
 mod walk;
 mod write;
 mod writers;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use tar::{Builder, EntryType, Header};
 
+use super::readahead::ReadAhead;
 use super::walk::{walk, WalkEntry};
 use crate::cancel::{self, CancellationToken};
 
@@ -54,6 +55,8 @@ pub struct TarOptions<'a> {
     /// Stop (with an error [`crate::cancel::io_cancelled`] recognizes) between
     /// entries and between chunks of a file once this is cancelled.
     pub cancel: Option<&'a CancellationToken>,
+    /// Hint the kernel to read files ahead of the archiver ([`ReadAhead`]).
+    pub read_ahead: bool,
 }
 
 /// [`write_tar`] with a name prefix and a per-entry filter.
@@ -71,7 +74,11 @@ pub fn write_tar_with<W: Write>(
         stats.dirs += 1;
     }
     let mut skipped: Vec<PathBuf> = Vec::new();
+    let ahead = opts.read_ahead.then(|| ReadAhead::start(root));
     walk(root, &mut |e| {
+        if let Some(a) = &ahead {
+            a.visited();
+        }
         if let Some(token) = opts.cancel {
             cancel::check(token)?;
         }

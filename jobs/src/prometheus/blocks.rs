@@ -82,6 +82,7 @@ mod tests {
             files: 4,
             dirs: 2,
             object: None,
+            index: None,
         }
     }
 

@@ -161,6 +161,7 @@ async fn upload_snapshot(
             encryption: spec.encryption.clone(),
             cancel: cancel.clone(),
             _lock: Arc::clone(lock),
+            part_tar: crate::parts::part_target(0),
         },
         &spec.name,
         &id,
@@ -202,6 +203,7 @@ async fn upload_snapshot(
                     encryption: spec.encryption.clone(),
                     cancel: cancel.clone(),
                     _lock: Arc::clone(lock),
+                    part_tar: crate::parts::part_target(0),
                 };
                 let p = upload_tree(store, &key, tree, &spec.name, &id).await?;
                 if p.stats.symlinks != 0 {
@@ -222,6 +224,7 @@ async fn upload_snapshot(
                     files: p.stats.files,
                     dirs: p.stats.dirs,
                     object,
+                    index: p.index,
                 });
             }
         }

@@ -133,32 +133,11 @@ impl ObjectStore for FsStore {
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, StoreError> {
-        let path = self.path_of(key)?;
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::NotFound {
-                    url: self.url(),
-                    key: key.to_string(),
-                })
-            }
-            Err(e) => return Err(self.io_err("get", &path, e)),
-        };
-        let shown = path.display().to_string();
-        let stream = futures::stream::try_unfold((file, shown), |(mut file, shown)| async move {
-            let mut buf = vec![0u8; READ_CHUNK];
-            let n = file.read(&mut buf).await.map_err(|source| StoreError::Io {
-                op: "read",
-                path: shown.clone(),
-                source,
-            })?;
-            if n == 0 {
-                return Ok(None);
-            }
-            buf.truncate(n);
-            Ok(Some((Bytes::from(buf), (file, shown))))
-        });
-        Ok(Box::pin(stream))
+        self.read_from(key, 0, u64::MAX).await
+    }
+
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, StoreError> {
+        self.read_from(key, offset, len).await
     }
 
     async fn put(&self, key: &str, mut body: PutBody) -> Result<u64, StoreError> {
@@ -234,5 +213,45 @@ impl ObjectStore for FsStore {
 
     fn url(&self) -> String {
         format!("file://{}", self.root.display())
+    }
+}
+
+impl FsStore {
+    /// Up to `len` bytes of the object from `offset`.
+    async fn read_from(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, StoreError> {
+        use tokio::io::AsyncSeekExt;
+        let path = self.path_of(key)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound {
+                    url: self.url(),
+                    key: key.to_string(),
+                })
+            }
+            Err(e) => return Err(self.io_err("get", &path, e)),
+        };
+        let shown = path.display().to_string();
+        let mut file = file;
+        if offset > 0 {
+            file.seek(std::io::SeekFrom::Start(offset))
+                .await
+                .map_err(|e| self.io_err("seek", &path, e))?;
+        }
+        let file = file.take(len);
+        let stream = futures::stream::try_unfold((file, shown), |(mut file, shown)| async move {
+            let mut buf = vec![0u8; READ_CHUNK];
+            let n = file.read(&mut buf).await.map_err(|source| StoreError::Io {
+                op: "read",
+                path: shown.clone(),
+                source,
+            })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            buf.truncate(n);
+            Ok(Some((Bytes::from(buf), (file, shown))))
+        });
+        Ok(Box::pin(stream))
     }
 }

@@ -75,6 +75,12 @@ pub trait ObjectStore: Send + Sync {
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
     /// Streams the object's bytes; [`StoreError::NotFound`] if it does not exist.
     async fn get(&self, key: &str) -> Result<ByteStream, StoreError>;
+    /// Streams `len` (> 0) bytes of the object from `offset`: a ranged GET.
+    /// A shorter object gives fewer bytes; callers count. The default reads
+    /// the object from its start and skips (for stores that wrap another).
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, StoreError> {
+        Ok(slice(self.get(key).await?, offset, len))
+    }
     /// Stores `body` under `key`, replacing any object there, and returns the
     /// number of bytes stored. The object becomes visible only once complete.
     async fn put(&self, key: &str, body: PutBody) -> Result<u64, StoreError>;
@@ -129,6 +135,93 @@ pub async fn get_small(
             other => return other,
         }
     }
+}
+
+/// Attempts of [`get_range_into`]; see [`SMALL_GET_ATTEMPTS`].
+const RANGE_GET_ATTEMPTS: u32 = 3;
+
+/// Fills `buf` with the bytes of `key` from `offset`, reading again (up to
+/// [`RANGE_GET_ATTEMPTS`] times) when the body breaks off: a part of a restore
+/// is small enough to fetch again, and a long restore should not fail on one
+/// dropped connection. Fewer or more bytes than `buf` holds is an error.
+pub async fn get_range_into(
+    store: &dyn ObjectStore,
+    key: &str,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<(), StoreError> {
+    let len = buf.len() as u64;
+    let mut attempt = 1;
+    loop {
+        let got = match store.get_range(key, offset, len).await {
+            Ok(stream) => fill(stream, buf).await,
+            Err(e) => Err(e),
+        };
+        match got {
+            Err(e @ StoreError::Request { .. }) if attempt < RANGE_GET_ATTEMPTS => {
+                tracing::warn!(key, offset, attempt, error = %e, "a ranged read broke off; reading it again");
+                tokio::time::sleep(SMALL_GET_BACKOFF * 2u32.pow(attempt - 1)).await;
+                attempt += 1;
+            }
+            Ok(n) if n != len => {
+                return Err(StoreError::Request {
+                    op: "get",
+                    url: store.url(),
+                    key: key.to_string(),
+                    message: format!(
+                        "bytes {offset}-{} asked, {n} received: the object is not the size its manifest says",
+                        offset + len,
+                    ),
+                })
+            }
+            other => return other.map(|_| ()),
+        }
+    }
+}
+
+/// Copies `stream` into `buf`; returns the bytes the stream held (more
+/// than `buf` holds are counted, not copied).
+async fn fill(mut stream: ByteStream, buf: &mut [u8]) -> Result<u64, StoreError> {
+    use futures::StreamExt;
+    let mut at = 0usize;
+    let mut total = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        total += chunk.len() as u64;
+        let n = chunk.len().min(buf.len() - at);
+        buf[at..at + n].copy_from_slice(&chunk[..n]);
+        at += n;
+    }
+    Ok(total)
+}
+
+/// `len` bytes of `stream` from `offset`.
+fn slice(stream: ByteStream, offset: u64, len: u64) -> ByteStream {
+    use futures::StreamExt;
+    let state = (stream, offset, len);
+    Box::pin(futures::stream::unfold(
+        state,
+        |(mut stream, mut skip, mut left)| async move {
+            while left > 0 {
+                match stream.next().await? {
+                    Err(e) => return Some((Err(e), (stream, 0, 0))),
+                    Ok(mut b) => {
+                        let dropped = skip.min(b.len() as u64);
+                        skip -= dropped;
+                        let _ = b.split_to(dropped as usize);
+                        if b.is_empty() {
+                            continue;
+                        }
+                        let keep = left.min(b.len() as u64);
+                        left -= keep;
+                        b.truncate(keep as usize);
+                        return Some((Ok(b), (stream, skip, left)));
+                    }
+                }
+            }
+            None
+        },
+    ))
 }
 
 async fn read_capped(

@@ -66,29 +66,13 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, StoreError> {
-        let full = self.full_key(key)?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
+        self.get_object(key, None).await
+    }
+
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, StoreError> {
+        let last = offset.saturating_add(len.max(1) - 1);
+        self.get_object(key, Some(format!("bytes={offset}-{last}")))
             .await
-            .map_err(|e| self.classify("get", key, e))?;
-        let ctx = (self.url.clone(), key.to_string());
-        let stream = futures::stream::try_unfold((out.body, ctx), |(mut body, ctx)| async move {
-            match body.next().await {
-                None => Ok(None),
-                Some(Ok(bytes)) => Ok(Some((bytes, (body, ctx)))),
-                Some(Err(e)) => Err(StoreError::Request {
-                    op: "get",
-                    url: ctx.0.clone(),
-                    key: ctx.1.clone(),
-                    message: chain_text(&e),
-                }),
-            }
-        });
-        Ok(Box::pin(stream))
     }
 
     async fn put(&self, key: &str, body: PutBody) -> Result<u64, StoreError> {
@@ -129,5 +113,35 @@ impl ObjectStore for S3Store {
 
     fn url(&self) -> String {
         self.url.clone()
+    }
+}
+
+impl S3Store {
+    /// The object, or the `range` (an HTTP Range value) of it, as a stream.
+    async fn get_object(&self, key: &str, range: Option<String>) -> Result<ByteStream, StoreError> {
+        let full = self.full_key(key)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .set_range(range)
+            .send()
+            .await
+            .map_err(|e| self.classify("get", key, e))?;
+        let ctx = (self.url.clone(), key.to_string());
+        let stream = futures::stream::try_unfold((out.body, ctx), |(mut body, ctx)| async move {
+            match body.next().await {
+                None => Ok(None),
+                Some(Ok(bytes)) => Ok(Some((bytes, (body, ctx)))),
+                Some(Err(e)) => Err(StoreError::Request {
+                    op: "get",
+                    url: ctx.0.clone(),
+                    key: ctx.1.clone(),
+                    message: chain_text(&e),
+                }),
+            }
+        });
+        Ok(Box::pin(stream))
     }
 }

@@ -1,0 +1,426 @@
+//! The restore side: fetches the parts of one object with a few ranged GETs
+//! at once, checks each against its sha256, decrypts and inflates it on the
+//! blocking pool, and hands the tar bytes on in order. Memory is bounded by
+//! the parts in flight (`streams`, each at most one part's stored bytes and
+//! its tar), whatever the object's size.
+
+use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use age::x25519;
+use bytes::Bytes;
+use flate2::read::MultiGzDecoder;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::pool::{Pool, Pooled};
+use super::{Layout, Placed};
+use crate::archive::ArchiveError;
+use crate::encryption;
+use crate::error::{Error, Result};
+use crate::store::{self, ObjectStore};
+
+/// Tar bytes a restore keeps in flight: with 4 MiB parts, 4 streams. More
+/// only adds threads competing for the cores that checking, inflating and
+/// writing need.
+const IN_FLIGHT_TAR: u64 = 16 * 1024 * 1024;
+/// Ranged GETs in flight for one object.
+pub const MAX_STREAMS: usize = 4;
+const MIN_STREAMS: usize = 2;
+
+/// Busy time per stage, summed over threads, for the `restore timings` line.
+#[derive(Default, Debug)]
+pub struct Timings {
+    fetch: AtomicU64,
+    check: AtomicU64,
+    decrypt: AtomicU64,
+    inflate: AtomicU64,
+    /// The extracting thread waiting for the next part.
+    wait: AtomicU64,
+    /// The extracting thread: parsing the tar stream and writing files.
+    extract: AtomicU64,
+    parts: AtomicU64,
+    streams: AtomicU64,
+}
+
+impl Timings {
+    pub(crate) fn add(&self, stage: Stage, took: Duration) {
+        let slot = match stage {
+            Stage::Fetch => &self.fetch,
+            Stage::Check => &self.check,
+            Stage::Decrypt => &self.decrypt,
+            Stage::Inflate => &self.inflate,
+            Stage::Wait => &self.wait,
+            Stage::Extract => &self.extract,
+        };
+        slot.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// `key=seconds` pairs, then the part count and streams.
+    pub fn summary(&self) -> String {
+        let s = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e9;
+        let extract = (s(&self.extract) - s(&self.wait)).max(0.0);
+        format!(
+            "fetch={:.2} check={:.2} decrypt={:.2} inflate={:.2} extract={:.2} wait={:.2} parts={} streams={}",
+            s(&self.fetch),
+            s(&self.check),
+            s(&self.decrypt),
+            s(&self.inflate),
+            extract,
+            s(&self.wait),
+            self.parts.load(Ordering::Relaxed),
+            self.streams.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Stage {
+    Fetch,
+    Check,
+    Decrypt,
+    Inflate,
+    Wait,
+    Extract,
+}
+
+/// What decoding a part needs besides its bytes.
+#[derive(Clone)]
+pub(crate) struct Decoding {
+    /// `None` for a plain object.
+    pub identities: Option<Arc<[x25519::Identity]>>,
+    pub layout: Layout,
+    pub timings: Arc<Timings>,
+    /// Names the object in mismatch errors: `(state, id, key)`.
+    pub names: Arc<(String, String, String)>,
+    /// At most this many parts in flight (several objects restored at once
+    /// share [`MAX_STREAMS`]).
+    pub max_streams: usize,
+    /// Buffers for the fetched and the inflated bytes.
+    pub pool: Arc<Pool>,
+}
+
+impl Decoding {
+    fn mismatch(&self, p: &Placed, detail: String) -> Error {
+        let (state, id, key) = &*self.names;
+        Error::Mismatch {
+            state: state.clone(),
+            id: id.clone(),
+            detail: format!(
+                "{key}, part {} (bytes {}-{}): {detail}",
+                p.n, p.stored.0, p.stored.1
+            ),
+        }
+    }
+}
+
+/// Sends the tar bytes of `placed`, in order, to `tx`. On failure the
+/// receiver gets an error item (so a reader stops) and the cause is returned.
+/// A receiver that went away (the extraction failed) ends it quietly: the
+/// extraction's error is the one to report.
+pub(crate) async fn fetch_parts(
+    store: &dyn ObjectStore,
+    key: &str,
+    placed: Vec<Placed>,
+    how: Decoding,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+) -> Result<()> {
+    let result = run(store, key, placed, &how, &tx).await;
+    if let Err(e) = &result {
+        let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
+    }
+    result
+}
+
+async fn run(
+    store: &dyn ObjectStore,
+    key: &str,
+    placed: Vec<Placed>,
+    how: &Decoding,
+    tx: &mpsc::Sender<io::Result<Bytes>>,
+) -> Result<()> {
+    let largest = placed.iter().map(|p| p.tar.1 - p.tar.0).max().unwrap_or(1);
+    let streams = ((IN_FLIGHT_TAR / largest.max(1)) as usize)
+        .min(how.max_streams)
+        .max(MIN_STREAMS);
+    how.timings
+        .parts
+        .fetch_add(placed.len() as u64, Ordering::Relaxed);
+    how.timings
+        .streams
+        .fetch_max(streams as u64, Ordering::Relaxed);
+    let mut placed = placed.into_iter();
+    let Some(first) = placed.next() else {
+        return Ok(());
+    };
+    // The first part alone: in an age object its checked bytes begin with
+    // the header that every other part is decrypted with.
+    let (tar, header) = part(store, key, first, None, how).await?;
+    if tx.send(Ok(tar)).await.is_err() {
+        return Ok(());
+    }
+    let mut rest = futures::stream::iter(placed)
+        .map(|p| part(store, key, p, header.clone(), how))
+        .buffered(streams);
+    while let Some(done) = rest.next().await {
+        let (tar, _) = done?;
+        if tx.send(Ok(tar)).await.is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+type Header = Option<Arc<[u8]>>;
+
+async fn part(
+    store: &dyn ObjectStore,
+    key: &str,
+    p: Placed,
+    header: Header,
+    how: &Decoding,
+) -> Result<(Bytes, Header)> {
+    let started = Instant::now();
+    let mut stored = how.pool.take((p.stored.1 - p.stored.0) as usize);
+    store::get_range_into(store, key, p.stored.0, stored.as_mut()).await?;
+    how.timings.add(Stage::Fetch, started.elapsed());
+    let how = how.clone();
+    tokio::task::spawn_blocking(move || decode(&p, stored, header, &how))
+        .await
+        .map_err(|e| Error::Refused(format!("part decoding task failed: {e}")))?
+}
+
+/// Checks, decrypts and inflates one fetched part.
+fn decode(p: &Placed, stored: Pooled, header: Header, how: &Decoding) -> Result<(Bytes, Header)> {
+    let stored = stored.as_ref();
+    let t = Instant::now();
+    let sha256 = hex::encode(Sha256::digest(stored));
+    how.timings.add(Stage::Check, t.elapsed());
+    if sha256 != p.sha256 {
+        return Err(how.mismatch(
+            p,
+            format!("sha256 is {sha256}, the manifest says {}", p.sha256),
+        ));
+    }
+    let (gz, header): (Gz<'_>, Header) = match (&how.identities, how.layout.age) {
+        (Some(ids), Some(payload)) => {
+            let header = match header {
+                Some(h) => h,
+                None => Arc::from(stored.get(..payload as usize).ok_or_else(|| {
+                    how.mismatch(p, "the first part does not hold the age header".into())
+                })?),
+            };
+            let t = Instant::now();
+            let mut gz = how.pool.take((p.gz.1 - p.gz.0) as usize);
+            decrypt_range(&header, p, stored, ids, gz.as_mut()).map_err(|e| {
+                let (state, id, key) = &*how.names;
+                Error::Encryption(format!(
+                    "{key} of backup {id} of {state}, part {}: {e}",
+                    p.n
+                ))
+            })?;
+            how.timings.add(Stage::Decrypt, t.elapsed());
+            (Gz::Decrypted(gz), Some(header))
+        }
+        _ => (Gz::Stored(stored), None),
+    };
+    let gz = gz.as_ref();
+    let t = Instant::now();
+    let want = (p.tar.1 - p.tar.0) as usize;
+    // One byte of room more than declared, to notice a part that holds more.
+    let mut tar = how.pool.take(want + 1);
+    let got = read_full(&mut MultiGzDecoder::new(gz), tar.as_mut()).map_err(ArchiveError::Read)?;
+    how.timings.add(Stage::Inflate, t.elapsed());
+    if got != want {
+        let more = if got > want { "more than" } else { "" };
+        return Err(how.mismatch(
+            p,
+            format!("it inflates to {more} {got} bytes, the manifest says {want}"),
+        ));
+    }
+    tar.set_len(want);
+    Ok((Bytes::from_owner(tar), header))
+}
+
+/// Reads until `buf` is full or the reader ends; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut at = 0;
+    while at < buf.len() {
+        match r.read(&mut buf[at..]) {
+            Ok(0) => break,
+            Ok(n) => at += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(at)
+}
+
+/// A part's gzip bytes: the stored bytes themselves, or their plaintext.
+enum Gz<'a> {
+    Stored(&'a [u8]),
+    Decrypted(Pooled),
+}
+
+impl AsRef<[u8]> for Gz<'_> {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Gz::Stored(b) => b,
+            Gz::Decrypted(p) => p.as_ref(),
+        }
+    }
+}
+
+/// Fills `gz` with the gzip bytes of part `p` from its stored range, through
+/// age's own seekable reader over a view that holds the header and that range.
+fn decrypt_range(
+    header: &Arc<[u8]>,
+    p: &Placed,
+    stored: &[u8],
+    ids: &[x25519::Identity],
+    gz: &mut [u8],
+) -> io::Result<()> {
+    let view = RangeView {
+        header,
+        start: p.stored.0,
+        data: stored,
+        pos: 0,
+    };
+    let mut plain = encryption::decrypt(view, ids)?;
+    let (a, b) = p.gz;
+    if a > 0 {
+        let lead = Layout::lead_in(a);
+        plain.seek(SeekFrom::Start(lead))?;
+        io::copy(&mut (&mut plain).take(a - lead), &mut io::sink())?;
+    }
+    if gz.len() as u64 != b - a {
+        return Err(io::Error::other("the part's buffer is not its size"));
+    }
+    plain.read_exact(gz)
+}
+
+/// An age file of which only the header and one range are at hand. Reads
+/// elsewhere find nothing, which age reports as a truncated file.
+struct RangeView<'a> {
+    header: &'a [u8],
+    start: u64,
+    data: &'a [u8],
+    pos: u64,
+}
+
+impl Read for RangeView<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (from, offset) = if self.pos < self.header.len() as u64 {
+            (self.header, self.pos)
+        } else if self.pos >= self.start && self.pos - self.start < self.data.len() as u64 {
+            (self.data, self.pos - self.start)
+        } else {
+            return Ok(0);
+        };
+        let avail = &from[offset as usize..];
+        let n = avail.len().min(buf.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for RangeView<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.pos = match to {
+            SeekFrom::Start(n) => n,
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
+            })?,
+            SeekFrom::End(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the end of a ranged read is unknown",
+                ))
+            }
+        };
+        Ok(self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parts::build::{IndexBuilder, SharedHasher};
+    use crate::parts::PartIndex;
+    use std::io::Write;
+
+    /// An age file of `plain`, cut into parts at `cuts` (gzip offsets), with
+    /// its index, built the way a backup builds it.
+    fn age_object(plain: &[u8], cuts: &[u64]) -> (Vec<u8>, PartIndex, x25519::Identity) {
+        let id = x25519::Identity::generate();
+        let h: SharedHasher = Arc::default();
+        // Target 0: every member closes a part.
+        let mut b = IndexBuilder::new(0, Arc::clone(&h));
+        struct Out(SharedHasher, Vec<u8>);
+        impl Write for Out {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().update(buf);
+                self.1.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let enc = age::Encryptor::with_recipients(std::iter::once(
+            &id.to_public() as &dyn age::Recipient
+        ))
+        .unwrap();
+        let mut w = enc.wrap_output(Out(Arc::clone(&h), Vec::new())).unwrap();
+        b.set_age();
+        let mut bounds = cuts.to_vec();
+        bounds.push(plain.len() as u64);
+        let mut at = 0u64;
+        for end in bounds {
+            b.member(end - at, end - at);
+            w.write_all(&plain[at as usize..end as usize]).unwrap();
+            at = end;
+        }
+        let out = w.finish().unwrap();
+        (out.1, b.finish().unwrap(), id)
+    }
+
+    #[test]
+    fn every_part_of_an_age_file_decrypts_on_its_own() {
+        let plain: Vec<u8> = (0..(5 * crate::parts::AGE_CHUNK as usize + 777))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let c = crate::parts::AGE_CHUNK;
+        // Borders inside a chunk, on a chunk, one and two bytes after one.
+        let cuts = [10, c - 1, c, c + 1, 2 * c + 2, 4 * c + 1];
+        let (object, index, id) = age_object(&plain, &cuts);
+        let layout = Layout {
+            age: Some(index.payload_offset),
+            size: object.len() as u64,
+        };
+        index.check(layout, plain.len() as u64).unwrap();
+        let header: Arc<[u8]> = Arc::from(&object[..index.payload_offset as usize]);
+        let ids = [id];
+        for p in index.placed(layout) {
+            let (s, e) = p.stored;
+            let range = &object[s as usize..e as usize];
+            assert_eq!(hex::encode(Sha256::digest(range)), p.sha256, "part {}", p.n);
+            let mut gz = vec![0u8; (p.gz.1 - p.gz.0) as usize];
+            decrypt_range(&header, &p, range, &ids, &mut gz).unwrap();
+            assert_eq!(gz, &plain[p.gz.0 as usize..p.gz.1 as usize], "part {}", p.n);
+            // One byte missing at the end is a truncated file, not less data.
+            let short = &range[..range.len() - 1];
+            assert!(decrypt_range(&header, &p, short, &ids, &mut gz).is_err());
+        }
+        // Another key opens nothing.
+        let other = [x25519::Identity::generate()];
+        let p = &index.placed(layout)[2];
+        let range = &object[p.stored.0 as usize..p.stored.1 as usize];
+        let mut gz = vec![0u8; (p.gz.1 - p.gz.0) as usize];
+        assert!(decrypt_range(&header, p, range, &other, &mut gz).is_err());
+    }
+}
