@@ -26,8 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::{BoxFuture, FutureExt};
-use futures::StreamExt;
+use futures::future::FutureExt;
 
 use nix::fcntl::RenameFlags;
 
@@ -41,13 +40,10 @@ use crate::parts::Timings;
 use crate::safefs::{self, Dir, Ident, Kind};
 use crate::state::StateSpec;
 use crate::store::ObjectStore;
-use crate::unpack::{unpack, unpack_block, Keys};
+use crate::unpack::{each_block, unpack, unpack_block, Keys};
 
 /// The new tree's name inside the staging directory.
 const TREE: &str = "tree";
-/// Prometheus blocks restored at once. Each fetches its parts with
-/// [`crate::parts`]' streams of its own, so this bounds the memory too.
-pub(crate) const BLOCKS_AT_ONCE: usize = 3;
 
 /// `restore:` of a state entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -232,9 +228,7 @@ async fn restore_into(
     // Blocks a few at a time; every one is awaited, even after a failure,
     // so that no extraction is still writing when the staging directory is
     // removed.
-    // (The futures are made first and boxed: a stream's closure over
-    // borrowed data makes the caller's future not provably `Send`.)
-    let blocks: Vec<BoxFuture<'_, Result<u64>>> = manifest
+    let blocks = manifest
         .blocks
         .iter()
         .map(|block| {
@@ -244,13 +238,7 @@ async fn restore_into(
             .boxed()
         })
         .collect();
-    let results: Vec<Result<u64>> = futures::stream::iter(blocks)
-        .buffer_unordered(BLOCKS_AT_ONCE)
-        .collect()
-        .await;
-    for r in results {
-        files += r?;
-    }
+    files += each_block(blocks).await?.iter().sum::<u64>();
     let spec2 = spec.clone();
     let kind = manifest.source.kind;
     let (root_mode, root_mtime) = (manifest.source.root_mode, manifest.source.root_mtime);

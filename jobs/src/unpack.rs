@@ -10,6 +10,8 @@ use std::time::Instant;
 use age::x25519;
 
 use flate2::read::MultiGzDecoder;
+use futures::future::BoxFuture;
+use futures::StreamExt;
 
 use crate::archive::{self, CappedReader, ExtractOptions, ExtractStats, HashingReader, Sink};
 use crate::bridge::{ChannelReader, StreamReader};
@@ -17,7 +19,7 @@ use crate::encryption::{self, Encryption};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::manifest::{BlockEntry, Manifest};
-use crate::parts::{self, Decoding, Layout, PartIndex, Stage, Timings};
+use crate::parts::{self, Decoding, PartIndex, Stage, Timings};
 use crate::safefs::Dir;
 use crate::store::ObjectStore;
 
@@ -98,7 +100,13 @@ pub(crate) async fn unpack(
         index: data.index.clone(),
         streams: parts::MAX_STREAMS,
     };
-    unpack_object(store, manifest, keys, expected, into, opts, timings).await
+    let reading = Reading {
+        store,
+        manifest,
+        keys,
+        timings,
+    };
+    reading.object(expected, into, opts).await
 }
 
 /// One shared block object of a format-2 backup, same checks as the data
@@ -122,139 +130,162 @@ pub(crate) async fn unpack_block(
         symlinks: 0,
         index: block.index.clone(),
         // Blocks are restored a few at once: they share the streams.
-        streams: parts::MAX_STREAMS / crate::restore::BLOCKS_AT_ONCE,
+        streams: parts::MAX_STREAMS / BLOCKS_AT_ONCE,
     };
-    unpack_object(store, manifest, keys, expected, into, opts, timings).await
+    let reading = Reading {
+        store,
+        manifest,
+        keys,
+        timings,
+    };
+    reading.object(expected, into, opts).await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn unpack_object(
-    store: &dyn ObjectStore,
-    manifest: &Manifest,
-    keys: &Keys,
-    data: Expected,
-    into: Option<Dir>,
-    opts: ExtractOptions,
-    timings: &Arc<Timings>,
-) -> Result<ExtractStats> {
-    match (&data.index, keys) {
-        (Some(_), Keys::Plain | Keys::Age(_)) => {
-            unpack_parts(store, manifest, keys, data, into, opts, timings).await
-        }
-        _ => unpack_stream(store, manifest, keys, data, into, opts, timings).await,
-    }
+/// Prometheus blocks read at once. Each fetches its parts with streams of
+/// its own, so this bounds the memory too.
+const BLOCKS_AT_ONCE: usize = 3;
+
+/// Awaits every one of `runs` (one per block), [`BLOCKS_AT_ONCE`] at a time,
+/// even after one failed, so that no extraction is still writing when the
+/// caller cleans up; then the first error, or every result. The futures are
+/// made and boxed by the caller: a stream's closure over borrowed data makes
+/// the caller's future not provably `Send`.
+pub(crate) async fn each_block<T>(runs: Vec<BoxFuture<'_, Result<T>>>) -> Result<Vec<T>> {
+    let results: Vec<Result<T>> = futures::stream::iter(runs)
+        .buffer_unordered(BLOCKS_AT_ONCE)
+        .collect()
+        .await;
+    results.into_iter().collect()
 }
 
-/// An object without a part index (or only its stored bytes): one GET, read
-/// in order, the whole object's sha256 checked at the end.
-async fn unpack_stream(
-    store: &dyn ObjectStore,
-    manifest: &Manifest,
-    keys: &Keys,
-    data: Expected,
-    into: Option<Dir>,
-    opts: ExtractOptions,
-    timings: &Arc<Timings>,
-) -> Result<ExtractStats> {
-    let started = Instant::now();
-    let stream = store.get(&data.key).await?;
-    let reader = StreamReader::spawn(stream);
-    let (state, id) = (manifest.state.clone(), manifest.id.clone());
-    let keys = keys.clone();
-    let timings = Arc::clone(timings);
-    tokio::task::spawn_blocking(move || {
-        let mismatch = |detail: String| Error::Mismatch {
-            state: state.clone(),
-            id: id.clone(),
-            detail: format!("{}: {detail}", data.key),
-        };
-        let mut hashing = HashingReader::new(reader, data.size);
-        let plain: Box<dyn Read + '_> = match &keys {
-            Keys::Plain => Box::new(&mut hashing),
-            Keys::Age(ids) => Box::new(
-                encryption::decrypt(&mut hashing, ids)
-                    .map_err(|e| Error::Encryption(format!("{} of backup {id}: {e}", data.key)))?,
-            ),
-            Keys::StoredOnly => {
-                let (sha256, size) = hashing.finish().map_err(archive::ArchiveError::Read)?;
-                check_stored(&data, &sha256, size).map_err(mismatch)?;
-                return Ok(ExtractStats::default());
+/// What reading any object of one backup needs.
+struct Reading<'a> {
+    store: &'a dyn ObjectStore,
+    manifest: &'a Manifest,
+    keys: &'a Keys,
+    timings: &'a Arc<Timings>,
+}
+
+impl Reading<'_> {
+    async fn object(
+        &self,
+        mut data: Expected,
+        into: Option<Dir>,
+        opts: ExtractOptions,
+    ) -> Result<ExtractStats> {
+        match (data.index.take(), self.keys) {
+            (Some(index), Keys::Plain | Keys::Age(_)) => {
+                self.in_parts(data, &index, into, opts).await
             }
-        };
-        let stats = extract_checked(MultiGzDecoder::new(plain), &into, &opts, &data, &mismatch)?;
-        let (sha256, size) = hashing.finish().map_err(archive::ArchiveError::Read)?;
-        check_stored(&data, &sha256, size).map_err(mismatch)?;
-        timings.add(Stage::Extract, started.elapsed());
-        Ok(stats)
-    })
-    .await
-    .map_err(|e| Error::Refused(format!("extraction task failed: {e}")))?
-}
+            _ => self.in_one_stream(data, into, opts).await,
+        }
+    }
 
-/// An object with a part index: its parts fetched, checked (each against its
-/// own sha256, which together cover every stored byte), decrypted and
-/// inflated several at a time, and extracted in order.
-async fn unpack_parts(
-    store: &dyn ObjectStore,
-    manifest: &Manifest,
-    keys: &Keys,
-    data: Expected,
-    into: Option<Dir>,
-    opts: ExtractOptions,
-    timings: &Arc<Timings>,
-) -> Result<ExtractStats> {
-    let Some(index) = &data.index else {
-        return Err(Error::Refused(format!("{} has no part index", data.key)));
-    };
-    let layout = Layout {
-        age: manifest
-            .encryption
-            .is_some()
-            .then_some(index.payload_offset),
-        size: data.size,
-    };
-    let how = Decoding {
-        identities: match keys {
-            Keys::Age(ids) => Some(Arc::clone(ids)),
-            _ => None,
-        },
-        layout,
-        timings: Arc::clone(timings),
-        names: Arc::new((
-            manifest.state.clone(),
-            manifest.id.clone(),
-            data.key.clone(),
-        )),
-        max_streams: data.streams,
-        // Each part in flight holds up to three buffers (stored, decrypted,
-        // inflated), and two inflated parts wait for the extractor.
-        pool: parts::Pool::new(3 * data.streams + 2),
-    };
-    let placed = index.placed(layout);
-    let key = data.key.clone();
-    // One part waits while the extractor works on another: the parts being
-    // fetched and decoded are the read-ahead.
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let (state, id) = (manifest.state.clone(), manifest.id.clone());
-    let timings = Arc::clone(timings);
-    let extract = tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        let mismatch = |detail: String| Error::Mismatch {
+    /// Errors of `key` not matching the manifest.
+    fn mismatch(&self, key: &str) -> impl Fn(String) -> Error + Send + 'static {
+        let (state, id, key) = (
+            self.manifest.state.clone(),
+            self.manifest.id.clone(),
+            key.to_string(),
+        );
+        move |detail| Error::Mismatch {
             state: state.clone(),
             id: id.clone(),
-            detail: format!("{}: {detail}", data.key),
+            detail: format!("{key}: {detail}"),
+        }
+    }
+
+    /// An object without a part index (or only its stored bytes): one GET,
+    /// read in order, the whole object's sha256 checked at the end.
+    async fn in_one_stream(
+        &self,
+        data: Expected,
+        into: Option<Dir>,
+        opts: ExtractOptions,
+    ) -> Result<ExtractStats> {
+        let started = Instant::now();
+        let stream = self.store.get(&data.key).await?;
+        let reader = StreamReader::spawn(stream);
+        let mismatch = self.mismatch(&data.key);
+        let id = self.manifest.id.clone();
+        let keys = self.keys.clone();
+        let timings = Arc::clone(self.timings);
+        tokio::task::spawn_blocking(move || {
+            let mut hashing = HashingReader::new(reader, data.size);
+            let plain: Box<dyn Read + '_> = match &keys {
+                Keys::Plain => Box::new(&mut hashing),
+                Keys::Age(ids) => {
+                    Box::new(encryption::decrypt(&mut hashing, ids).map_err(|e| {
+                        Error::Encryption(format!("{} of backup {id}: {e}", data.key))
+                    })?)
+                }
+                Keys::StoredOnly => {
+                    let (sha256, size) = hashing.finish().map_err(archive::ArchiveError::Read)?;
+                    check_stored(&data, &sha256, size).map_err(&mismatch)?;
+                    return Ok(ExtractStats::default());
+                }
+            };
+            let stats =
+                extract_checked(MultiGzDecoder::new(plain), &into, &opts, &data, &mismatch)?;
+            let (sha256, size) = hashing.finish().map_err(archive::ArchiveError::Read)?;
+            check_stored(&data, &sha256, size).map_err(&mismatch)?;
+            timings.add(Stage::Extract, started.elapsed());
+            Ok(stats)
+        })
+        .await
+        .map_err(|e| Error::Refused(format!("extraction task failed: {e}")))?
+    }
+
+    /// An object with a part index: its parts fetched, checked (each against
+    /// its own sha256, which together cover every stored byte), decrypted
+    /// and inflated several at a time, and extracted in order.
+    async fn in_parts(
+        &self,
+        data: Expected,
+        index: &PartIndex,
+        into: Option<Dir>,
+        opts: ExtractOptions,
+    ) -> Result<ExtractStats> {
+        let layout = self.manifest.layout_of(index, data.size);
+        let how = Decoding {
+            identities: match self.keys {
+                Keys::Age(ids) => Some(Arc::clone(ids)),
+                _ => None,
+            },
+            layout,
+            timings: Arc::clone(self.timings),
+            names: Arc::new((
+                self.manifest.state.clone(),
+                self.manifest.id.clone(),
+                data.key.clone(),
+            )),
+            max_streams: data.streams,
+            // Each part in flight holds up to three buffers (stored,
+            // decrypted, inflated), and two inflated parts wait for the
+            // extractor.
+            pool: parts::Pool::new(3 * data.streams + 2),
         };
-        let mut reader = ChannelReader::new(rx);
-        let stats = extract_checked(&mut reader, &into, &opts, &data, &mismatch);
-        timings.add(Stage::Wait, reader.waited());
-        timings.add(Stage::Extract, started.elapsed());
-        stats
-    });
-    let (fetched, extracted) =
-        tokio::join!(parts::fetch_parts(store, &key, placed, how, tx), extract);
-    // A failed fetch makes the extraction fail too; the fetch says why.
-    fetched?;
-    extracted.map_err(|e| Error::Refused(format!("extraction task failed: {e}")))?
+        let placed = index.placed(layout);
+        let key = data.key.clone();
+        // One part waits while the extractor works on another: the parts
+        // being fetched and decoded are the read-ahead.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let mismatch = self.mismatch(&data.key);
+        let timings = Arc::clone(self.timings);
+        let extract = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let mut reader = ChannelReader::new(rx);
+            let stats = extract_checked(&mut reader, &into, &opts, &data, &mismatch);
+            timings.add(Stage::Wait, reader.waited());
+            timings.add(Stage::Extract, started.elapsed());
+            stats
+        });
+        let fetch = parts::fetch_parts(self.store, &key, placed, how, tx);
+        let (fetched, extracted) = tokio::join!(fetch, extract);
+        // A failed fetch makes the extraction fail too; the fetch says why.
+        fetched?;
+        extracted.map_err(|e| Error::Refused(format!("extraction task failed: {e}")))?
+    }
 }
 
 /// Extracts the tar stream `tar` (into `into`, or nowhere), reads what follows

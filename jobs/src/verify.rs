@@ -12,18 +12,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::Utc;
-use futures::future::{BoxFuture, FutureExt};
-use futures::StreamExt;
+use futures::future::FutureExt;
 
-use crate::archive::{ExtractOptions, ExtractStats};
+use crate::archive::ExtractOptions;
 use crate::catalog::{self, Selector};
 use crate::encryption::Encryption;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::parts::Timings;
-use crate::restore::BLOCKS_AT_ONCE;
 use crate::store::{body_from_bytes, ObjectStore};
-use crate::unpack::{unpack, unpack_block, Keys};
+use crate::unpack::{each_block, unpack, unpack_block, Keys};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -59,19 +57,16 @@ pub async fn verify(
     let mut files = unpack(store, &manifest, &keys, None, opts(), &timings)
         .await?
         .files;
-    // Made first and boxed: see `restore_into`.
-    let blocks: Vec<BoxFuture<'_, Result<ExtractStats>>> = manifest
+    let blocks = manifest
         .blocks
         .iter()
         .map(|block| unpack_block(store, &manifest, block, &keys, None, opts(), &timings).boxed())
         .collect();
-    let results: Vec<Result<ExtractStats>> = futures::stream::iter(blocks)
-        .buffer_unordered(BLOCKS_AT_ONCE)
-        .collect()
-        .await;
-    for r in results {
-        files += r?.files;
-    }
+    files += each_block(blocks)
+        .await?
+        .iter()
+        .map(|s| s.files)
+        .sum::<u64>();
     let bytes = manifest.total_size();
     if record && content_checked {
         let marker = serde_json::json!({

@@ -222,6 +222,78 @@ async fn a_corrupt_part_is_named_and_the_target_is_left_alone() {
     }
 }
 
+/// A manifest is untrusted input too: an index whose sums are right but
+/// whose parts are cut elsewhere (with checksums to match, as whoever can
+/// write the manifest could make them) is refused as corrupt, and one that
+/// shifts tar bytes between parts is refused by size; the target is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_index_is_refused_and_the_target_is_left_alone() {
+    for t in stores("parts-lying") {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        big_tree(&root);
+        let s = spec("data", root.clone());
+        backup(t.store.as_ref(), HOST, &s, false).await.unwrap();
+        let m = newest(t.store.as_ref(), "data").await;
+        let data_key = layout::object_key(HOST, "data", &m.id, layout::DATA);
+        let object = get_small(t.store.as_ref(), &data_key, 64 << 20)
+            .await
+            .unwrap();
+        let good = get_small(t.store.as_ref(), &manifest_key(&m), 8 << 20)
+            .await
+            .unwrap();
+        fs::write(root.join("local"), "newer local data").unwrap();
+        let before = describe(&root);
+        type Lie = fn(&mut serde_json::Value);
+        let lies: [(&str, Lie, &str); 2] = [
+            (
+                "parts cut inside a gzip member",
+                |parts| {
+                    let moved = 1000;
+                    let gz0 = parts[0]["gz"].as_u64().unwrap();
+                    let gz1 = parts[1]["gz"].as_u64().unwrap();
+                    parts[0]["gz"] = (gz0 + moved).into();
+                    parts[1]["gz"] = (gz1 - moved).into();
+                },
+                "corrupt",
+            ),
+            (
+                "tar bytes moved between parts",
+                |parts| {
+                    let tar0 = parts[0]["tar"].as_u64().unwrap();
+                    let tar1 = parts[1]["tar"].as_u64().unwrap();
+                    parts[0]["tar"] = (tar0 - 4096).into();
+                    parts[1]["tar"] = (tar1 + 4096).into();
+                },
+                "inflates to",
+            ),
+        ];
+        for (case, lie, want) in lies {
+            let mut json: serde_json::Value = serde_json::from_slice(&good).unwrap();
+            let parts = &mut json["objects"][0]["index"]["parts"];
+            lie(parts);
+            // Checksums that match the new ranges.
+            let mut at = 0usize;
+            for p in parts.as_array_mut().unwrap() {
+                let gz = p["gz"].as_u64().unwrap() as usize;
+                p["sha256"] = hex::encode(Sha256::digest(&object[at..at + gz])).into();
+                at += gz;
+            }
+            let bytes = serde_json::to_vec_pretty(&json).unwrap();
+            t.store
+                .put(&manifest_key(&m), body_from_bytes(Bytes::from(bytes)))
+                .await
+                .unwrap();
+            let err = restore(t.store.as_ref(), HOST, &s, &forced())
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{} {case}: {err}", t.name);
+            assert_eq!(describe(&root), before, "{} {case}: target changed", t.name);
+        }
+    }
+}
+
 /// The README's by-hand restore of an unencrypted backup is
 /// `aws s3 cp s3://…/data.tar.gz - | tar xzf -`: the object of a backup
 /// with a part index is still one gzip stream that tar reads whole.

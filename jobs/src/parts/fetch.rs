@@ -235,10 +235,14 @@ fn decode(p: &Placed, stored: Pooled, header: Header, how: &Decoding) -> Result<
     let got = read_full(&mut MultiGzDecoder::new(gz), tar.as_mut()).map_err(ArchiveError::Read)?;
     how.timings.add(Stage::Inflate, t.elapsed());
     if got != want {
-        let more = if got > want { "more than" } else { "" };
+        let holds = if got > want {
+            format!("more than {want}")
+        } else {
+            got.to_string()
+        };
         return Err(how.mismatch(
             p,
-            format!("it inflates to {more} {got} bytes, the manifest says {want}"),
+            format!("it inflates to {holds} bytes, the manifest says {want}"),
         ));
     }
     tar.set_len(want);
