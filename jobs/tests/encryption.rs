@@ -310,6 +310,16 @@ async fn tampered_ciphertext_is_refused_even_with_a_matching_manifest() {
         )
         .unwrap();
         m.objects[0].sha256 = hex::encode(Sha256::digest(&data));
+        // ...and its part index, so that in the parts a restore fetches too
+        // only age's authentication is left to catch it.
+        let entry = &m.objects[0];
+        let index = entry.index.as_ref().expect("a part index");
+        let placed = index.placed(m.layout_of(index, entry.size));
+        let parts = &mut m.objects[0].index.as_mut().unwrap().parts;
+        for (part, p) in parts.iter_mut().zip(placed) {
+            let range = &data[p.stored.0 as usize..p.stored.1 as usize];
+            part.sha256 = hex::encode(Sha256::digest(range));
+        }
         replace(t.store.as_ref(), &data_key, data, &manifest_key, &m).await;
 
         fs::write(root.join("local-only"), "newer").unwrap();
@@ -323,10 +333,12 @@ async fn tampered_ciphertext_is_refused_even_with_a_matching_manifest() {
         assert!(!format!("{err:#}").is_empty());
         assert!(!catalog::list(t.store.as_ref(), HOST, "data").await.unwrap()[0].verified);
 
-        // A plain gzip where the manifest promises an age file.
+        // A plain gzip where the manifest (one without a part index, as an
+        // older rehost wrote) promises an age file.
         let plain = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03not age".to_vec();
         m.objects[0].sha256 = hex::encode(Sha256::digest(&plain));
         m.objects[0].size = plain.len() as u64;
+        m.objects[0].index = None;
         replace(t.store.as_ref(), &data_key, plain, &manifest_key, &m).await;
         let err = restore(t.store.as_ref(), HOST, &s, &forced())
             .await

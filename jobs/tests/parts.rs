@@ -255,7 +255,7 @@ async fn a_lying_index_is_refused_and_the_target_is_left_alone() {
                     parts[0]["gz"] = (gz0 + moved).into();
                     parts[1]["gz"] = (gz1 - moved).into();
                 },
-                "corrupt",
+                "part 0 (bytes",
             ),
             (
                 "tar bytes moved between parts",
@@ -265,7 +265,7 @@ async fn a_lying_index_is_refused_and_the_target_is_left_alone() {
                     parts[0]["tar"] = (tar0 - 4096).into();
                     parts[1]["tar"] = (tar1 + 4096).into();
                 },
-                "inflates to",
+                "inflates to more than",
             ),
         ];
         for (case, lie, want) in lies {

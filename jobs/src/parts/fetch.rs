@@ -18,7 +18,6 @@ use tokio::sync::mpsc;
 
 use super::pool::{Pool, Pooled};
 use super::{Layout, Placed};
-use crate::archive::ArchiveError;
 use crate::encryption;
 use crate::error::{Error, Result};
 use crate::store::{self, ObjectStore};
@@ -232,7 +231,8 @@ fn decode(p: &Placed, stored: Pooled, header: Header, how: &Decoding) -> Result<
     let want = (p.tar.1 - p.tar.0) as usize;
     // One byte of room more than declared, to notice a part that holds more.
     let mut tar = how.pool.take(want + 1);
-    let got = read_full(&mut MultiGzDecoder::new(gz), tar.as_mut()).map_err(ArchiveError::Read)?;
+    let got = read_full(&mut MultiGzDecoder::new(gz), tar.as_mut())
+        .map_err(|e| how.mismatch(p, format!("its gzip members are corrupt or truncated: {e}")))?;
     how.timings.add(Stage::Inflate, t.elapsed());
     if got != want {
         let holds = if got > want {
