@@ -7,7 +7,8 @@
 #                                       cloud-init (schema), systemd-analyze, envsubst,
 #                                       node_exporter and curl (monitoring test),
 #                                       docker-registry and htpasswd (image pulls);
-#                                       qemu-system-x86, mmdebstrap, cloud-image-utils (VM drill)
+#                                       qemu-system-x86, mmdebstrap, cloud-image-utils (VM drill);
+#                                       pebble, lego, openssl (kind: acme)
 #   scripts/install-tools.sh --bench    + restic, rclone
 #
 # Nothing is downloaded when every binary is already present. Works as root
@@ -55,6 +56,12 @@ declare -A apt_for=(
     [mmdebstrap]=mmdebstrap
     [cloud-localds]=cloud-image-utils
     [mkfs.ext4]=e2fsprogs
+    # kind: acme's test (tests/e2e/cli_acme.rs): certificates from a real ACME
+    # flow, Let's Encrypt's test server and the ACME client Traefik uses;
+    # openssl reads their expiry dates for comparison.
+    [pebble]=pebble
+    [lego]=lego
+    [openssl]=openssl
 )
 if [ "$bench" = 1 ]; then
     apt_for[restic]=restic

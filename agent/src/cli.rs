@@ -298,6 +298,7 @@ impl Ctx {
             StateKind::Sqlite => JobsKind::Sqlite {
                 databases: entry.databases.clone(),
             },
+            StateKind::Acme => JobsKind::Acme,
         };
         Ok(StateSpec {
             name: entry.name.clone(),

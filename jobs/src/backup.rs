@@ -6,7 +6,8 @@
 //!
 //! `kind: sqlite` takes the same path with consistent copies of the databases
 //! standing in for the live files ([`crate::sqlite`]); `kind: prometheus` has
-//! its own, block by block ([`crate::prometheus`]).
+//! its own, block by block ([`crate::prometheus`]). `kind: acme` archives a
+//! copy of acme.json that was checked to be Traefik's ([`crate::acme`]).
 
 use std::fs::Metadata;
 use std::io::Write;
@@ -106,6 +107,27 @@ pub async fn backup_until(
     .map_err(|e| Error::Refused(format!("scan task failed: {e}")))?
     .map_err(|e| Error::io(format!("read source {}", spec.path.display()), e))?;
 
+    // kind: acme: read and checked once, before anything else is decided,
+    // so that a broken file fails the backup even when it looks unchanged,
+    // and the archive holds exactly the bytes that were checked. Read after
+    // the scan: if Traefik rewrites the file in between, the fingerprint is
+    // the older one and the next backup sees a change.
+    let acme = match &spec.kind {
+        StateKind::Acme => {
+            let path = spec.path.clone();
+            let snapshot = tokio::task::spawn_blocking(move || crate::acme::snapshot(&path))
+                .await
+                .map_err(|e| Error::Refused(format!("acme.json read task failed: {e}")))??;
+            tracing::debug!(
+                state = %spec.name,
+                certificates = snapshot.summary.certificates(),
+                "acme.json checked"
+            );
+            Some(snapshot)
+        }
+        _ => None,
+    };
+
     let recipients = spec.encryption.as_deref().map(|e| e.digest());
     let backups = unless_cancelled(cancel, catalog::list(store, host, &spec.name)).await?;
     let based_on = catalog::select(&backups, &Selector::Latest).map(|b| b.id.clone());
@@ -155,6 +177,16 @@ pub async fn backup_until(
                 copies.entry(rel, meta)
             }))
         }
+        StateKind::Acme => acme.map(|snapshot| -> Filter {
+            // The source is the one file: its checked copy stands in for it.
+            Box::new(move |_: &Path, meta: &Metadata| {
+                if meta.is_file() {
+                    Entry::Replace(snapshot.copy.clone())
+                } else {
+                    Entry::Keep
+                }
+            })
+        }),
         _ => None,
     };
 

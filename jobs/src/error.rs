@@ -31,6 +31,9 @@ pub enum Error {
     /// A SQLite database could not be copied consistently.
     #[error("SQLite database {path}: {detail}")]
     Database { path: String, detail: String },
+    /// A `kind: acme` file that is not a readable Traefik acme.json.
+    #[error("{path} is not a usable Traefik acme.json: {detail}")]
+    Acme { path: String, detail: String },
     /// Prometheus' admin API did not give a snapshot.
     #[error("Prometheus at {api}: {detail}")]
     Prometheus { api: String, detail: String },

@@ -2,6 +2,7 @@
 //! verification, retention and node_exporter textfile metrics. The CLI in
 //! `agent/` only turns configuration into calls of this library.
 
+pub mod acme;
 pub mod archive;
 pub mod backup;
 mod bridge;

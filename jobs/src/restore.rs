@@ -257,7 +257,7 @@ async fn restore_into(
                     tree.chown_at(rel, owner.uid, owner.gid)
                         .map_err(|e| at("chown", e))?;
                 }
-                if let Some(mode) = spec2.mode {
+                if let Some(mode) = spec2.restore_mode() {
                     tree.chmod_at(rel, mode).map_err(|e| at("chmod", e))?;
                 }
                 let t = Instant::now();
@@ -286,7 +286,7 @@ async fn restore_into(
                 if let Some(owner) = spec2.owner {
                     safefs::chown_tree(&tree, owner.uid, owner.gid).map_err(|e| at("chown", e))?;
                 }
-                if let Some(mode) = spec2.mode {
+                if let Some(mode) = spec2.restore_mode() {
                     tree.set_mode(mode).map_err(|e| at("chmod", e))?;
                 }
                 let t = Instant::now();

@@ -37,6 +37,21 @@ pub enum StateKind {
     /// A directory (or one file) holding SQLite databases: files whose path
     /// matches one of `databases` are copied with SQLite's online backup API.
     Sqlite { databases: Vec<String> },
+    /// Traefik's acme.json: checked before it is uploaded
+    /// ([`crate::acme`]), restored with mode 0600.
+    Acme,
+}
+
+impl StateSpec {
+    /// The mode a restore enforces: 0600 for `kind: acme` whatever the
+    /// configuration says (Traefik refuses an acme.json others can read, and
+    /// it holds the private keys), otherwise the configured one.
+    pub fn restore_mode(&self) -> Option<u32> {
+        match self.kind {
+            StateKind::Acme => Some(0o600),
+            _ => self.mode,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

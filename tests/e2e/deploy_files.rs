@@ -45,11 +45,14 @@ fn alert_rules_pass_their_unit_tests_and_the_tests_can_fail() {
         .arg(dir.join("tests/alerts_test.yml")));
 
     // An alert one hour early must be caught ("fires after the threshold,
-    // not before"), and so must a target-down alert that never fires.
+    // not before"), and so must a target-down alert that never fires and a
+    // certificate alert a day late.
     let tmp = tempfile::tempdir().unwrap();
     for (from, to) in [
         ("> 26 * 3600", "> 25 * 3600"),
         ("expr: up == 0", "expr: up == 2"),
+        // A certificate alert a day late.
+        ("< 14 * 86400", "< 13 * 86400"),
     ] {
         copy_dir(&dir, tmp.path());
         let rules = tmp.path().join("rules/alerts.yml");
@@ -91,6 +94,9 @@ fn rehost_metrics() -> BTreeSet<&'static str> {
         FAILURES,
         LAST_BYTES,
         GENERATION_SUPERSEDED,
+        rehost_jobs::acme::metrics::FILE_VALID,
+        rehost_jobs::acme::metrics::CERTIFICATES,
+        rehost_jobs::acme::metrics::NOT_AFTER,
     ]
     .into()
 }

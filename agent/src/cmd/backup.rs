@@ -64,6 +64,7 @@ pub async fn backup_one_until(
     )
     .await
     .with_context(|| format!("back up {}", entry.path.display()));
+    super::record_acme(ctx, entry, &spec.path).await;
     if let Some((docker, ids)) = stopped.and_then(|mut g| g.0.take()) {
         // Started again whatever the backup did; a failure to start is an
         // error of this run even when the backup itself succeeded.

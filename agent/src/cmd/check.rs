@@ -112,6 +112,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
             format!("missing, and so is {}", parent.display())
         };
         println!("state {}: {} {status}", entry.name, entry.path.display());
+        if entry.kind == crate::config::StateKind::Acme && entry.path.exists() {
+            let (line, ok) = acme_summary(&entry.path);
+            if !ok {
+                problems += 1;
+            }
+            println!("state {}: {line}", entry.name);
+        }
         println!("state {}: {}", entry.name, schedule_summary(entry));
     }
     if let Some(m) = &c.metrics {
@@ -158,6 +165,49 @@ pub(crate) fn writable(dir: &Path) -> bool {
     dir.ancestors()
         .find(|a| a.symlink_metadata().is_ok())
         .is_some_and(|a| a.is_dir() && access(a, AccessFlags::W_OK).is_ok())
+}
+
+/// `kind: acme`: what a backup would find in acme.json (false: it would be
+/// refused).
+fn acme_summary(path: &Path) -> (String, bool) {
+    match rehost_jobs::acme::read(path) {
+        Ok((_, summary)) => {
+            let first = summary
+                .resolvers
+                .values()
+                .flatten()
+                .min_by_key(|c| c.not_after);
+            let expiry = match first {
+                Some(c) => {
+                    let days = (c.not_after - chrono::Utc::now().timestamp()) / 86400;
+                    let date = chrono::DateTime::from_timestamp(c.not_after, 0)
+                        .map(|t| t.format("%Y-%m-%d").to_string())
+                        .unwrap_or_default();
+                    format!(
+                        "; the first to expire: {} on {date} (in {days} days)",
+                        c.domain
+                    )
+                }
+                None => String::new(),
+            };
+            (
+                format!(
+                    "acme.json: ok ({} certificate(s) in {} resolver(s){expiry})",
+                    summary.certificates(),
+                    summary.resolvers.len()
+                ),
+                true,
+            )
+        }
+        // A fresh host's file, before Traefik's first start: not a problem
+        // of the configuration.
+        Err(_) if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) => (
+            "acme.json: empty (Traefik has not written it yet; backups fail until it does)"
+                .to_string(),
+            true,
+        ),
+        Err(e) => (format!("{e}: a backup would refuse it"), false),
+    }
 }
 
 #[cfg(test)]

@@ -137,3 +137,45 @@ pub(crate) fn record(ctx: &Ctx, job: &str, target: &str, run: metrics::Run) -> a
         .with_context(|| format!("write metrics into {}", m.textfile_dir.display()))?;
     Ok(())
 }
+
+/// `kind: acme`: reads acme.json at `path` (the live file after a backup, the
+/// restored one after a restore) and writes its certificates' metrics
+/// (`rehost-acme-NAME.prom`). A file that does not parse is logged and
+/// recorded as `rehost_acme_file_valid 0`. Like [`record`], a report on the
+/// job: never its outcome.
+pub(crate) async fn record_acme(
+    ctx: &Ctx,
+    entry: &crate::config::StateEntry,
+    path: &std::path::Path,
+) {
+    use rehost_jobs::acme;
+    if ctx.dry_run || entry.kind != crate::config::StateKind::Acme {
+        return;
+    }
+    let Some(m) = &ctx.config.metrics else {
+        return;
+    };
+    let (path, dir, name) = (
+        path.to_path_buf(),
+        m.textfile_dir.clone(),
+        entry.name.clone(),
+    );
+    let recorded = tokio::task::spawn_blocking(move || {
+        let summary = match acme::read(&path) {
+            Ok((_, summary)) => Some(summary),
+            Err(e) => {
+                tracing::warn!(target = %name, "{e}");
+                None
+            }
+        };
+        acme::metrics::record(&dir, &name, summary.as_ref())
+    })
+    .await;
+    match recorded {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(target = %entry.name, "cannot record acme.json's metrics in {}: {e}", m.textfile_dir.display())
+        }
+        Err(e) => tracing::error!(target = %entry.name, "acme.json metrics task failed: {e}"),
+    }
+}

@@ -44,6 +44,13 @@ pub async fn restore_one(
     let outcome = restore(ctx.store.as_ref(), &ctx.config.host, &spec, &req)
         .await
         .with_context(|| format!("restore {}", entry.path.display()))?;
+    // What Traefik will read: the restored file, or the one a policy kept.
+    if matches!(
+        outcome,
+        RestoreOutcome::Restored { .. } | RestoreOutcome::Skipped(_)
+    ) {
+        super::record_acme(ctx, entry, &spec.path).await;
+    }
     let (message, moved) = match outcome {
         RestoreOutcome::Restored {
             id,

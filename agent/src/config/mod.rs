@@ -157,6 +157,8 @@ pub enum StateKind {
     Prometheus,
     /// SQLite databases, copied with the online backup API, and other files.
     Sqlite,
+    /// Traefik's acme.json, checked before upload, restored 0600.
+    Acme,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -218,6 +218,7 @@ fn shipped_example_parses() {
         panic!("expected S3 storage, got {:?}", config.storage);
     };
     assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+    assert_eq!(config.state["acme"].kind, StateKind::Acme);
     assert_eq!(config.state["acme"].mode, Some(0o600));
     assert_eq!(config.state["acme"].owner.as_deref(), Some("0:0"));
     assert!(config.state["acme"].required);
@@ -642,6 +643,20 @@ fn errors_name_line_column_and_key() {
             message: "`databases` only applies to `kind: sqlite`",
         },
         Case {
+            text: "state:\n  acme:\n    kind: acme\n    path: /srv/acme/acme.json\n    mode: \"0644\"\n",
+            line: Some(8),
+            column: Some(5),
+            key: Some("state.acme.mode"),
+            message: "`kind: acme` is always restored 0600",
+        },
+        Case {
+            text: "stack:\n  compose: /opt/s/compose.yml\nstate:\n  acme:\n    kind: acme\n    volume: letsencrypt\n",
+            line: Some(9),
+            column: Some(5),
+            key: Some("state.acme.volume"),
+            message: "`kind: acme` needs `path:` to Traefik's acme.json file",
+        },
+        Case {
             text: "state:\n  db:\n    kind: sqlite\n    path: /srv/db\n    databases: [\"../x.db\"]\n",
             line: Some(8),
             column: Some(5),
@@ -660,7 +675,7 @@ fn errors_name_line_column_and_key() {
             line: Some(7),
             column: Some(5),
             key: Some("state.acme.kind"),
-            message: "expected one of `files`, `prometheus`, `sqlite`, got \"tarball\"",
+            message: "expected one of `files`, `prometheus`, `sqlite`, `acme`, got \"tarball\"",
         },
         Case {
             text: "state:\n  acme:\n    path: /srv/acme\n    api: http://x\n",

@@ -327,18 +327,31 @@ fn state_entry(name: &str, raw: RawState) -> Result<StateEntry, Problem> {
         None | Some("files") => StateKind::Files,
         Some("prometheus") => StateKind::Prometheus,
         Some("sqlite") => StateKind::Sqlite,
+        Some("acme") => StateKind::Acme,
         Some(other) => {
             return Err(Problem::new(
                 key("kind"),
-                format!("expected one of `files`, `prometheus`, `sqlite`, got {other:?}"),
+                format!("expected one of `files`, `prometheus`, `sqlite`, `acme`, got {other:?}"),
             ))
         }
     };
+    if kind == StateKind::Acme && volume.is_some() {
+        return Err(Problem::new(
+            key("volume"),
+            "`kind: acme` needs `path:` to Traefik's acme.json file, not a volume",
+        ));
+    }
     let mode = raw
         .mode
         .map(|m| file_mode(&m))
         .transpose()
         .map_err(|m| Problem::new(key("mode"), m))?;
+    if kind == StateKind::Acme && mode.is_some_and(|m| m != 0o600) {
+        return Err(Problem::new(
+            key("mode"),
+            "`kind: acme` is always restored 0600 (it holds the private keys, and Traefik refuses anything else): set \"0600\" or leave `mode` out",
+        ));
+    }
     let owner = raw
         .owner
         .map(|o| check_owner(&o).map(|()| o))
