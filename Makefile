@@ -1,5 +1,7 @@
 # rehost: developer and CI entry points.
 #   make build        release binary (target/release/rehost)
+#   make deb          Debian package of the release binary (target/debian/rehost_*.deb; cargo-deb)
+#   make packaging    regenerate packaging/{man,completions,systemd} from the CLI and cloud-init/
 #   make test         tools + Garage + fmt + clippy + build + nextest (what .ci/run runs)
 #   make demo         local demo against a Garage in target/garage-demo
 #   make demo-clean   stop the demo Garage, remove target/garage-demo and target/demo
@@ -19,10 +21,17 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: vm-drill build test demo demo-clean bench bench-pull bench-stack bench-prometheus bench-scale fuzz tools garage-start garage-stop garage-status
+.PHONY: vm-drill build deb packaging test demo demo-clean bench bench-pull bench-stack bench-prometheus bench-scale fuzz tools garage-start garage-stop garage-status
 
 build:
 	$(CARGO) build --release -p rehost
+
+deb:
+	command -v cargo-deb >/dev/null || { echo "make deb: cargo-deb is missing; scripts/install-tools.sh installs it" >&2; exit 1; }
+	$(CARGO) deb -p rehost
+
+packaging:
+	REHOST_UPDATE_PACKAGING=1 $(CARGO) test -p rehost --test packaging
 
 test:
 	scripts/test.sh

@@ -8,7 +8,8 @@
 #                                       node_exporter and curl (monitoring test),
 #                                       docker-registry and htpasswd (image pulls);
 #                                       qemu-system-x86, mmdebstrap, cloud-image-utils (VM drill);
-#                                       pebble, lego, openssl (kind: acme)
+#                                       pebble, lego, openssl (kind: acme);
+#                                       cargo-deb and dpkg-shlibdeps (`make deb`, the package test)
 #   scripts/install-tools.sh --bench    + restic, rclone
 #
 # Nothing is downloaded when every binary is already present. Works as root
@@ -24,6 +25,8 @@ for arg in "$@"; do
         *) echo "install-tools: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
+
+CARGO_DEB_VERSION=3.8.0
 
 log() { echo "install-tools: $*" >&2; }
 die() { echo "install-tools: error: $*" >&2; exit 1; }
@@ -62,6 +65,8 @@ declare -A apt_for=(
     [pebble]=pebble
     [lego]=lego
     [openssl]=openssl
+    # cargo-deb computes the package's shared-library Depends with it.
+    [dpkg-shlibdeps]=dpkg-dev
 )
 if [ "$bench" = 1 ]; then
     apt_for[restic]=restic
@@ -149,11 +154,26 @@ if ! have aws; then
     fi
 fi
 
+# cargo-deb (`make deb`, tests/e2e/deb_package.rs) from crates.io, only if
+# missing. Pinned: the package test builds from the debug binary
+# (`--profile dev`), which later versions may refuse.
+if ! have cargo-deb; then
+    log "cargo install --locked cargo-deb@$CARGO_DEB_VERSION"
+    cdlog="$(mktemp)"
+    if ! timeout 1800 cargo install --locked "cargo-deb@$CARGO_DEB_VERSION" </dev/null >"$cdlog" 2>&1; then
+        tail -n 20 "$cdlog" >&2; rm -f "$cdlog"
+        die "cargo install cargo-deb failed"
+    fi
+    rm -f "$cdlog"
+    hash -r
+    have cargo-deb || die "cargo-deb still not found after cargo install (is ~/.cargo/bin in PATH?)"
+fi
+
 # Garage (built from crates.io when absent: ~7 min).
 "$here/garage.sh" install >/dev/null
 
 if [ "$bench" = 1 ]; then
-    log "ok: promtool prometheus amtool cloud-init systemd-analyze sqlite3 time aws garage qemu mmdebstrap restic rclone s3cmd"
+    log "ok: promtool prometheus amtool cloud-init systemd-analyze sqlite3 time aws garage qemu mmdebstrap cargo-deb restic rclone s3cmd"
 else
-    log "ok: promtool prometheus amtool cloud-init systemd-analyze sqlite3 time aws garage qemu mmdebstrap"
+    log "ok: promtool prometheus amtool cloud-init systemd-analyze sqlite3 time aws garage qemu mmdebstrap cargo-deb"
 fi

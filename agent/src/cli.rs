@@ -20,7 +20,8 @@ use crate::config::{self, Config, StateEntry, StateKind, DEFAULT_PROMETHEUS_API}
 #[command(
     name = "rehost",
     version,
-    about = "Restore, back up and run the state of an immutable host"
+    about = "Restore, back up and run the state of an immutable host",
+    after_help = "Example (check the configuration and storage access, change nothing):\n  rehost -c /etc/rehost/rehost.yaml check"
 )]
 pub struct Args {
     #[command(flatten)]
@@ -62,8 +63,14 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Back up state entries now (all of them unless NAMEs are given).
+    #[command(
+        after_help = "Example (back up acme and grafana now, whatever their schedules):\n  rehost backup acme grafana"
+    )]
     Backup { names: Vec<String> },
     /// Restore state entries from storage, following each entry's `restore:` policy.
+    #[command(
+        after_help = "Example (restore acme as it was at 10:15 UTC on 23 November 2026):\n  rehost -c /etc/rehost/rehost.yaml restore acme --at \"2026-11-23 10:15\""
+    )]
     Restore {
         names: Vec<String>,
         /// Restore even if the policy says not to (replaces the current content).
@@ -77,11 +84,17 @@ pub enum Command {
         at: Option<String>,
     },
     /// Inspect the backups in storage.
+    #[command(
+        after_help = "Example (list the complete backups of acme):\n  rehost backups list acme"
+    )]
     Backups {
         #[command(subcommand)]
         command: BackupsCommand,
     },
     /// Download a backup and check every checksum and archive entry, without restoring.
+    #[command(
+        after_help = "Example (verify one backup of acme, by the id `rehost backups list acme` shows):\n  rehost verify acme --backup g00000003-1a2b3c4d-00000042-20261123T101500.123Z"
+    )]
     Verify {
         names: Vec<String>,
         /// Verify this backup id instead of the newest (needs exactly one NAME).
@@ -89,10 +102,17 @@ pub enum Command {
         backup: Option<String>,
     },
     /// Apply each entry's `keep:` retention policy now.
+    #[command(
+        after_help = "Example (show which backups of prometheus retention would delete, delete nothing):\n  rehost --dry-run prune prometheus"
+    )]
     Prune { names: Vec<String> },
     /// Pull content into each `pull:` entry's dest now (all of them unless NAMEs are given).
+    #[command(after_help = "Example (pull the site entry's content now):\n  rehost pull site")]
     Pull { names: Vec<String> },
     /// Validate the configuration and storage access; change nothing.
+    #[command(
+        after_help = "Example (check a configuration before installing it):\n  rehost -c ./rehost.yaml check"
+    )]
     Check,
     /// Register this host in the store (once per new host; idempotent).
     ///
@@ -100,6 +120,9 @@ pub enum Command {
     /// and the store does not know the host (never registered, never backed
     /// up): a typo in `host:` then stops the boot, listing the hosts the
     /// store knows, instead of starting the stack on empty state.
+    #[command(
+        after_help = "Example (register the host before its first boot):\n  rehost -c /etc/rehost/rehost.yaml init"
+    )]
     Init,
     /// Run the scheduled jobs (backups, pulls) until SIGTERM or SIGINT.
     ///
@@ -113,6 +136,9 @@ pub enum Command {
     /// On SIGTERM/SIGINT no new run starts, running ones get --grace to
     /// finish, the rest are abandoned and recorded as failed; exit 0.
     /// Refuses to run as root unless --allow-root.
+    #[command(
+        after_help = "Example (the daemon as the rehost user, giving running jobs 60 s to finish on SIGTERM):\n  runuser -u rehost -- rehost run --grace 60s"
+    )]
     Run {
         /// Run even as root (the daemon needs only the state, content and metrics directories).
         #[arg(long)]
@@ -131,6 +157,7 @@ pub enum Command {
     /// success is older than 2 x its schedule's period + its timeout (the
     /// period is the longest interval between two consecutive occurrences of
     /// its cron schedule). Exit 2 without a `metrics:` section.
+    #[command(after_help = "Example (what ran when, exit 1 if a job is stale):\n  rehost status")]
     Status,
     /// The boot sequence of a fresh VM: restore state, bring the stack up, run the jobs.
     ///
@@ -141,6 +168,9 @@ pub enum Command {
     /// `required`; any other restore failure stops it before the stack
     /// starts), runs `up`, writes `rehost-boot.prom`, then — unless
     /// --no-run — replaces itself with `rehost run` as the `run_as` user.
+    #[command(
+        after_help = "Example (what rehost-boot.service runs: restore, start the stack, then stop):\n  rehost boot --no-run"
+    )]
     Boot {
         /// Stop once the stack is up; do not start the jobs daemon.
         #[arg(long)]
@@ -160,6 +190,9 @@ pub enum Command {
     /// services no longer in the file, starts in depends_on order and waits
     /// for healthchecks. On an unchanged stack it changes nothing. With
     /// --dry-run it prints the plan and changes nothing.
+    #[command(
+        after_help = "Example (print what up would build, create, recreate and remove; change nothing):\n  rehost --dry-run up"
+    )]
     Up {
         /// Longest wait, in all, for healthchecks and depends_on conditions.
         #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
@@ -169,16 +202,30 @@ pub enum Command {
     ///
     /// Named volumes hold data and are kept unless --volumes is given.
     /// External networks and volumes are never removed.
+    #[command(
+        after_help = "Example (remove the stack's containers and networks, keep its volumes):\n  rehost down"
+    )]
     Down {
         /// Also remove the project's named volumes and the containers' anonymous volumes.
         #[arg(long)]
         volumes: bool,
     },
+    /// Print the completion script for SHELL on stdout.
+    ///
+    /// Needs no configuration file. The Debian package installs the scripts
+    /// for all three shells.
+    #[command(
+        after_help = "Example (bash completion for the current user, loaded by bash-completion):\n  rehost completions bash > ~/.local/share/bash-completion/completions/rehost"
+    )]
+    Completions { shell: cmd::completions::Shell },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum BackupsCommand {
     /// List complete backups: id, time, size, files, checksum.
+    #[command(
+        after_help = "Example (the backups of every state entry, with another configuration):\n  rehost -c /etc/rehost/rehost.yaml backups list"
+    )]
     List { name: Option<String> },
 }
 
@@ -356,7 +403,11 @@ fn parse_time(s: &str) -> anyhow::Result<DateTime<Utc>> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let ctx = Ctx::load(&args.global)?;
+    let ctx = match args.command {
+        // Needs no configuration: it works before /etc/rehost exists.
+        Command::Completions { shell } => return cmd::completions::run(shell),
+        _ => Ctx::load(&args.global)?,
+    };
     match args.command {
         Command::Backup { names } => cmd::backup::run(&ctx, &names).await,
         Command::Restore {
@@ -395,6 +446,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         Command::Up { wait_timeout } => cmd::up::run(&ctx, wait_timeout).await,
         Command::Down { volumes } => cmd::down::run(&ctx, volumes).await,
+        Command::Completions { shell } => cmd::completions::run(shell),
     }
 }
 
@@ -422,6 +474,82 @@ mod tests {
             selector(&["acme".into()], Some("x".into()), None).unwrap(),
             Selector::Id("x".into())
         );
+    }
+
+    /// Every command's --help ends with one example, and the example is a
+    /// command line that parses as that very command (so each flag in it
+    /// exists and each value is accepted).
+    #[test]
+    fn every_command_has_an_example_that_parses() {
+        use clap::CommandFactory;
+        fn commands(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<(Vec<String>, String)>) {
+            let help = cmd.get_after_help().map(|h| h.to_string());
+            let name = format!("rehost {}", path.join(" "));
+            out.push((
+                path.clone(),
+                help.unwrap_or_else(|| panic!("`{name}` has no example")),
+            ));
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let mut p = path.clone();
+                p.push(sub.get_name().to_string());
+                commands(sub, p, out);
+            }
+        }
+        let mut all = Vec::new();
+        commands(&Args::command(), Vec::new(), &mut all);
+        assert!(all.len() > 15, "{all:?}");
+        for (path, help) in all {
+            let lines: Vec<&str> = help.lines().collect();
+            assert!(
+                lines.len() == 2 && lines[0].starts_with("Example (") && lines[0].ends_with("):"),
+                "{path:?}: expected `Example (what it does):` and one command line, got {help:?}"
+            );
+            // The words from `rehost` to a redirection or pipe, quotes removed.
+            let mut words = Vec::new();
+            let mut word: Option<String> = None;
+            let mut quoted = false;
+            for c in lines[1].trim().chars() {
+                match c {
+                    '"' => {
+                        quoted = !quoted;
+                        word.get_or_insert_with(String::new);
+                    }
+                    c if c.is_whitespace() && !quoted => words.extend(word.take()),
+                    c => word.get_or_insert_with(String::new).push(c),
+                }
+            }
+            words.extend(word);
+            // `rehost …`, or a command that runs it after `--` (runuser).
+            let start = match words.iter().position(|w| w == "--") {
+                Some(i) if words[0] != "rehost" => i + 1,
+                _ => 0,
+            };
+            assert_eq!(words[start], "rehost", "{path:?}: {words:?}");
+            let end = words
+                .iter()
+                .position(|w| w == ">" || w == "|")
+                .unwrap_or(words.len());
+            let words = &words[start..end];
+            let matches = Args::command()
+                .try_get_matches_from(words)
+                .unwrap_or_else(|e| panic!("{path:?}: example {words:?} does not parse: {e}"));
+            let mut parsed = Vec::new();
+            let mut m = &matches;
+            while let Some((name, sub)) = m.subcommand() {
+                parsed.push(name.to_string());
+                m = sub;
+            }
+            // A command with subcommands may show one of them.
+            assert!(
+                parsed.starts_with(&path),
+                "{path:?}: example {words:?} runs {parsed:?}"
+            );
+            if let Command::Restore { at: Some(t), .. } =
+                Args::try_parse_from(words).unwrap().command
+            {
+                parse_time(&t).unwrap();
+            }
+        }
     }
 
     #[test]

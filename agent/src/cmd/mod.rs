@@ -6,6 +6,7 @@ pub mod backup;
 pub mod backups;
 pub mod boot;
 pub mod check;
+pub mod completions;
 pub mod down;
 pub mod init;
 pub mod prune;
