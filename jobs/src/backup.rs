@@ -181,7 +181,7 @@ pub async fn backup_until(
             // The source is the one file: its checked copy stands in for it.
             Box::new(move |_: &Path, meta: &Metadata| {
                 if meta.is_file() {
-                    Entry::Replace(snapshot.copy.clone())
+                    Entry::Replace(snapshot.copy().to_path_buf())
                 } else {
                     Entry::Keep
                 }

@@ -32,34 +32,19 @@ fn escape(v: &str) -> String {
 /// carried over.
 pub fn render(target: &str, summary: Option<&Summary>, previous: Option<&str>) -> String {
     let t = escape(target);
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP {FILE_VALID} 1 if acme.json was Traefik's JSON with every certificate and key readable when last read, 0 if not.\n\
-         # TYPE {FILE_VALID} gauge\n\
-         {FILE_VALID}{{target=\"{t}\"}} {}",
-        u8::from(summary.is_some())
-    );
-    let _ = writeln!(
-        out,
-        "# HELP {CERTIFICATES} Certificates in acme.json, per resolver.\n# TYPE {CERTIFICATES} gauge"
-    );
-    let _ = writeln!(
-        out,
-        "# HELP {NOT_AFTER} Unix time the certificate expires (its notAfter).\n# TYPE {NOT_AFTER} gauge"
-    );
+    let (mut counts, mut expiries) = (String::new(), String::new());
     match summary {
         Some(s) => {
             for (resolver, certs) in &s.resolvers {
                 let r = escape(resolver);
                 let _ = writeln!(
-                    out,
+                    counts,
                     "{CERTIFICATES}{{target=\"{t}\",resolver=\"{r}\"}} {}",
                     certs.len()
                 );
                 for c in certs {
                     let _ = writeln!(
-                        out,
+                        expiries,
                         "{NOT_AFTER}{{target=\"{t}\",resolver=\"{r}\",domain=\"{}\"}} {}",
                         escape(&c.domain),
                         c.not_after
@@ -69,16 +54,29 @@ pub fn render(target: &str, summary: Option<&Summary>, previous: Option<&str>) -
         }
         None => {
             for line in previous.unwrap_or_default().lines() {
-                if line.starts_with(&format!("{CERTIFICATES}{{"))
-                    || line.starts_with(&format!("{NOT_AFTER}{{"))
-                {
-                    out.push_str(line);
-                    out.push('\n');
+                for (name, out) in [(CERTIFICATES, &mut counts), (NOT_AFTER, &mut expiries)] {
+                    if line.strip_prefix(name).is_some_and(|l| l.starts_with('{')) {
+                        out.push_str(line);
+                        out.push('\n');
+                    }
                 }
             }
         }
     }
-    out
+    // Each family's HELP and TYPE, then all of its series: the text format
+    // wants a family in one piece.
+    format!(
+        "# HELP {FILE_VALID} 1 if acme.json was Traefik's JSON with every certificate and key readable when last read, 0 if not.\n\
+         # TYPE {FILE_VALID} gauge\n\
+         {FILE_VALID}{{target=\"{t}\"}} {}\n\
+         # HELP {CERTIFICATES} Certificates in acme.json, per resolver.\n\
+         # TYPE {CERTIFICATES} gauge\n\
+         {counts}\
+         # HELP {NOT_AFTER} Unix time the certificate expires (its notAfter).\n\
+         # TYPE {NOT_AFTER} gauge\n\
+         {expiries}",
+        u8::from(summary.is_some())
+    )
 }
 
 /// Writes the metrics of `target` into `dir` (atomically, 0644, relative to
@@ -131,6 +129,20 @@ mod tests {
         assert!(text.contains(
             "rehost_acme_certificate_not_after_timestamp_seconds{target=\"acme\",resolver=\"le\",domain=\"example.com\"} 1800000000\n"
         ));
+        // Every family in one piece, after its TYPE line.
+        let mut seen: Vec<&str> = Vec::new();
+        for line in text.lines() {
+            let family = match line.strip_prefix("# TYPE ") {
+                Some(rest) => rest.split(' ').next().unwrap(),
+                None if line.starts_with('#') => continue,
+                None => line.split('{').next().unwrap(),
+            };
+            if seen.last() != Some(&family) {
+                assert!(!seen.contains(&family), "{family} in two pieces:\n{text}");
+                seen.push(family);
+            }
+        }
+        assert_eq!(seen, [FILE_VALID, CERTIFICATES, NOT_AFTER]);
     }
 
     #[test]

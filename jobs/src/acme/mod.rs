@@ -239,8 +239,17 @@ pub fn read(path: &Path) -> Result<(Vec<u8>, Summary)> {
 #[derive(Debug)]
 pub struct Snapshot {
     _dir: tempfile::TempDir,
-    pub copy: PathBuf,
+    copy: PathBuf,
     pub summary: Summary,
+}
+
+impl Snapshot {
+    /// The private copy; it exists as long as the snapshot. (A method, so
+    /// that a closure using it holds the whole snapshot, its directory
+    /// included, not just this path.)
+    pub fn copy(&self) -> &Path {
+        &self.copy
+    }
 }
 
 /// Reads and checks `path`, and keeps the checked bytes for the archive.
