@@ -84,14 +84,10 @@ fn snapshots_hold_the_checked_bytes_privately() {
     std::fs::write(&live, acme_json(CERT, KEY)).unwrap();
     let snap = snapshot(&live).unwrap();
     assert_eq!(
-        std::fs::read(&snap.copy()).unwrap(),
+        std::fs::read(snap.copy()).unwrap(),
         std::fs::read(&live).unwrap()
     );
-    let mode = std::fs::metadata(&snap.copy())
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
+    let mode = std::fs::metadata(snap.copy()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let copy = snap.copy().to_path_buf();
     drop(snap);
