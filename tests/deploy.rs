@@ -4,6 +4,7 @@
 //! commands whose output is shown when they fail.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -126,4 +127,57 @@ pub fn unique(what: &str) -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     format!("rehost-e2e-{what}:{}-{nanos:x}", std::process::id())
+}
+
+/// A container removed (`docker rm -f`) when dropped, even when the test fails.
+pub struct Container(pub String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Container {
+    /// `sh -c SCRIPT` in the container, with `stdin` on its standard input.
+    pub fn sh_in(&self, script: &str, stdin: &[u8], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new("docker");
+        cmd.args(["exec", "-i"]);
+        for (k, v) in env {
+            cmd.arg("-e").arg(format!("{k}={v}"));
+        }
+        let mut child = cmd
+            .args([&self.0, "sh", "-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn sh(&self, script: &str) -> Output {
+        self.sh_in(script, b"", &[])
+    }
+
+    /// The output of `script`, which must succeed.
+    #[track_caller]
+    pub fn ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(out.status.success(), "{script}:\n{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Writes `bytes` to `path` in the container with `mode`.
+    pub fn put(&self, path: &str, bytes: &[u8], mode: &str) {
+        let script =
+            format!("mkdir -p \"$(dirname {path})\" && cat >{path} && chmod {mode} {path}");
+        let out = self.sh_in(&script, bytes, &[]);
+        assert!(out.status.success(), "{script}:\n{}", text(&out));
+    }
 }

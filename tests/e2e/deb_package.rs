@@ -16,66 +16,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
-use rehost_tests::deploy::{need, need_docker, ok, repo, run, text, unique};
+use rehost_tests::deploy::{need, need_docker, ok, repo, run, text, unique, Container};
 use rehost_tests::{age, rehost_bin};
-
-/// Removes the container even when the test fails.
-struct Container(String);
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &self.0])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-impl Container {
-    /// `sh -c SCRIPT` in the container, with `stdin` on its standard input.
-    fn sh_in(&self, script: &str, stdin: &[u8], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new("docker");
-        cmd.args(["exec", "-i"]);
-        for (k, v) in env {
-            cmd.arg("-e").arg(format!("{k}={v}"));
-        }
-        let mut child = cmd
-            .args([&self.0, "sh", "-c", script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    fn sh(&self, script: &str) -> Output {
-        self.sh_in(script, b"", &[])
-    }
-
-    /// The output of `script`, which must succeed.
-    #[track_caller]
-    fn ok(&self, script: &str) -> String {
-        let out = self.sh(script);
-        assert!(out.status.success(), "{script}:\n{}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Writes `bytes` to `path` in the container with `mode`.
-    fn put(&self, path: &str, bytes: &[u8], mode: &str) {
-        let script =
-            format!("mkdir -p \"$(dirname {path})\" && cat >{path} && chmod {mode} {path}");
-        let out = self.sh_in(&script, bytes, &[]);
-        assert!(out.status.success(), "{script}:\n{}", text(&out));
-    }
-}
 
 /// `cargo deb` of the debug binary next to this test (`--no-build`: `make
 /// test` built it), into `dir`; the path of the .deb.

@@ -8,24 +8,12 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use rehost_tests::deploy::{fails, need_docker, ok, repo, run, text, unique, Images};
+use rehost_tests::deploy::{fails, need_docker, ok, repo, run, text, unique, Container, Images};
 use rehost_tests::rehost_bin;
 
 // ------------------------------------------------------------ rehost image
-
-/// Removes a container even when the test fails.
-struct Container(String);
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &self.0])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
 
 fn is_root() -> bool {
     let out = Command::new("id").arg("-u").output().unwrap();
