@@ -6,7 +6,8 @@
 #                                       and the checkers of the deployment files: amtool,
 #                                       cloud-init (schema), systemd-analyze, envsubst,
 #                                       node_exporter and curl (monitoring test),
-#                                       docker-registry and htpasswd (image pulls);
+#                                       docker-registry and htpasswd (image pulls),
+#                                       openssl (a test certificate for HTTPS notifications);
 #                                       qemu-system-x86, mmdebstrap, cloud-image-utils (VM drill)
 #   scripts/install-tools.sh --bench    + restic, rclone
 #
@@ -49,6 +50,8 @@ declare -A apt_for=(
     # are tested against a registry on loopback, with and without auth.
     [/usr/bin/docker-registry]=docker-registry
     [htpasswd]=apache2-utils
+    # A test certificate for the HTTPS receiver of the notification tests.
+    [openssl]=openssl
     # The VM drill (tests/e2e/vm_drill.rs, scripts/vm-image.sh): QEMU, the
     # Debian image builder, and cloud-localds for the NoCloud seed.
     [qemu-system-x86_64]=qemu-system-x86
