@@ -380,6 +380,31 @@ fn a_backup_sends_start_and_success_once_with_every_field() {
     let duration = host
         .metric("backup", "acme", "rehost_job_last_duration_seconds")
         .unwrap();
+    // `time`: when the run began (start) and ended (success), to the second.
+    let unix = |doc: &Value| {
+        chrono::DateTime::parse_from_rfc3339(doc["time"].as_str().unwrap())
+            .unwrap()
+            .timestamp() as f64
+    };
+    let ended = host
+        .metric(
+            "backup",
+            "acme",
+            "rehost_job_last_success_timestamp_seconds",
+        )
+        .unwrap();
+    assert_eq!(unix(&success), ended.floor(), "{success}");
+    let began = host
+        .metric(
+            "backup",
+            "acme",
+            "rehost_job_last_attempt_timestamp_seconds",
+        )
+        .unwrap();
+    assert!(
+        (unix(&start) - began.floor()).abs() <= 1.0,
+        "{start} vs {began}"
+    );
     assert!(
         (success["duration"].as_f64().unwrap() - duration).abs() < 0.002,
         "{success} vs {duration}"

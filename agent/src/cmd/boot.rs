@@ -100,7 +100,9 @@ pub async fn run(ctx: &Ctx, global: &GlobalArgs, opts: &BootOptions) -> anyhow::
     }
     // Before the exec below, which would end the deliveries.
     let outcome = result.as_ref().map(|()| 0).map_err(|e| format!("{e:#}"));
-    ctx.notify.finished("boot", "", duration, outcome).await;
+    ctx.notify
+        .finished("boot", "", started, duration, outcome)
+        .await;
     result?;
     match daemon_user {
         Some(user) => Err(exec_daemon(ctx, global, &user)),
@@ -281,7 +283,7 @@ async fn restore_all(ctx: &Ctx) -> anyhow::Result<()> {
         }
         let outcome = result.as_ref().copied().map_err(|e| format!("{e:#}"));
         ctx.notify
-            .finished("restore", &entry.name, duration, outcome)
+            .finished("restore", &entry.name, started, duration, outcome)
             .await;
         (entry.name.as_str(), result)
     });

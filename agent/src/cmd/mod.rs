@@ -104,7 +104,9 @@ where
             .as_ref()
             .map(|d| d.bytes)
             .map_err(|e| format!("{e:#}"));
-        ctx.notify.finished(job, &name, duration, outcome).await;
+        ctx.notify
+            .finished(job, &name, started, duration, outcome)
+            .await;
         if let Err(e) = result {
             errors.push(e.context(format!("{job} {name}")));
         }

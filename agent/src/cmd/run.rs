@@ -209,9 +209,13 @@ impl Reporter for CtxReporter {
         if let Err(e) = super::record(&ctx, o.job, &o.target, run) {
             tracing::error!(job = o.job, target = %o.target, attempts = o.attempts, "cannot record the run: {e:#}");
         }
-        let (job, target, duration, result) =
-            (o.job, o.target.clone(), o.duration, o.result.clone());
-        Box::pin(async move { ctx.notify.finished(job, &target, duration, result).await })
+        let (job, target, result) = (o.job, o.target.clone(), o.result.clone());
+        let (started, duration) = (o.started, o.duration);
+        Box::pin(async move {
+            ctx.notify
+                .finished(job, &target, started, duration, result)
+                .await
+        })
     }
 }
 

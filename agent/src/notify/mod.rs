@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::config::{Config, NotifyEvent, NotifyTarget};
 use message::Event;
@@ -79,12 +79,13 @@ impl Notifier {
         .await;
     }
 
-    /// Tells the targets that want it how a run ended: the bytes it moved, or
-    /// its error.
+    /// Tells the targets that want it how a run that began at `started` and
+    /// took `duration` ended: the bytes it moved, or its error.
     pub async fn finished(
         &self,
         job: &str,
         target: &str,
+        started: SystemTime,
         duration: Duration,
         result: Result<u64, String>,
     ) {
@@ -96,7 +97,8 @@ impl Notifier {
             job: job.to_string(),
             target: target.to_string(),
             event,
-            time: Utc::now(),
+            // When it ended, not when this is sent (maybe after a slow `start`).
+            time: DateTime::<Utc>::from(started + duration),
             duration,
             bytes,
             error,

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -107,12 +107,30 @@ async fn events_go_only_where_on_and_jobs_say() {
         false,
     );
     n.started("backup", "acme").await;
-    n.finished("backup", "acme", Duration::from_secs(1), Err("boom".into()))
-        .await;
-    n.finished("backup", "site", Duration::from_secs(1), Err("boom".into()))
-        .await;
-    n.finished("verify", "acme", Duration::from_secs(1), Ok(3))
-        .await;
+    n.finished(
+        "backup",
+        "acme",
+        SystemTime::now(),
+        Duration::from_secs(1),
+        Err("boom".into()),
+    )
+    .await;
+    n.finished(
+        "backup",
+        "site",
+        SystemTime::now(),
+        Duration::from_secs(1),
+        Err("boom".into()),
+    )
+    .await;
+    n.finished(
+        "verify",
+        "acme",
+        SystemTime::now(),
+        Duration::from_secs(1),
+        Ok(3),
+    )
+    .await;
     let mut got = targets(&seen);
     got.sort();
     assert_eq!(got, ["/all", "/all", "/all", "/all", "/failures-of-acme"]);
@@ -129,8 +147,14 @@ async fn a_failing_receiver_is_retried_a_bounded_number_of_times() {
         ),
         false,
     );
-    n.finished("backup", "acme", Duration::from_secs(1), Ok(3))
-        .await;
+    n.finished(
+        "backup",
+        "acme",
+        SystemTime::now(),
+        Duration::from_secs(1),
+        Ok(3),
+    )
+    .await;
     assert_eq!(targets(&seen), ["/SECRET", "/SECRET"]);
     let text = std::fs::read_to_string(dir.path().join("rehost-notify-hook.prom")).unwrap();
     let status = rehost_jobs::metrics::parse(&text);
@@ -147,8 +171,14 @@ async fn a_failing_receiver_is_retried_a_bounded_number_of_times() {
         ),
         false,
     );
-    n.finished("backup", "acme", Duration::from_secs(1), Ok(3))
-        .await;
+    n.finished(
+        "backup",
+        "acme",
+        SystemTime::now(),
+        Duration::from_secs(1),
+        Ok(3),
+    )
+    .await;
     assert_eq!(targets(&seen).len(), 2);
     let text = std::fs::read_to_string(dir.path().join("rehost-notify-hook.prom")).unwrap();
     let status = rehost_jobs::metrics::parse(&text);
@@ -166,8 +196,14 @@ async fn a_refusal_is_not_retried() {
         ),
         false,
     );
-    n.finished("backup", "acme", Duration::from_secs(1), Ok(3))
-        .await;
+    n.finished(
+        "backup",
+        "acme",
+        SystemTime::now(),
+        Duration::from_secs(1),
+        Ok(3),
+    )
+    .await;
     assert_eq!(targets(&seen).len(), 1);
 }
 
@@ -184,7 +220,13 @@ async fn a_hanging_receiver_is_abandoned_at_the_timeout() {
     // The bound is generous: it only tells an abandoned attempt from a hang.
     tokio::time::timeout(
         Duration::from_secs(30),
-        n.finished("backup", "acme", Duration::from_secs(1), Ok(3)),
+        n.finished(
+            "backup",
+            "acme",
+            SystemTime::now(),
+            Duration::from_secs(1),
+            Ok(3),
+        ),
     )
     .await
     .expect("the delivery was not abandoned");
@@ -198,8 +240,14 @@ async fn nothing_is_sent_in_a_dry_run() {
         &config(&format!("  - url: http://127.0.0.1:{port}/x\n"), None),
         true,
     );
-    n.finished("backup", "acme", Duration::from_secs(1), Ok(3))
-        .await;
+    n.finished(
+        "backup",
+        "acme",
+        SystemTime::now(),
+        Duration::from_secs(1),
+        Ok(3),
+    )
+    .await;
     assert!(targets(&seen).is_empty());
 }
 
