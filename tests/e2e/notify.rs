@@ -846,3 +846,50 @@ fn the_daemon_notifies_each_run_once_whatever_its_retries() {
         .unwrap();
     assert!(!pull_failure["error"].as_str().unwrap().is_empty());
 }
+
+#[test]
+fn boot_sends_its_own_run_and_each_restore() {
+    let rx = Receiver::start(Mode::Status(200));
+    let host = Host::new();
+    host.write_file_store(
+        "",
+        &format!(
+            "  - url: \"{}\"\n    on: [start, success, failure]\n    jobs: [boot, restore]\n",
+            secret_url(&rx)
+        ),
+    );
+    // A first boot: no backup to restore yet, which is a success.
+    let run = host.rehost(&["boot", "--no-run"]);
+    run.expect(0);
+    assert_no_token(&run.all());
+    let got: Vec<Value> = rx.requests().iter().map(Request::json).collect();
+    let events: Vec<(&str, &str, &str)> = got
+        .iter()
+        .map(|d| {
+            (
+                d["job"].as_str().unwrap(),
+                d["target"].as_str().unwrap(),
+                d["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // The boot's start goes out alongside the boot, so it may reach the
+    // receiver after the restore's; its outcome comes after everything.
+    let mut sorted = events.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        [
+            ("boot", "", "start"),
+            ("boot", "", "success"),
+            ("restore", "acme", "start"),
+            ("restore", "acme", "success"),
+        ]
+    );
+    let at = |e: (&str, &str, &str)| events.iter().position(|x| *x == e).unwrap();
+    assert!(at(("restore", "acme", "start")) < at(("restore", "acme", "success")));
+    assert_eq!(events[3], ("boot", "", "success"));
+    for request in rx.requests() {
+        document(&request, request.json()["status"].as_str().unwrap());
+    }
+}
