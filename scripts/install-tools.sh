@@ -6,7 +6,8 @@
 #                                       and the checkers of the deployment files: amtool,
 #                                       cloud-init (schema), systemd-analyze, envsubst,
 #                                       node_exporter and curl (monitoring test),
-#                                       docker-registry and htpasswd (image pulls);
+#                                       docker-registry and htpasswd (image pulls),
+#                                       openssl (a test certificate for HTTPS notifications);
 #                                       qemu-system-x86, mmdebstrap, cloud-image-utils (VM drill);
 #                                       pebble, lego, openssl (kind: acme);
 #                                       cargo-deb and dpkg-shlibdeps (`make deb`, the package test)
@@ -53,6 +54,9 @@ declare -A apt_for=(
     # are tested against a registry on loopback, with and without auth.
     [/usr/bin/docker-registry]=docker-registry
     [htpasswd]=apache2-utils
+    # A test certificate for the HTTPS receiver of the notification tests
+    # (and kind: acme's test, below, reads expiry dates with it).
+    [openssl]=openssl
     # The VM drill (tests/e2e/vm_drill.rs, scripts/vm-image.sh): QEMU, the
     # Debian image builder, and cloud-localds for the NoCloud seed.
     [qemu-system-x86_64]=qemu-system-x86
@@ -61,10 +65,9 @@ declare -A apt_for=(
     [mkfs.ext4]=e2fsprogs
     # kind: acme's test (tests/e2e/cli_acme.rs): certificates from a real ACME
     # flow, Let's Encrypt's test server and the ACME client Traefik uses;
-    # openssl reads their expiry dates for comparison.
+    # openssl (above) reads their expiry dates for comparison.
     [pebble]=pebble
     [lego]=lego
-    [openssl]=openssl
     # cargo-deb computes the package's shared-library Depends with it.
     [dpkg-shlibdeps]=dpkg-dev
 )

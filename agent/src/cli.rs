@@ -245,6 +245,8 @@ pub struct Ctx {
     pub superseded: std::sync::OnceLock<rehost_jobs::generation::Superseded>,
     /// Serializes the beginning of a pending generation ([`crate::generation`]).
     pub lineage: tokio::sync::Mutex<()>,
+    /// `notify:`: told of every run the commands and the daemon record.
+    pub notify: crate::notify::Notifier,
 }
 
 impl Ctx {
@@ -268,6 +270,7 @@ impl Ctx {
         encryption: Option<Arc<Encryption>>,
         dry_run: bool,
     ) -> Self {
+        let notify = crate::notify::Notifier::new(&config, dry_run);
         Ctx {
             config,
             store,
@@ -275,6 +278,7 @@ impl Ctx {
             dry_run,
             superseded: std::sync::OnceLock::new(),
             lineage: tokio::sync::Mutex::new(()),
+            notify,
         }
     }
 

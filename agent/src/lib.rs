@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod generation;
 pub mod interpolate;
 pub mod logging;
+pub mod notify;
 pub mod output;
 pub mod stack;
 

@@ -19,8 +19,9 @@
 //!    backed up as the newest backup, and retention would then prune the
 //!    good ones;
 //! 5. `up` the stack;
-//! 6. write `rehost-boot.prom`, then, unless `--no-run`, replace this process
-//!    with `rehost run` as the `run_as` user.
+//! 6. write `rehost-boot.prom`, notify (`boot`, and each restore as its own
+//!    run), then, unless `--no-run`, replace this process with `rehost run`
+//!    as the `run_as` user.
 
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant, SystemTime};
@@ -52,8 +53,11 @@ pub async fn run(ctx: &Ctx, global: &GlobalArgs, opts: &BootOptions) -> anyhow::
     let started = SystemTime::now();
     let clock = Instant::now();
     let mut steps: Vec<(&'static str, Duration)> = Vec::new();
-    let result = boot(ctx, opts, &mut steps).await;
-    let duration = clock.elapsed();
+    let run = async {
+        let result = boot(ctx, opts, &mut steps).await;
+        (result, clock.elapsed())
+    };
+    let ((), (result, duration)) = tokio::join!(ctx.notify.started("boot", ""), run);
     let summary: Vec<String> = steps
         .iter()
         .map(|(s, d)| format!("{s} {:.1}s", d.as_secs_f64()))
@@ -94,6 +98,11 @@ pub async fn run(ctx: &Ctx, global: &GlobalArgs, opts: &BootOptions) -> anyhow::
             }
         }
     }
+    // Before the exec below, which would end the deliveries.
+    let outcome = result.as_ref().map(|()| 0).map_err(|e| format!("{e:#}"));
+    ctx.notify
+        .finished("boot", "", started, duration, outcome)
+        .await;
     result?;
     match daemon_user {
         Some(user) => Err(exec_daemon(ctx, global, &user)),
@@ -257,16 +266,25 @@ async fn restore_all(ctx: &Ctx) -> anyhow::Result<()> {
     let runs = entries.iter().map(|entry| async move {
         let started = SystemTime::now();
         let clock = Instant::now();
-        let result = restore_one(ctx, entry, generation).await;
+        let restore = async {
+            let result = restore_one(ctx, entry, generation).await;
+            (result, clock.elapsed())
+        };
+        let ((), (result, duration)) =
+            tokio::join!(ctx.notify.started("restore", &entry.name), restore);
         let run = metrics::Run {
             started,
-            duration: clock.elapsed(),
+            duration,
             ok: result.is_ok(),
             bytes: *result.as_ref().unwrap_or(&0),
         };
         if let Err(e) = super::record(ctx, "restore", &entry.name, run) {
             tracing::warn!("restore {}: {e:#}", entry.name);
         }
+        let outcome = result.as_ref().copied().map_err(|e| format!("{e:#}"));
+        ctx.notify
+            .finished("restore", &entry.name, started, duration, outcome)
+            .await;
         (entry.name.as_str(), result)
     });
     let mut failed = Vec::new();

@@ -1,7 +1,8 @@
 //! `rehost check`: the configuration was already validated by loading it (the
 //! same code as every other command); this adds what needs I/O, read-only:
 //! the compose file (loaded by the same code as `up`), storage access, and
-//! the paths the jobs will use.
+//! the paths the jobs will use; it lists the `notify:` targets without
+//! contacting them.
 
 use std::path::Path;
 use std::time::Instant;
@@ -10,7 +11,7 @@ use anyhow::Context;
 use nix::unistd::{access, AccessFlags};
 
 use crate::cli::{Ctx, UsageError};
-use crate::config::StateEntry;
+use crate::config::{NotifyTarget, StateEntry};
 use crate::stack::compose;
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
@@ -136,10 +137,41 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
             }
         );
     }
+    for target in &c.notify {
+        println!("{}", notify_summary(target));
+    }
     if problems > 0 {
         anyhow::bail!("{problems} problem(s) found");
     }
     Ok(())
+}
+
+/// One `notify:` target as `check` shows it: never its full URL, and nothing
+/// is sent (a healthchecks.io ping would count as a success).
+pub(crate) fn notify_summary(target: &NotifyTarget) -> String {
+    let on: Vec<&str> = target.on.iter().map(|e| e.as_str()).collect();
+    let jobs = if target.jobs.is_empty() {
+        "every job".to_string()
+    } else {
+        target
+            .jobs
+            .iter()
+            .map(|f| match &f.target {
+                Some(t) => format!("{}:{t}", f.job),
+                None => f.job.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "notify {}: {} {} on {} of {jobs} (timeout {}, retries {}; not contacted by check)",
+        target.name,
+        target.kind.as_str(),
+        target.url,
+        on.join(", "),
+        humantime::format_duration(target.timeout),
+        target.retries
+    )
 }
 
 /// What `rehost run` does with an entry: its backup schedule, the prune
@@ -222,6 +254,21 @@ mod tests {
         std::fs::write(dir.path().join("file"), "x").unwrap();
         assert!(!writable(&dir.path().join("file")));
         assert!(!writable(&dir.path().join("file/metrics")));
+    }
+
+    #[test]
+    fn the_notify_summary_hides_the_url_and_names_events_and_jobs() {
+        let text = "host: h\nstorage:\n  url: file:///tmp/x\nstate:\n  a:\n    path: /srv/a\nnotify:\n  - url: https://hc-ping.com/SECRET?k=SECRET\n    type: healthchecks\n    on: [start, failure]\n    jobs: [\"backup:a\", pull]\n  - url: http://127.0.0.1:8080/SECRET\n    name: chat\n";
+        let config =
+            crate::config::parse(Path::new("/etc/rehost/rehost.yaml"), text, &|_| None).unwrap();
+        assert_eq!(
+            notify_summary(&config.notify[0]),
+            "notify 0: healthchecks https://hc-ping.com on start, failure of backup:a, pull (timeout 10s, retries 2; not contacted by check)"
+        );
+        assert_eq!(
+            notify_summary(&config.notify[1]),
+            "notify chat: webhook http://127.0.0.1:8080 on success, failure of every job (timeout 10s, retries 2; not contacted by check)"
+        );
     }
 
     #[test]

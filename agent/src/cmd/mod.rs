@@ -1,6 +1,6 @@
 //! One module per command. [`run_jobs`] is the shared loop: run a job on each
-//! target, log its outcome, record its metrics, and keep going after a
-//! failure so that one broken entry does not stop the others.
+//! target, log its outcome, record its metrics, notify `notify:`, and keep
+//! going after a failure so that one broken entry does not stop the others.
 
 pub mod backup;
 pub mod backups;
@@ -61,8 +61,12 @@ where
         let name = name_of(&target);
         let started = SystemTime::now();
         let clock = Instant::now();
-        let result = op(target).await;
-        let duration = clock.elapsed();
+        // The start is announced alongside the run, not before it.
+        let run = async {
+            let result = op(target).await;
+            (result, clock.elapsed())
+        };
+        let ((), (result, duration)) = tokio::join!(ctx.notify.started(job, &name), run);
         let (ok, bytes) = match &result {
             Ok(done) => (true, done.bytes),
             Err(_) => (false, 0),
@@ -97,6 +101,13 @@ where
         if let Err(e) = recorded {
             tracing::error!(job, target = %name, "cannot record the run's metrics: {e:#}");
         }
+        let outcome = result
+            .as_ref()
+            .map(|d| d.bytes)
+            .map_err(|e| format!("{e:#}"));
+        ctx.notify
+            .finished(job, &name, started, duration, outcome)
+            .await;
         if let Err(e) = result {
             errors.push(e.context(format!("{job} {name}")));
         }

@@ -1,12 +1,14 @@
 //! `rehost run`: the scheduler daemon (see [`crate::daemon`] for its rules).
 //! This module is its wiring: the root check, one job per scheduled state
-//! entry (and pull entry), metrics through [`super::record`] like every other
-//! command, and SIGTERM/SIGINT as the shutdown future.
+//! entry (and pull entry), metrics through [`super::record`] and
+//! notifications through [`Ctx::notify`] like every other command, and
+//! SIGTERM/SIGINT as the shutdown future.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::future::BoxFuture;
 use rehost_jobs::metrics;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -20,7 +22,7 @@ use super::verify::verify_one;
 use crate::cli::{Ctx, UsageError};
 use crate::config::{JobKind, JobRef, StateEntry};
 use crate::daemon::schedule::{Schedule, SystemClock};
-use crate::daemon::{self, FollowUp, JobDef, Op, Outcome, Recorder};
+use crate::daemon::{self, FollowUp, JobDef, Op, Outcome, Recorder, Reporter};
 
 pub async fn run(ctx: Ctx, allow_root: bool, grace: Duration) -> anyhow::Result<()> {
     if nix::unistd::geteuid().is_root() && !allow_root {
@@ -182,10 +184,22 @@ fn job_def(ctx: &Arc<Ctx>, j: JobRef<'_>) -> anyhow::Result<JobDef> {
     })
 }
 
-/// Writes each run's final outcome with the commands' code path.
+/// Reports each run with the commands' code paths: its metrics, and its
+/// notifications.
 fn recorder(ctx: &Arc<Ctx>) -> Recorder {
-    let ctx = Arc::clone(ctx);
-    Arc::new(move |o: &Outcome| {
+    Arc::new(CtxReporter(Arc::clone(ctx)))
+}
+
+struct CtxReporter(Arc<Ctx>);
+
+impl Reporter for CtxReporter {
+    fn started(&self, job: &'static str, target: &str) -> BoxFuture<'static, ()> {
+        let (ctx, target) = (Arc::clone(&self.0), target.to_string());
+        Box::pin(async move { ctx.notify.started(job, &target).await })
+    }
+
+    fn finished(&self, o: &Outcome) -> BoxFuture<'static, ()> {
+        let ctx = Arc::clone(&self.0);
         let run = metrics::Run {
             started: o.started,
             duration: o.duration,
@@ -195,7 +209,14 @@ fn recorder(ctx: &Arc<Ctx>) -> Recorder {
         if let Err(e) = super::record(&ctx, o.job, &o.target, run) {
             tracing::error!(job = o.job, target = %o.target, attempts = o.attempts, "cannot record the run: {e:#}");
         }
-    })
+        let (job, target, result) = (o.job, o.target.clone(), o.result.clone());
+        let (started, duration) = (o.started, o.duration);
+        Box::pin(async move {
+            ctx.notify
+                .finished(job, &target, started, duration, result)
+                .await
+        })
+    }
 }
 
 #[cfg(test)]

@@ -26,10 +26,24 @@ pub(crate) enum Segment<'a> {
     Index(usize),
 }
 
-/// Locates a path of mapping keys only (what `rehost.yaml` has).
+/// Locates a path of mapping keys (what `rehost.yaml` mostly has). When the
+/// keys are not all found, segments that are numbers are taken as sequence
+/// indices instead (`notify.0.url`): a state named `0` is still found first.
 pub(crate) fn locate(text: &str, path: &[String]) -> Option<Position> {
-    let path: Vec<Segment<'_>> = path.iter().map(|s| Segment::Key(s)).collect();
-    locate_segments(text, &path)
+    let keys: Vec<Segment<'_>> = path.iter().map(|s| Segment::Key(s)).collect();
+    locate_segments(text, &keys).or_else(|| {
+        let indexed: Vec<Segment<'_>> = path
+            .iter()
+            .map(|s| match s.parse::<usize>() {
+                Ok(i) if s.bytes().all(|b| b.is_ascii_digit()) => Segment::Index(i),
+                _ => Segment::Key(s),
+            })
+            .collect();
+        if indexed == keys {
+            return None;
+        }
+        locate_segments(text, &indexed)
+    })
 }
 
 /// Locates a path of keys and sequence indices: the key's position for a
@@ -452,6 +466,17 @@ jobs:
         assert_eq!(at(DOC, "state.missing"), None);
         // `mode` of grafana, not acme's, and vice versa.
         assert_eq!(at(DOC, "state.acme.path"), Some((11, 5)));
+    }
+
+    #[test]
+    fn numbers_are_keys_first_then_sequence_indices() {
+        let text = "state:\n  \"0\":\n    path: /x\nnotify:\n  - url: a\n  - url: b\n    on: [start, never]\n";
+        assert_eq!(at(text, "state.0.path"), Some((3, 5)));
+        assert_eq!(at(text, "notify.0.url"), Some((5, 5)));
+        assert_eq!(at(text, "notify.1.url"), Some((6, 5)));
+        assert_eq!(at(text, "notify.1.on.1"), Some((7, 17)));
+        assert_eq!(at(text, "notify.2.url"), None);
+        assert_eq!(at(text, "state.1.path"), None);
     }
 
     #[test]

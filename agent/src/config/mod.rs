@@ -13,13 +13,15 @@
 //!   schedule parses, every name is usable as a storage key segment.
 //! - Nothing in a [`Config`] is secret (credentials stay in the environment or
 //!   in the file that [`CredentialSource`] names), so its `Debug` output is
-//!   safe to log.
+//!   safe to log. The one exception, a `notify:` URL (it often carries a
+//!   token), shows only its scheme and host in `Debug`.
 //!
 //! [`CredentialSource`]: rehost_jobs::store::CredentialSource
 
 // The compose loader reports its errors the same way (file, line, column, key).
 pub(crate) mod error;
 pub(crate) mod locate;
+mod notify;
 pub mod permissions;
 mod raw;
 mod validate;
@@ -42,6 +44,10 @@ pub use error::ConfigError;
 )]
 pub use error::ConfigErrorKind;
 use error::Problem;
+pub use notify::{
+    JobFilter, NotifyEvent, NotifyKind, NotifyTarget, DEFAULT_NOTIFY_RETRIES,
+    DEFAULT_NOTIFY_TIMEOUT, NOTIFY_JOBS,
+};
 /// `restore:` of a state entry (`if-missing`, `always`, `never`); the jobs
 /// library's type, so that restore takes it without a conversion.
 pub use rehost_jobs::restore::RestorePolicy;
@@ -68,6 +74,8 @@ pub struct Config {
     pub pull: IndexMap<String, PullEntry>,
     pub metrics: Option<MetricsConfig>,
     pub jobs: JobDefaults,
+    /// `notify:`, in the order of the file.
+    pub notify: Vec<NotifyTarget>,
 }
 
 /// `storage.encryption`. Public keys only: the secret key stays in the

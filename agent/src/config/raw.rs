@@ -32,6 +32,7 @@ pub(crate) struct RawConfig {
     pub(crate) pull: Option<IndexMap<String, RawPull>>,
     pub(crate) metrics: Option<RawMetrics>,
     pub(crate) jobs: Option<RawJobs>,
+    pub(crate) notify: Option<Vec<RawNotify>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,6 +185,27 @@ pub(crate) struct RawJobs {
     pub(crate) timeout: Option<String>,
     #[serde(default, deserialize_with = "lenient::string")]
     pub(crate) jitter: Option<String>,
+    #[serde(default, deserialize_with = "lenient::count")]
+    pub(crate) retries: Option<u32>,
+}
+
+/// One entry of `notify:`. Its `Debug` would show the URL: never logged.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping like `{ url: https://…, on: [failure] }`"
+)]
+pub(crate) struct RawNotify {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub(crate) name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub(crate) url: Option<String>,
+    #[serde(default, rename = "type", deserialize_with = "lenient::string")]
+    pub(crate) kind: Option<String>,
+    pub(crate) on: Option<Vec<String>>,
+    pub(crate) jobs: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub(crate) timeout: Option<String>,
     #[serde(default, deserialize_with = "lenient::count")]
     pub(crate) retries: Option<u32>,
 }

@@ -7,6 +7,7 @@ use rehost_jobs::retention::KeepPolicy;
 use rehost_jobs::store::{CredentialSource, S3Settings, StoreLocation};
 
 use super::*;
+use crate::notify::NotifyUrl;
 
 const FILE: &str = "/etc/rehost/rehost.yaml";
 
@@ -16,6 +17,7 @@ fn env(name: &str) -> Option<String> {
         "CONCURRENCY" => Some("32".to_string()),
         "DELETE" => Some("true".to_string()),
         "EMPTY" => Some(String::new()),
+        "HC_UUID" => Some("0b6a-secret-uuid".to_string()),
         _ => None,
     }
 }
@@ -80,6 +82,9 @@ pull:
     concurrency: 16
 metrics:
   textfile_dir: /srv/monitoring  # node_exporter --collector.textfile.directory
+notify:                          # webhooks and healthchecks-style pings
+  - url: https://hc-ping.example.com/UUID
+    on: [failure, success]
 jobs:
   timeout: 30m
   jitter: 30s
@@ -186,6 +191,18 @@ fn spec_example_parses_with_every_value() {
             jitter: Duration::from_secs(30),
             retries: 3,
         }
+    );
+    assert_eq!(
+        config.notify,
+        [NotifyTarget {
+            name: "0".to_string(),
+            url: NotifyUrl::parse("https://hc-ping.example.com/UUID").unwrap(),
+            kind: NotifyKind::Webhook,
+            on: vec![NotifyEvent::Failure, NotifyEvent::Success],
+            jobs: vec![],
+            timeout: Duration::from_secs(10),
+            retries: 2,
+        }]
     );
 }
 
@@ -1147,4 +1164,230 @@ fn a_verify_schedule_is_a_job_that_never_runs_at_start() {
             ("verify", "acme", Some("15 4 * * *"), false),
         ]
     );
+}
+
+/// State `acme` and pull `site`, for `notify.N.jobs`: 10 lines.
+const NOTIFY_BASE: &str = "host: web-1\nstorage:\n  url: file:///var/lib/rehost/store\nstate:\n  acme:\n    path: /srv/acme\npull:\n  site:\n    source: s3://content/site/\n    dest: /srv/www\n";
+
+#[test]
+fn notify_targets_take_their_defaults_and_interpolated_urls() {
+    let config = ok(&format!(
+        "{NOTIFY_BASE}notify:\n  - url: http://127.0.0.1:8080/hook\n  - url: https://hc-ping.com/${{HC_UUID}}?create=1\n    name: hc-backup\n    type: healthchecks\n    on: [start, success, failure, success]\n    jobs: [backup, \"pull:site\", \"verify:acme\", boot]\n    timeout: 3s\n    retries: 0\n"
+    ));
+    let [hook, hc] = &config.notify[..] else {
+        panic!("two targets expected: {:?}", config.notify);
+    };
+    assert_eq!(hook.name, "0");
+    assert_eq!(hook.url.redacted(), "http://127.0.0.1:8080");
+    assert_eq!(hook.kind, NotifyKind::Webhook);
+    assert_eq!(hook.on, [NotifyEvent::Success, NotifyEvent::Failure]);
+    assert!(hook.jobs.is_empty());
+    assert_eq!((hook.timeout, hook.retries), (Duration::from_secs(10), 2));
+
+    assert_eq!(hc.name, "hc-backup");
+    assert_eq!(hc.kind, NotifyKind::Healthchecks);
+    // `${HC_UUID}` came from the environment, like any other value.
+    assert_eq!(
+        hc.url,
+        NotifyUrl::parse("https://hc-ping.com/0b6a-secret-uuid?create=1").unwrap()
+    );
+    assert_eq!(
+        hc.on,
+        [
+            NotifyEvent::Start,
+            NotifyEvent::Success,
+            NotifyEvent::Failure
+        ],
+        "in order, without the repeat"
+    );
+    let filter = |job: &str, target: Option<&str>| JobFilter {
+        job: job.to_string(),
+        target: target.map(str::to_string),
+    };
+    assert_eq!(
+        hc.jobs,
+        [
+            filter("backup", None),
+            filter("pull", Some("site")),
+            filter("verify", Some("acme")),
+            filter("boot", None),
+        ]
+    );
+    assert_eq!((hc.timeout, hc.retries), (Duration::from_secs(3), 0));
+    // Which runs each one is told about.
+    assert!(hc.wants(NotifyEvent::Start, "backup", "acme"));
+    assert!(hc.wants(NotifyEvent::Failure, "pull", "site"));
+    assert!(hc.wants(NotifyEvent::Success, "boot", ""));
+    assert!(!hc.wants(NotifyEvent::Success, "pull", "other"));
+    assert!(!hc.wants(NotifyEvent::Success, "prune", "acme"));
+    assert!(!hook.wants(NotifyEvent::Start, "backup", "acme"));
+    assert!(hook.wants(NotifyEvent::Failure, "restore", "acme"));
+    // The configuration's Debug output (which may be logged) hides the token.
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("secret-uuid"), "{debug}");
+    assert!(!debug.contains("/hook"), "{debug}");
+    // No `notify:`, or an empty one: nothing to tell.
+    assert!(ok(BASE).notify.is_empty());
+    assert!(ok(&format!("{BASE}notify:\n")).notify.is_empty());
+}
+
+#[test]
+fn notify_errors_name_line_column_and_key() {
+    // Line numbers count NOTIFY_BASE's 10 lines.
+    let cases = [
+        Case {
+            text: "notify:\n  - url: ftp://example.com/x\n",
+            line: Some(12),
+            column: Some(5),
+            key: Some("notify.0.url"),
+            message: "expected an http:// or https:// URL, got a ftp:// one",
+        },
+        Case {
+            text: "notify:\n  - on: [failure]\n",
+            line: Some(12),
+            column: Some(5),
+            key: Some("notify.0.url"),
+            message: "missing required key `url`",
+        },
+        Case {
+            text: "notify:\n  - url: http://h/x\n  - url: http://h/y\n    on: [start, finish]\n",
+            line: Some(14),
+            column: Some(17),
+            key: Some("notify.1.on.1"),
+            message: "expected one of `start`, `success`, `failure`, got \"finish\"",
+        },
+        Case {
+            text: "notify:\n  - url: http://h/x\n    on: []\n",
+            line: Some(13),
+            column: Some(5),
+            key: Some("notify.0.on"),
+            message: "expected at least one of `start`, `success`, `failure`",
+        },
+        Case {
+            text: "notify:\n  - url: http://h/x\n    on: failure\n",
+            line: Some(13),
+            column: Some(5),
+            key: Some("notify.0.on"),
+            message: "expected a sequence, got string \"failure\"",
+        },
+        Case {
+            text: "notify:\n  - url: http://h/x\n    jobs:\n      - backup\n      - backups\n",
+            line: Some(15),
+            column: Some(9),
+            key: Some("notify.0.jobs.1"),
+            message: "expected a job (`backup`, `restore`, `verify`, `prune`, `pull`, `boot`), optionally with `:NAME` of an entry (`backup:acme`), got \"backups\"",
+        },
+        Case {
+            text: "notify:\n  - url: http://h/x\n    jobs: [\"backup:nope\"]\n",
+            line: Some(13),
+            column: Some(12),
+            key: Some("notify.0.jobs.0"),
+            message: "no state entry \"nope\" for \"backup:nope\" (known: acme)",
+        },
+        Case {
+            text: "notify:\n  - url: http://h/x\n    jobs: [\"pull:acme\"]\n",
+            line: Some(13),
+            column: Some(12),
+            key: Some("notify.0.jobs.0"),
+            message: "no pull entry \"acme\" for \"pull:acme\" (known: site)",
+        },
+        Case {
+            text: "notify:\n  - url: http://h/x\n    jobs: [\"boot:acme\"]\n",
+            line: Some(13),
+            column: Some(12),
+            key: Some("notify.0.jobs.0"),
+            message: "`boot` runs on no entry",
+        },
+        Case {
+            text: "notify:\n  - url: http://h/x\n    jobs: []\n",
+            line: Some(13),
+            column: Some(5),
+            key: Some("notify.0.jobs"),
+            message: "expected at least one job",
+        },
+        Case {
+            text: "notify:\n  - url: http://h/x\n    type: slack\n",
+            line: Some(13),
+            column: Some(5),
+            key: Some("notify.0.type"),
+            message: "expected `webhook` or `healthchecks`, got \"slack\"",
+        },
+        Case {
+            text: "notify:\n  - url: http://h/x\n    timeout: 0s\n",
+            line: Some(13),
+            column: Some(5),
+            key: Some("notify.0.timeout"),
+            message: "expected a duration longer than 0s and at most 5m",
+        },
+        Case {
+            text: "notify:\n  - url: http://h/x\n    timeout: 1h\n",
+            line: Some(13),
+            column: Some(5),
+            key: Some("notify.0.timeout"),
+            message: "a notification must not hold the jobs up",
+        },
+        Case {
+            text: "notify:\n  - url: http://h/x\n    retries: 11\n",
+            line: Some(13),
+            column: Some(5),
+            key: Some("notify.0.retries"),
+            message: "expected a number from 0 to 10, got 11",
+        },
+        Case {
+            text: "notify:\n  - url: http://h/x\n    name: hook\n  - url: http://h/y\n    name: hook\n",
+            line: Some(15),
+            column: Some(5),
+            key: Some("notify.1.name"),
+            message: "the name \"hook\" is already that of notify.0",
+        },
+        Case {
+            text: "notify:\n  - url: http://h/x\n    name: ../x\n",
+            line: Some(13),
+            column: Some(5),
+            key: Some("notify.0.name"),
+            message: "invalid name \"../x\"",
+        },
+        Case {
+            text: "notify:\n  - url: http://h/x\n    urls: http://h/y\n",
+            line: Some(13),
+            column: Some(5),
+            key: Some("notify.0.urls"),
+            message: "unknown key `urls`, expected one of `name`, `url`, `type`, `on`, `jobs`, `timeout`, `retries`",
+        },
+        Case {
+            text: "notify:\n  url: http://h/x\n",
+            line: Some(11),
+            column: Some(1),
+            key: Some("notify"),
+            message: "expected a sequence, got a mapping",
+        },
+        Case {
+            text: "notify:\n  - url: https://hc-ping.com/${UNSET_TOKEN}\n",
+            line: Some(12),
+            column: Some(5),
+            key: Some("notify.0.url"),
+            message: "environment variable UNSET_TOKEN is not set",
+        },
+    ];
+    for case in &cases {
+        check(case, &format!("{NOTIFY_BASE}{}", case.text));
+    }
+}
+
+#[test]
+fn notify_url_errors_never_echo_the_url() {
+    for url in [
+        "hc-ping.com/SECRET",
+        "https://user:SECRET@hc-ping.com/x",
+        "https://hc-ping.com/SECRET#x",
+        "https://hc-ping.com/SE CRET",
+        "https://hc-ping.com:99999/SECRET",
+        "https:///SECRET",
+    ] {
+        let e = err(&format!("{BASE}notify:\n  - url: \"{url}\"\n"));
+        assert_eq!(e.key.as_deref(), Some("notify.0.url"), "{url}: {e}");
+        assert_eq!((e.line, e.column), (Some(5), Some(5)), "{url}: {e}");
+        assert!(!e.to_string().contains("SECRET"), "{url}: {e}");
+        assert!(!e.to_string().contains("CRET"), "{url}: {e}");
+    }
 }

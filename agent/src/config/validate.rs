@@ -89,6 +89,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> Result<Config, Problem> {
 
     let metrics = raw.metrics.map(metrics).transpose()?;
     let jobs = jobs(raw.jobs.unwrap_or_default())?;
+    let notify = super::notify::targets(raw.notify.unwrap_or_default(), &state, &pull)?;
 
     Ok(Config {
         path: file.to_path_buf(),
@@ -102,6 +103,7 @@ pub(crate) fn validate(raw: RawConfig, file: &Path) -> Result<Config, Problem> {
         pull,
         metrics,
         jobs,
+        notify,
     })
 }
 

@@ -9,8 +9,10 @@
 //! - A run is: a random delay in `0..=jitter`, then up to `1 + retries`
 //!   attempts, each bounded by `timeout`, with a backoff of 1 s, 2 s, 4 s …
 //!   capped at 60 s between them. Every failed attempt is logged; only the
-//!   run's final outcome is recorded, once, through [`Recorder`] (one metrics
-//!   run per run).
+//!   run's final outcome is reported, once, through [`Reporter::finished`]
+//!   (one metrics run and one notification per run). Its start is reported
+//!   once too, alongside the attempts ([`Reporter::started`]), and its
+//!   outcome only after that report ended.
 //! - Each attempt gets a cancellation token. At its timeout (or when the
 //!   runs are abandoned) the token is cancelled and the attempt is awaited
 //!   for up to [`WIND_DOWN`] more, so that its blocking work stops, its
@@ -40,6 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures::future::BoxFuture;
 use rand::Rng;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -60,8 +63,15 @@ pub(crate) type JobFuture = Pin<Box<dyn Future<Output = anyhow::Result<Done>> + 
 /// Starts one attempt of a job; the attempt should stop (soon) once the token
 /// is cancelled.
 pub(crate) type Op = Arc<dyn Fn(CancellationToken) -> JobFuture + Send + Sync>;
-/// Receives the final outcome of every run (writes the metrics).
-pub(crate) type Recorder = Arc<dyn Fn(&Outcome) + Send + Sync>;
+/// Told of every run: its start and its final outcome (metrics, notifications).
+pub(crate) trait Reporter: Send + Sync {
+    /// A run (or a follow-up) began; the future runs alongside its attempts.
+    fn started(&self, job: &'static str, target: &str) -> BoxFuture<'static, ()>;
+    /// A run (or a follow-up) ended, after its retries.
+    fn finished(&self, outcome: &Outcome) -> BoxFuture<'static, ()>;
+}
+
+pub(crate) type Recorder = Arc<dyn Reporter>;
 
 /// One scheduled job.
 pub(crate) struct JobDef {
@@ -286,40 +296,11 @@ async fn run_once(def: &JobDef, ctl: &Control, trigger: &'static str) {
     tracing::info!(job, target, trigger, "{job} started");
     let started = SystemTime::now();
     let clock = Instant::now();
-    let mut attempts = 0u32;
-    let result = loop {
-        attempts += 1;
-        let attempt = attempt_once(def.job, target, &def.op, settings.timeout, ctl).await;
-        match attempt {
-            Attempt::Done(done) => break Ok(done),
-            Attempt::Abandoned => {
-                break Err(anyhow::anyhow!(
-                    "abandoned: still running when the shutdown grace period ended"
-                ))
-            }
-            // A takeover is final: retrying cannot help.
-            Attempt::Failed(e)
-                if attempts <= settings.retries
-                    && !ctl.stop.is_cancelled()
-                    && !crate::generation::is_superseded(&e) =>
-            {
-                let wait = backoff(attempts);
-                tracing::warn!(
-                    job,
-                    target,
-                    attempt = attempts,
-                    retry_in_ms = wait.as_millis() as u64,
-                    "attempt failed, will retry: {e:#}"
-                );
-                tokio::select! {
-                    _ = ctl.stop.cancelled() => break Err(e.context("not retried: shutting down")),
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
-            Attempt::Failed(e) => break Err(e),
-        }
+    let run = async {
+        let (result, attempts) = attempts_of(def, ctl).await;
+        (result, attempts, clock.elapsed())
     };
-    let duration = clock.elapsed();
+    let ((), (result, attempts, duration)) = tokio::join!(ctl.recorder.started(job, target), run);
     let duration_ms = duration.as_millis() as u64;
     let result = match result {
         Ok(done) => {
@@ -360,17 +341,58 @@ async fn run_once(def: &JobDef, ctl: &Control, trigger: &'static str) {
         }
     };
     let succeeded = result.is_ok();
-    (ctl.recorder)(&Outcome {
+    let outcome = Outcome {
         job,
         target: def.target.clone(),
         started,
         duration,
         attempts,
         result,
-    });
+    };
+    ctl.recorder.finished(&outcome).await;
     if let Some(then) = def.then.as_ref().filter(|_| succeeded) {
         follow_up(then, target, settings.timeout, ctl).await;
     }
+}
+
+/// The attempts of one run (see the module header): the last one's result
+/// and how many were made.
+async fn attempts_of(def: &JobDef, ctl: &Control) -> (anyhow::Result<Done>, u32) {
+    let (job, target, settings) = (def.job, def.target.as_str(), &def.settings);
+    let mut attempts = 0u32;
+    let result = loop {
+        attempts += 1;
+        let attempt = attempt_once(job, target, &def.op, settings.timeout, ctl).await;
+        match attempt {
+            Attempt::Done(done) => break Ok(done),
+            Attempt::Abandoned => {
+                break Err(anyhow::anyhow!(
+                    "abandoned: still running when the shutdown grace period ended"
+                ))
+            }
+            // A takeover is final: retrying cannot help.
+            Attempt::Failed(e)
+                if attempts <= settings.retries
+                    && !ctl.stop.is_cancelled()
+                    && !crate::generation::is_superseded(&e) =>
+            {
+                let wait = backoff(attempts);
+                tracing::warn!(
+                    job,
+                    target,
+                    attempt = attempts,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "attempt failed, will retry: {e:#}"
+                );
+                tokio::select! {
+                    _ = ctl.stop.cancelled() => break Err(e.context("not retried: shutting down")),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Attempt::Failed(e) => break Err(e),
+        }
+    };
+    (result, attempts)
 }
 
 /// One attempt of `op`, bounded by `timeout` and by the abandon token; a
@@ -420,13 +442,21 @@ async fn follow_up(then: &FollowUp, target: &str, timeout: Duration, ctl: &Contr
     }
     let started = SystemTime::now();
     let clock = Instant::now();
-    let result = match attempt_once(job, target, &then.op, timeout, ctl).await {
+    let (attempt, duration) = {
+        let run = async {
+            let attempt = attempt_once(job, target, &then.op, timeout, ctl).await;
+            (attempt, clock.elapsed())
+        };
+        let ((), ended) = tokio::join!(ctl.recorder.started(job, target), run);
+        ended
+    };
+    let result = match attempt {
         Attempt::Done(done) => {
             tracing::info!(
                 job,
                 target,
                 result = "ok",
-                duration_ms = clock.elapsed().as_millis() as u64,
+                duration_ms = duration.as_millis() as u64,
                 bytes = done.bytes,
                 "{job} {target}: {}",
                 done.message
@@ -438,7 +468,7 @@ async fn follow_up(then: &FollowUp, target: &str, timeout: Duration, ctl: &Contr
                 job,
                 target,
                 result = "failed",
-                duration_ms = clock.elapsed().as_millis() as u64,
+                duration_ms = duration.as_millis() as u64,
                 "{job} {target} failed: {e:#}"
             );
             Err(format!("{e:#}"))
@@ -453,12 +483,13 @@ async fn follow_up(then: &FollowUp, target: &str, timeout: Duration, ctl: &Contr
             Err("abandoned: still running when the shutdown grace period ended".to_string())
         }
     };
-    (ctl.recorder)(&Outcome {
+    let outcome = Outcome {
         job,
         target: target.to_string(),
         started,
-        duration: clock.elapsed(),
+        duration,
         attempts: 1,
         result,
-    });
+    };
+    ctl.recorder.finished(&outcome).await;
 }

@@ -54,21 +54,48 @@ fn job(schedule: Option<&str>, run_at_start: bool, settings: JobDefaults, op: Op
     }
 }
 
-/// Collects the recorded outcomes.
-fn recorder() -> (Recorder, Arc<Mutex<Vec<Outcome>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s = Arc::clone(&seen);
-    let rec: Recorder = Arc::new(move |o: &Outcome| {
-        s.lock().unwrap().push(Outcome {
+/// Collects the reported outcomes (and counts the reported starts).
+struct Collect {
+    seen: Arc<Mutex<Vec<Outcome>>>,
+    starts: Arc<AtomicU32>,
+}
+
+impl Reporter for Collect {
+    fn started(
+        &self,
+        _job: &'static str,
+        _target: &str,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {})
+    }
+
+    fn finished(&self, o: &Outcome) -> futures::future::BoxFuture<'static, ()> {
+        self.seen.lock().unwrap().push(Outcome {
             job: o.job,
             target: o.target.clone(),
             started: o.started,
             duration: o.duration,
             attempts: o.attempts,
             result: o.result.clone(),
-        })
-    });
+        });
+        Box::pin(async {})
+    }
+}
+
+fn recorder() -> (Recorder, Arc<Mutex<Vec<Outcome>>>) {
+    let (rec, seen, _starts) = counting_recorder();
     (rec, seen)
+}
+
+fn counting_recorder() -> (Recorder, Arc<Mutex<Vec<Outcome>>>, Arc<AtomicU32>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let starts = Arc::new(AtomicU32::new(0));
+    let rec: Recorder = Arc::new(Collect {
+        seen: Arc::clone(&seen),
+        starts: Arc::clone(&starts),
+    });
+    (rec, seen, starts)
 }
 
 fn done() -> Done {
@@ -171,7 +198,7 @@ async fn retries_back_off_and_only_the_final_outcome_is_recorded() {
         a.lock().unwrap().push(t0.elapsed().as_secs());
         Box::pin(async { Err(anyhow::anyhow!("storage down")) })
     });
-    let (rec, seen) = recorder();
+    let (rec, seen, starts) = counting_recorder();
     run(
         vec![job(None, true, settings(60, 3, 0), op)],
         clock(),
@@ -183,6 +210,7 @@ async fn retries_back_off_and_only_the_final_outcome_is_recorded() {
     assert_eq!(*attempts_at.lock().unwrap(), [0, 1, 3, 7]);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1, "one run, one metrics record");
+    assert_eq!(starts.load(Ordering::SeqCst), 1, "one run, one start");
     assert_eq!(seen[0].attempts, 4);
     assert_eq!(seen[0].duration, Duration::from_secs(7));
     assert_eq!(seen[0].result, Err("storage down".to_string()));
@@ -457,7 +485,7 @@ async fn a_successful_run_is_followed_by_its_prune_and_a_failed_one_is_not() {
         job: "prune",
         op: prune,
     });
-    let (rec, seen) = recorder();
+    let (rec, seen, starts) = counting_recorder();
     run(
         vec![backup],
         clock(),
@@ -482,6 +510,81 @@ async fn a_successful_run_is_followed_by_its_prune_and_a_failed_one_is_not() {
         ]
     );
     assert!(seen.iter().all(|o| o.target == "acme"));
+    assert_eq!(
+        starts.load(Ordering::SeqCst),
+        6,
+        "every run and prune starts once"
+    );
+}
+
+/// A [`Reporter`] whose start report takes `delay` (a hanging notification
+/// receiver), noting when each report happens.
+struct SlowStart {
+    delay: Duration,
+    t0: Instant,
+    events: Arc<Mutex<Vec<(&'static str, u64)>>>,
+}
+
+impl Reporter for SlowStart {
+    fn started(
+        &self,
+        _job: &'static str,
+        _target: &str,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        let (delay, t0, events) = (self.delay, self.t0, Arc::clone(&self.events));
+        Box::pin(async move {
+            sleep(delay).await;
+            events
+                .lock()
+                .unwrap()
+                .push(("start reported", t0.elapsed().as_secs()));
+        })
+    }
+
+    fn finished(&self, o: &Outcome) -> futures::future::BoxFuture<'static, ()> {
+        self.events
+            .lock()
+            .unwrap()
+            .push(("outcome reported", self.t0.elapsed().as_secs()));
+        assert_eq!(o.duration, Duration::from_secs(1), "the run's own duration");
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_start_report_runs_alongside_the_run_and_before_its_outcome() {
+    let t0 = Instant::now();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let e = Arc::clone(&events);
+    let op: Op = Arc::new(move |_| {
+        let e = Arc::clone(&e);
+        Box::pin(async move {
+            e.lock().unwrap().push(("attempt", t0.elapsed().as_secs()));
+            sleep(Duration::from_secs(1)).await;
+            Ok(done())
+        })
+    });
+    let rec: Recorder = Arc::new(SlowStart {
+        delay: Duration::from_secs(5),
+        t0,
+        events: Arc::clone(&events),
+    });
+    run(
+        vec![job(None, true, settings(60, 0, 0), op)],
+        clock(),
+        rec,
+        Duration::from_secs(30),
+        sleep(Duration::from_secs(20)),
+    )
+    .await;
+    assert_eq!(
+        *events.lock().unwrap(),
+        [
+            ("attempt", 0),
+            ("start reported", 5),
+            ("outcome reported", 5)
+        ]
+    );
 }
 
 /// Wall time = [`TokioClock`]'s, plus an offset that a test steps.
