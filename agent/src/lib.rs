@@ -11,6 +11,7 @@ pub mod generation;
 pub mod interpolate;
 pub mod logging;
 pub mod output;
+pub mod progress;
 pub mod stack;
 
 /// Exit codes (also in the README).
