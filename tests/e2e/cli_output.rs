@@ -104,15 +104,27 @@ fn progress_shows_on_a_terminal_and_nowhere_else() {
     let pty = on_pty(&env, &["backup", "site"]);
     pty.expect(0);
     let want = format!("backup site: done, {}, 5 files in ", bytes(content));
-    assert!(pty.stdout().contains(&want), "{want:?} not in:\n{}", pty.stdout());
+    assert!(
+        pty.stdout().contains(&want),
+        "{want:?} not in:\n{}",
+        pty.stdout()
+    );
 
     // stderr a pipe (and a change to back up, so that there is progress
     // to show): no bar, nothing of it.
     fs::write(env.path("site/robots.txt"), "changed").unwrap();
     let piped = env.rehost(&["backup", "site"]);
     piped.expect(0);
-    assert!(piped.stdout().contains("uploaded backup"), "{}", piped.all());
-    assert!(!piped.stderr().contains("backup site"), "{}", piped.stderr());
+    assert!(
+        piped.stdout().contains("uploaded backup"),
+        "{}",
+        piped.all()
+    );
+    assert!(
+        !piped.stderr().contains("backup site"),
+        "{}",
+        piped.stderr()
+    );
     assert!(!piped.stderr().contains('\u{1b}'), "{}", piped.stderr());
 
     // restore and verify know their total from the manifest: the bytes
@@ -142,10 +154,21 @@ fn progress_shows_on_a_terminal_and_nowhere_else() {
     let quiet = on_pty(&env, &["-q", "verify", "site"]);
     quiet.expect(0);
     assert!(quiet.stdout().contains("is intact"), "{}", quiet.stdout());
-    assert!(!quiet.stdout().contains("verify site"), "{}", quiet.stdout());
-    let logs = on_pty(&env, &["--log-format", "json", "restore", "site", "--force"]);
+    assert!(
+        !quiet.stdout().contains("verify site"),
+        "{}",
+        quiet.stdout()
+    );
+    let logs = on_pty(
+        &env,
+        &["--log-format", "json", "restore", "site", "--force"],
+    );
     logs.expect(0);
-    assert!(logs.stdout().contains("restored backup"), "{}", logs.stdout());
+    assert!(
+        logs.stdout().contains("restored backup"),
+        "{}",
+        logs.stdout()
+    );
     assert!(!logs.stdout().contains("restore site"), "{}", logs.stdout());
     // Every log line is still one JSON object: no bar was drawn into one.
     for line in logs.stdout().lines().filter(|l| l.starts_with('{')) {
@@ -158,11 +181,19 @@ fn progress_shows_on_a_terminal_and_nowhere_else() {
     let pull = on_pty(&env, &["pull", "www"]);
     pull.expect(0);
     let want = format!("pull www: done, {}, 5 files in ", bytes(pulled));
-    assert!(pull.stdout().contains(&want), "{want:?} not in:\n{}", pull.stdout());
+    assert!(
+        pull.stdout().contains(&want),
+        "{want:?} not in:\n{}",
+        pull.stdout()
+    );
     fs::write(env.path("content/robots.txt"), "changed").unwrap();
     let piped = env.rehost(&["pull", "www"]);
     piped.expect(0);
-    assert!(piped.stdout().contains("downloaded 1 file"), "{}", piped.all());
+    assert!(
+        piped.stdout().contains("downloaded 1 file"),
+        "{}",
+        piped.all()
+    );
     assert!(!piped.stderr().contains("pull www"), "{}", piped.stderr());
 }
 
@@ -233,7 +264,10 @@ fn json_documents_of_backups_list_status_and_check() {
         assert!(sha.len() == 64 && sha.bytes().all(|c| c.is_ascii_hexdigit()));
         assert!(b["size_bytes"].as_u64().unwrap() > 0);
     }
-    assert!(site["tar_bytes"].as_u64().unwrap() > 6 * 1024 * 1024, "{site}");
+    assert!(
+        site["tar_bytes"].as_u64().unwrap() > 6 * 1024 * 1024,
+        "{site}"
+    );
     // The table shows the same backups.
     let table = env.rehost(&["backups", "list"]);
     table.expect(0);
@@ -302,8 +336,15 @@ fn json_documents_of_backups_list_status_and_check() {
         .find(|j| j["target"] == "db")
         .unwrap();
     assert_eq!(db["status"], "stale");
-    assert!(db["last_success"].is_null() && db["last_ok"].is_null(), "{db}");
-    assert!(status.stderr().contains("stale: backup db"), "{}", status.stderr());
+    assert!(
+        db["last_success"].is_null() && db["last_ok"].is_null(),
+        "{db}"
+    );
+    assert!(
+        status.stderr().contains("stale: backup db"),
+        "{}",
+        status.stderr()
+    );
 
     // check --json: every section, exit 0.
     let check = env.rehost(&["check", "--json"]);
