@@ -79,6 +79,26 @@ fn env_with_site(g: &Garage, extra: &str) -> TestEnv {
     env
 }
 
+/// Log lines written while a bar is shown start on a line of their own:
+/// the bar was erased (`ESC [2K`) before each, never left in front of it.
+#[track_caller]
+fn logs_on_their_own_lines(transcript: &str, bar: &str) -> usize {
+    let mut seen = 0;
+    for line in transcript.split('\n') {
+        let Some(at) = line.find(" INFO") else {
+            continue;
+        };
+        seen += 1;
+        let before = &line[..at];
+        let visible = before.rsplit("\u{1b}[2K").next().unwrap_or(before);
+        assert!(
+            !visible.contains(bar),
+            "a bar shares a line with a log: {line:?}"
+        );
+    }
+    seen
+}
+
 /// The one JSON document on a run's stdout.
 #[track_caller]
 fn json(run: &Run) -> Value {
@@ -141,6 +161,9 @@ fn progress_shows_on_a_terminal_and_nowhere_else() {
         "{want:?} not in:\n{}",
         restore.stdout()
     );
+    // `restore timings` is logged while the bar is up, `restore finished` after.
+    assert!(restore.stdout().contains("restore timings"));
+    assert!(logs_on_their_own_lines(&restore.stdout(), "restore site [") >= 2);
     let verify = on_pty(&env, &["verify", "site"]);
     verify.expect(0);
     let want = format!("verify site: done, {}, 5 files in ", bytes(size));
