@@ -6,6 +6,7 @@
 #                                       and the checkers of the deployment files: amtool,
 #                                       cloud-init (schema), systemd-analyze, envsubst,
 #                                       node_exporter and curl (monitoring test),
+#                                       script (util-linux: progress on a pseudo-terminal),
 #                                       docker-registry and htpasswd (image pulls),
 #                                       openssl (a test certificate for HTTPS notifications);
 #                                       qemu-system-x86, mmdebstrap, cloud-image-utils (VM drill);
@@ -48,6 +49,8 @@ declare -A apt_for=(
     [envsubst]=gettext-base
     [prometheus-node-exporter]=prometheus-node-exporter
     [curl]=curl
+    # util-linux `script`: runs rehost on a pseudo-terminal (progress bars).
+    [script]=bsdutils
     # The reference age CLI: the by-hand restore of an encrypted backup is tested with it.
     [age]=age
     # The distribution registry and htpasswd (bcrypt): the stack's image pulls

@@ -113,7 +113,11 @@ pub enum Command {
     #[command(
         after_help = "Example (check a configuration before installing it):\n  rehost -c ./rehost.yaml check"
     )]
-    Check,
+    Check {
+        /// Print one JSON document on stdout instead of lines (see the README).
+        #[arg(long)]
+        json: bool,
+    },
     /// Register this host in the store (once per new host; idempotent).
     ///
     /// `boot` refuses to start when a `required` state entry has no backup
@@ -158,7 +162,11 @@ pub enum Command {
     /// period is the longest interval between two consecutive occurrences of
     /// its cron schedule). Exit 2 without a `metrics:` section.
     #[command(after_help = "Example (what ran when, exit 1 if a job is stale):\n  rehost status")]
-    Status,
+    Status {
+        /// Print one JSON document on stdout instead of a table (see the README).
+        #[arg(long)]
+        json: bool,
+    },
     /// The boot sequence of a fresh VM: restore state, bring the stack up, run the jobs.
     ///
     /// Takes the boot lock (a second boot exits at once), waits for the
@@ -226,7 +234,12 @@ pub enum BackupsCommand {
     #[command(
         after_help = "Example (the backups of every state entry, with another configuration):\n  rehost -c /etc/rehost/rehost.yaml backups list"
     )]
-    List { name: Option<String> },
+    List {
+        name: Option<String>,
+        /// Print one JSON document on stdout instead of a table (see the README).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A command line that parses but makes no sense (exit code 2).
@@ -424,18 +437,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             cmd::restore::run(&ctx, &names, force, selector).await
         }
         Command::Backups {
-            command: BackupsCommand::List { name },
-        } => cmd::backups::list(&ctx, name).await,
+            command: BackupsCommand::List { name, json },
+        } => cmd::backups::list(&ctx, name, json).await,
         Command::Verify { names, backup } => {
             let selector = selector(&names, backup, None)?;
             cmd::verify::run(&ctx, &names, selector).await
         }
         Command::Prune { names } => cmd::prune::run(&ctx, &names).await,
         Command::Pull { names } => cmd::pull::run(&ctx, &names).await,
-        Command::Check => cmd::check::run(&ctx).await,
+        Command::Check { json } => cmd::check::run(&ctx, json).await,
         Command::Init => cmd::init::run(&ctx).await,
         Command::Run { allow_root, grace } => cmd::run::run(ctx, allow_root, grace).await,
-        Command::Status => cmd::status::run(&ctx).await,
+        Command::Status { json } => cmd::status::run(&ctx, json).await,
         Command::Boot {
             no_run,
             docker_timeout,

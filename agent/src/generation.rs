@@ -169,13 +169,33 @@ pub async fn ensure_decided(ctx: &Ctx, entry: &StateEntry, generation: &str) -> 
     record_decision(ctx, &entry.name, generation, done.message)
 }
 
-/// What `check` prints about the host's registration and this machine's generation.
-pub async fn describe(ctx: &Ctx) -> anyhow::Result<(String, bool)> {
+/// What `check` reports about the host's registration and this machine's
+/// generation (`check --json` shows the fields, `check` the summary).
+#[derive(Debug, serde::Serialize)]
+pub struct Lineage {
+    /// When `rehost init` registered the host (RFC 3339, UTC), and from
+    /// which machine.
+    pub registered: Option<String>,
+    pub registered_by: Option<String>,
+    /// The store knows the host: registered, or it has backups.
+    pub known: bool,
+    pub generations: usize,
+    pub newest_generation: Option<String>,
+    pub this_machine_generation: Option<String>,
+    /// False when this machine may not back up or prune.
+    pub ok: bool,
+    /// The line `check` prints.
+    pub summary: String,
+}
+
+/// The host's registration and this machine's generation, for `check`.
+pub async fn describe(ctx: &Ctx) -> anyhow::Result<Lineage> {
     let c = &ctx.config;
     let store = ctx.store.as_ref();
     let registered = generation::registration(store, &c.host).await?;
     let ids = generation::list(store, &c.host).await?;
     let local = generation::read_local(&c.state_dir, &c.host, &ctx.store.url())?;
+    let known = registered.is_some() || generation::is_known(store, &c.host).await?;
     let mut text = match &registered {
         Some(r) => format!(
             "host {}: registered {} by {}",
@@ -183,7 +203,7 @@ pub async fn describe(ctx: &Ctx) -> anyhow::Result<(String, bool)> {
             r.registered.format("%Y-%m-%d %H:%M UTC"),
             r.machine
         ),
-        None if generation::is_known(store, &c.host).await? => format!(
+        None if known => format!(
             "host {}: known (it has backups) but not registered with `rehost init`",
             c.host
         ),
@@ -219,5 +239,16 @@ pub async fn describe(ctx: &Ctx) -> anyhow::Result<(String, bool)> {
         }
         (None, None, None) => text.push_str("; this machine has no generation"),
     }
-    Ok((text, ok))
+    Ok(Lineage {
+        registered: registered
+            .as_ref()
+            .map(|r| crate::output::rfc3339(r.registered)),
+        registered_by: registered.map(|r| r.machine),
+        known,
+        generations: ids.len(),
+        newest_generation: newest.cloned(),
+        this_machine_generation: mine,
+        ok,
+        summary: text,
+    })
 }

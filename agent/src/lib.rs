@@ -12,6 +12,7 @@ pub mod interpolate;
 pub mod logging;
 pub mod notify;
 pub mod output;
+pub mod progress;
 pub mod stack;
 
 /// Exit codes (also in the README).

@@ -1,6 +1,7 @@
 //! Logs go to stderr as `tracing` events, text or JSON. `-v`/`-q` move the
 //! level of rehost's own events; libraries stay at `warn` unless `RUST_LOG`
-//! says otherwise.
+//! says otherwise. Progress bars, when drawn, are lifted for each line
+//! ([`crate::progress::LogWriter`]).
 
 use std::io::IsTerminal;
 
@@ -22,7 +23,8 @@ pub fn init(args: &GlobalArgs) -> anyhow::Result<()> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Through the progress bars, when there are any.
+        .with_writer(crate::progress::LogWriter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let installed = match args.log_format {

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use rehost::{cli, exit_code, logging, EXIT_CONFIG, EXIT_JOB_FAILED, EXIT_OK};
+use rehost::{cli, exit_code, logging, progress, EXIT_CONFIG, EXIT_JOB_FAILED, EXIT_OK};
 
 /// Longest wait for blocking threads once the command has returned.
 const SHUTDOWN_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
@@ -14,6 +14,7 @@ const SHUTDOWN_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
 fn main() -> ExitCode {
     bound_allocator_memory();
     let args = cli::Args::parse();
+    progress::init(&args.global);
     if let Err(e) = logging::init(&args.global) {
         eprintln!("rehost: {e:#}");
         return ExitCode::from(EXIT_CONFIG);

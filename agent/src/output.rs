@@ -1,5 +1,29 @@
 //! Small formatting helpers for what commands print on stdout.
 
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// `2026-11-23T10:15:00.123Z`: the one time format of `--json` output
+/// (milliseconds, so that a time given back to `restore --at` selects the
+/// same backup).
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// [`rfc3339`] for a `#[serde(serialize_with)]` field.
+pub fn serialize_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*t))
+}
+
+/// Prints `doc` as the one JSON document of a `--json` command.
+pub fn print_json<T: serde::Serialize>(doc: &T) -> anyhow::Result<()> {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(doc)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()?;
+    Ok(())
+}
+
 /// `1.5 MiB`-style sizes.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -64,5 +88,13 @@ mod tests {
         assert_eq!(count(2, "file"), "2 files");
         let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
         assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+
+    #[test]
+    fn json_times_are_utc_with_milliseconds() {
+        let t = DateTime::parse_from_rfc3339("2026-11-23T11:15:00.5+01:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(rfc3339(t), "2026-11-23T10:15:00.500Z");
     }
 }

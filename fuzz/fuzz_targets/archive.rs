@@ -88,6 +88,7 @@ fuzz_target!(|data: &[u8]| {
     let opts = ExtractOptions {
         preserve_owner: false,
         final_root: Some(final_root.clone()),
+        progress: None,
     };
     let Ok(staging_dir) = rehost_jobs::safefs::Dir::open(&staging) else { return };
     let written = extract(reader(data), Sink::Dir(&staging_dir), &opts).map(|(stats, mut rest)| {

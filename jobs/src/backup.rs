@@ -29,6 +29,7 @@ use crate::layout;
 use crate::lock::StateLock;
 use crate::manifest::{EncryptionInfo, Manifest, ObjectEntry, SourceInfo, FORMAT};
 use crate::parts::{IndexBuilder, PartIndex, SharedHasher};
+use crate::progress::Progress;
 use crate::state::{StateKind, StateSpec};
 use crate::store::{body_from_bytes, ObjectStore, StoreError};
 
@@ -74,7 +75,7 @@ pub async fn backup(
     spec: &StateSpec,
     dry_run: bool,
 ) -> Result<BackupOutcome> {
-    backup_until(store, host, spec, dry_run, &CancellationToken::new()).await
+    backup_until(store, host, spec, dry_run, &CancellationToken::new(), None).await
 }
 
 /// [`backup`], stopping with [`Error::Cancelled`] soon after `cancel` is
@@ -82,16 +83,18 @@ pub async fn backup(
 /// awaited (never left running), requests to the store are dropped, and an
 /// upload under way is aborted. The entry's lock is shared with the blocking
 /// tasks, so it is released only when the last of them has ended, even if
-/// this future is dropped.
+/// this future is dropped. `progress` counts the file content archived and
+/// the files; its totals are the scan's (a Prometheus backup has none).
 pub async fn backup_until(
     store: &dyn ObjectStore,
     host: &str,
     spec: &StateSpec,
     dry_run: bool,
     cancel: &CancellationToken,
+    progress: Option<Arc<Progress>>,
 ) -> Result<BackupOutcome> {
     if let StateKind::Prometheus { api } = &spec.kind {
-        return crate::prometheus::backup(store, host, spec, api, dry_run, cancel).await;
+        return crate::prometheus::backup(store, host, spec, api, dry_run, cancel, progress).await;
     }
     let lock = Arc::new(if dry_run {
         None
@@ -106,6 +109,12 @@ pub async fn backup_until(
     .await
     .map_err(|e| Error::Refused(format!("scan task failed: {e}")))?
     .map_err(|e| Error::io(format!("read source {}", spec.path.display()), e))?;
+    // The scan already walked the source: its sizes are the totals, at no
+    // extra cost (the SQLite copies standing in for live files may differ
+    // a little).
+    if let Some(p) = &progress {
+        p.set_totals(scan.bytes, scan.files);
+    }
 
     // kind: acme: read and checked once, before anything else is decided,
     // so that a broken file fails the backup even when it looks unchanged,
@@ -202,6 +211,7 @@ pub async fn backup_until(
         cancel: cancel.clone(),
         _lock: Arc::clone(&lock),
         part_tar: crate::parts::part_target(scan.bytes),
+        progress,
     };
     let produced = upload_tree(store, &data_key, tree, &spec.name, &id).await?;
 
@@ -304,6 +314,8 @@ pub(crate) struct Tree {
     pub _lock: Arc<Option<StateLock>>,
     /// Tar bytes per part of the object's index ([`crate::parts::part_target`]).
     pub part_tar: u64,
+    /// Told of the file content and the files as they are archived.
+    pub progress: Option<Arc<Progress>>,
 }
 
 /// Archives `tree` into the object `key` while it is uploaded.
@@ -389,6 +401,7 @@ fn produce(tree: &Tree, tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) -
                 .map(|f| f as archive::EntryFilter<'_>),
             cancel: Some(&tree.cancel),
             read_ahead: true,
+            progress: tree.progress.as_deref(),
         };
         let (gz, stats) = archive::write_tar_with(path, gz, &opts)?;
         let totals = gz.finish()?;

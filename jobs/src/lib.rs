@@ -17,6 +17,7 @@ pub mod lock;
 pub mod manifest;
 pub mod metrics;
 pub mod parts;
+pub mod progress;
 pub mod prometheus;
 pub mod pull;
 pub mod restore;

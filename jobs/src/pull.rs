@@ -51,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::lock::StateLock;
+use crate::progress::Progress;
 use crate::safefs::{Dir, Kind};
 use crate::store::{check_key, ObjectInfo, ObjectStore, StoreError};
 
@@ -70,6 +71,8 @@ pub struct PullSpec {
     pub delete_removed: bool,
     pub allow_empty: bool,
     pub concurrency: usize,
+    /// Counts the bytes and files downloaded; its totals are the plan's.
+    pub progress: Option<Arc<Progress>>,
 }
 
 /// What a pull did (or, in a dry run, would do).
@@ -434,6 +437,9 @@ pub async fn pull(store: &dyn ObjectStore, spec: &PullSpec, dry_run: bool) -> Re
     if dry_run {
         return Ok(outcome);
     }
+    if let Some(p) = &spec.progress {
+        p.set_totals(outcome.bytes, plan.download.len() as u64);
+    }
 
     // Leftovers of a killed run, then deletions (before downloads, as s3cmd
     // does by default: a file may have to make room for a directory).
@@ -477,7 +483,7 @@ pub async fn pull(store: &dyn ObjectStore, spec: &PullSpec, dry_run: bool) -> Re
         .map(|obj| {
             let dest = Arc::clone(&dest_dir);
             async move {
-                let r = download(store, &dest, &obj).await;
+                let r = download(store, &dest, &obj, spec.progress.as_deref()).await;
                 (obj, r)
             }
         })
@@ -490,6 +496,9 @@ pub async fn pull(store: &dyn ObjectStore, spec: &PullSpec, dry_run: bool) -> Re
             Ok(entry) => {
                 bytes += entry.local_size;
                 downloaded += 1;
+                if let Some(p) = &spec.progress {
+                    p.add_files(1);
+                }
                 entries.insert(obj.key, entry);
             }
             Err(e) => {
@@ -664,10 +673,12 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Streams one object into place. Small objects cost one blocking call.
+/// `progress` is told of each chunk as it arrives.
 async fn download(
     store: &dyn ObjectStore,
     dest: &Arc<Dir>,
     obj: &ObjectInfo,
+    progress: Option<&Progress>,
 ) -> Result<IndexEntry> {
     let mut stream = store.get(&obj.key).await?;
     let what = || format!("write {}", dest.path().join(&obj.key).display());
@@ -678,6 +689,9 @@ async fn download(
             let chunk = stream.next().await.transpose()?;
             let end = chunk.is_none();
             if let Some(c) = chunk {
+                if let Some(p) = progress {
+                    p.add_bytes(c.len() as u64);
+                }
                 buf.extend_from_slice(&c);
             }
             if buf.len() < WRITE_BLOCK && !end {
@@ -758,6 +772,7 @@ mod tests {
         PullSpec {
             name: "t".into(),
             dest: "/srv/www".into(),
+            progress: None,
             delete_removed,
             allow_empty: false,
             concurrency: 4,

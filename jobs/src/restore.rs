@@ -37,6 +37,7 @@ use crate::fsutil;
 use crate::lock::StateLock;
 use crate::manifest::{BlockEntry, Manifest};
 use crate::parts::Timings;
+use crate::progress::Progress;
 use crate::safefs::{self, Dir, Ident, Kind};
 use crate::state::StateSpec;
 use crate::store::ObjectStore;
@@ -64,6 +65,9 @@ pub struct RestoreRequest {
     pub force: bool,
     pub selector: Selector,
     pub dry_run: bool,
+    /// Counts the stored bytes fetched and the files extracted; its totals
+    /// are the manifest's.
+    pub progress: Option<Arc<Progress>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,6 +147,9 @@ pub async fn restore(
         None => Dir::open_or_create(&parent_path, 0o755)
             .map_err(|e| Error::io(format!("create {}", parent_path.display()), e))?,
     };
+    if let Some(p) = &req.progress {
+        p.set_totals(bytes, manifest.total_files());
+    }
     let _lock = StateLock::acquire_in(&parent, &spec.name, true)?;
     remove_leftovers(&parent, &spec.name)?;
     check_space(&parent, manifest.total_tar_bytes())?;
@@ -170,7 +177,10 @@ pub async fn restore(
         &parent,
         &target_name,
         &staging,
-        &timings,
+        &Reporting {
+            timings: &timings,
+            progress: req.progress.clone(),
+        },
     )
     .await;
     // On success the staging directory holds the previous content (or
@@ -195,6 +205,13 @@ pub async fn restore(
     })
 }
 
+/// Where a restore reports how it goes: the time per stage (for the log) and
+/// the progress (for a display).
+struct Reporting<'a> {
+    timings: &'a Arc<Timings>,
+    progress: Option<Arc<Progress>>,
+}
+
 /// Builds the new tree and switches it in; returns the files restored and
 /// the time the sync before the switch took.
 #[allow(clippy::too_many_arguments)]
@@ -206,8 +223,9 @@ async fn restore_into(
     parent: &Dir,
     target_name: &OsStr,
     staging: &Dir,
-    timings: &Arc<Timings>,
+    reporting: &Reporting<'_>,
 ) -> Result<(u64, Duration)> {
+    let timings = reporting.timings;
     let target = &spec.path;
     let tree_path = staging.path().join(TREE);
     let io_err = |what: &str, e: io::Error| Error::io(format!("{what} {}", tree_path.display()), e);
@@ -220,6 +238,7 @@ async fn restore_into(
             SourceKind::Dir => Some(target.clone()),
             SourceKind::File => None,
         },
+        progress: reporting.progress.clone(),
     };
     let into = tree.try_clone().map_err(|e| io_err("open", e))?;
     let mut files = unpack(store, manifest, keys, Some(into), opts, timings)
@@ -233,7 +252,7 @@ async fn restore_into(
         .iter()
         .map(|block| {
             restore_block(
-                store, manifest, block, keys, staging, &tree, target, timings,
+                store, manifest, block, keys, staging, &tree, target, reporting,
             )
             .boxed()
         })
@@ -315,7 +334,7 @@ async fn restore_block(
     staging: &Dir,
     tree: &Dir,
     target: &Path,
-    timings: &Arc<Timings>,
+    reporting: &Reporting<'_>,
 ) -> Result<u64> {
     let tmp_name = PathBuf::from(format!(".rehost-block-{}", block.ulid));
     let tmp_path = staging.path().join(&tmp_name);
@@ -326,9 +345,19 @@ async fn restore_block(
     let opts = ExtractOptions {
         preserve_owner: nix::unistd::geteuid().is_root(),
         final_root: Some(target.to_path_buf()),
+        progress: reporting.progress.clone(),
     };
     let into = tmp.try_clone().map_err(|e| io_err("open", e))?;
-    let stats = unpack_block(store, manifest, block, keys, Some(into), opts, timings).await?;
+    let stats = unpack_block(
+        store,
+        manifest,
+        block,
+        keys,
+        Some(into),
+        opts,
+        reporting.timings,
+    )
+    .await?;
     let names = tmp.entries().map_err(|e| io_err("read", e))?;
     let ulid = Path::new(&block.ulid);
     let is_dir = tmp

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::layout;
 use crate::manifest::{BlockEntry, Manifest};
 use crate::parts::{self, Decoding, PartIndex, Stage, Timings};
+use crate::progress::CountingReader;
 use crate::safefs::Dir;
 use crate::store::ObjectStore;
 
@@ -205,7 +206,10 @@ impl Reading<'_> {
     ) -> Result<ExtractStats> {
         let started = Instant::now();
         let stream = self.store.get(&data.key).await?;
-        let reader = StreamReader::spawn(stream);
+        let reader = CountingReader {
+            inner: StreamReader::spawn(stream),
+            progress: opts.progress.clone(),
+        };
         let mismatch = self.mismatch(&data.key);
         let id = self.manifest.id.clone();
         let keys = self.keys.clone();
@@ -264,6 +268,7 @@ impl Reading<'_> {
             // decrypted, inflated), and two inflated parts wait for the
             // extractor.
             pool: parts::Pool::new(3 * data.streams + 2),
+            progress: opts.progress.clone(),
         };
         let placed = index.placed(layout);
         let key = data.key.clone();

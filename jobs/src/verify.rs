@@ -20,6 +20,7 @@ use crate::encryption::Encryption;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::parts::Timings;
+use crate::progress::Progress;
 use crate::store::{body_from_bytes, ObjectStore};
 use crate::unpack::{each_block, unpack, unpack_block, Keys};
 
@@ -36,6 +37,8 @@ pub struct VerifyReport {
 }
 
 /// Verifies the selected backup of `state`; `Ok(None)` when it has none.
+/// `progress` counts the stored bytes fetched and the files checked; its
+/// totals are the manifest's.
 pub async fn verify(
     store: &dyn ObjectStore,
     host: &str,
@@ -43,15 +46,26 @@ pub async fn verify(
     selector: &Selector,
     encryption: Option<&Encryption>,
     record: bool,
+    progress: Option<Arc<Progress>>,
 ) -> Result<Option<VerifyReport>> {
     let Some(manifest) = catalog::find(store, host, state, selector).await? else {
         return Ok(None);
     };
     let keys = Keys::for_backup(&manifest, encryption, false)?;
     let content_checked = !matches!(keys, Keys::StoredOnly);
+    if let Some(p) = &progress {
+        // Without the content read, no file is looked at.
+        let files = if content_checked {
+            manifest.total_files()
+        } else {
+            0
+        };
+        p.set_totals(manifest.total_size(), files);
+    }
     let opts = || ExtractOptions {
         preserve_owner: false,
         final_root: Some(manifest.source.path.clone().into()),
+        progress: progress.clone(),
     };
     let timings = Arc::new(Timings::default());
     let mut files = unpack(store, &manifest, &keys, None, opts(), &timings)

@@ -94,6 +94,7 @@ async fn thousand_file_tree_round_trips() {
             &Selector::Latest,
             None,
             true,
+            None,
         )
         .await
         .unwrap()
@@ -495,7 +496,8 @@ async fn hostile_archives_are_refused_and_nothing_is_written() {
                     "www",
                     &Selector::Latest,
                     None,
-                    false
+                    false,
+                    None,
                 )
                 .await
                 .is_err(),
@@ -639,6 +641,7 @@ async fn corrupted_object_fails_verify_and_restore_leaves_target() {
             &Selector::Latest,
             None,
             false,
+            None,
         )
         .await
         .unwrap();
@@ -661,6 +664,7 @@ async fn corrupted_object_fails_verify_and_restore_leaves_target() {
             &Selector::Latest,
             None,
             true,
+            None,
         )
         .await
         .unwrap_err();

@@ -45,6 +45,7 @@ async fn a_cancelled_backup_stops_inside_a_2_gib_file_and_then_unlocks() {
             &spec("big", src.clone()),
             false,
             &token,
+            None,
         )
         .await;
         let took = started.elapsed();

@@ -69,6 +69,7 @@ async fn verify_latest(
         &Selector::Latest,
         s.encryption.as_deref(),
         true,
+        None,
     )
     .await
 }

@@ -113,6 +113,7 @@ async fn round_trip(t: &TestStore, s: &StateSpec, root: &Path, want: &[String]) 
         &Selector::Latest,
         enc,
         false,
+        None,
     )
     .await
     .unwrap()
@@ -210,6 +211,7 @@ async fn a_corrupt_part_is_named_and_the_target_is_left_alone() {
                 &Selector::Latest,
                 s.encryption.as_deref(),
                 false,
+                None,
             )
             .await
             .unwrap_err()

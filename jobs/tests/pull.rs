@@ -151,6 +151,7 @@ fn spec(dest: &Path, delete_removed: bool) -> PullSpec {
         delete_removed,
         allow_empty: false,
         concurrency: 16,
+        progress: None,
     }
 }
 

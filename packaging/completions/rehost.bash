@@ -248,7 +248,7 @@ _rehost() {
             return 0
             ;;
         rehost__subcmd__backups__subcmd__list)
-            opts="-c -v -q -h --config --dry-run --verbose --quiet --log-format --help"
+            opts="-c -v -q -h --json --config --dry-run --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -308,7 +308,7 @@ _rehost() {
             return 0
             ;;
         rehost__subcmd__check)
-            opts="-c -v -q -h --config --dry-run --verbose --quiet --log-format --help"
+            opts="-c -v -q -h --json --config --dry-run --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -766,7 +766,7 @@ _rehost() {
             return 0
             ;;
         rehost__subcmd__status)
-            opts="-c -v -q -h --config --dry-run --verbose --quiet --log-format --help"
+            opts="-c -v -q -h --json --config --dry-run --verbose --quiet --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -76,6 +76,7 @@ complete -c rehost -n "__fish_rehost_using_subcommand backups; and not __fish_se
 complete -c rehost -n "__fish_rehost_using_subcommand backups; and __fish_seen_subcommand_from list" -s c -l config -d 'Configuration file' -r -F
 complete -c rehost -n "__fish_rehost_using_subcommand backups; and __fish_seen_subcommand_from list" -l log-format -r -f -a "text\t''
 json\t''"
+complete -c rehost -n "__fish_rehost_using_subcommand backups; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document on stdout instead of a table (see the README)'
 complete -c rehost -n "__fish_rehost_using_subcommand backups; and __fish_seen_subcommand_from list" -l dry-run -d 'Show what would be uploaded, restored or deleted, and change nothing'
 complete -c rehost -n "__fish_rehost_using_subcommand backups; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output (-vv for even more)'
 complete -c rehost -n "__fish_rehost_using_subcommand backups; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Less log output (-qq for errors only)'
@@ -107,6 +108,7 @@ complete -c rehost -n "__fish_rehost_using_subcommand pull" -s h -l help -d 'Pri
 complete -c rehost -n "__fish_rehost_using_subcommand check" -s c -l config -d 'Configuration file' -r -F
 complete -c rehost -n "__fish_rehost_using_subcommand check" -l log-format -r -f -a "text\t''
 json\t''"
+complete -c rehost -n "__fish_rehost_using_subcommand check" -l json -d 'Print one JSON document on stdout instead of lines (see the README)'
 complete -c rehost -n "__fish_rehost_using_subcommand check" -l dry-run -d 'Show what would be uploaded, restored or deleted, and change nothing'
 complete -c rehost -n "__fish_rehost_using_subcommand check" -s v -l verbose -d 'More log output (-vv for even more)'
 complete -c rehost -n "__fish_rehost_using_subcommand check" -s q -l quiet -d 'Less log output (-qq for errors only)'
@@ -130,6 +132,7 @@ complete -c rehost -n "__fish_rehost_using_subcommand run" -s h -l help -d 'Prin
 complete -c rehost -n "__fish_rehost_using_subcommand status" -s c -l config -d 'Configuration file' -r -F
 complete -c rehost -n "__fish_rehost_using_subcommand status" -l log-format -r -f -a "text\t''
 json\t''"
+complete -c rehost -n "__fish_rehost_using_subcommand status" -l json -d 'Print one JSON document on stdout instead of a table (see the README)'
 complete -c rehost -n "__fish_rehost_using_subcommand status" -l dry-run -d 'Show what would be uploaded, restored or deleted, and change nothing'
 complete -c rehost -n "__fish_rehost_using_subcommand status" -s v -l verbose -d 'More log output (-vv for even more)'
 complete -c rehost -n "__fish_rehost_using_subcommand status" -s q -l quiet -d 'Less log output (-qq for errors only)'

@@ -1,11 +1,14 @@
 //! `rehost backup [NAME…]`, and [`backup_one`]: the backup of one entry that
 //! the command and the daemon both run.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use rehost_jobs::backup::{backup_until, BackupOutcome};
 use rehost_jobs::cancel::CancellationToken;
+use rehost_jobs::progress::Progress;
 
-use super::{run_jobs, Done};
+use super::{run_jobs, with_progress, Done};
 use crate::cleanup;
 use crate::cli::Ctx;
 use crate::config::StateEntry;
@@ -19,7 +22,11 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
         "backup",
         states,
         |e| e.name.clone(),
-        |entry| backup_one(ctx, entry),
+        |entry| {
+            with_progress("backup", &entry.name, move |progress| async move {
+                backup_one_reporting(ctx, entry, &CancellationToken::new(), progress).await
+            })
+        },
     )
     .await
 }
@@ -36,6 +43,16 @@ pub async fn backup_one_until(
     ctx: &Ctx,
     entry: &StateEntry,
     cancel: &CancellationToken,
+) -> anyhow::Result<Done> {
+    backup_one_reporting(ctx, entry, cancel, None).await
+}
+
+/// [`backup_one_until`], counting its progress into `progress`.
+pub async fn backup_one_reporting(
+    ctx: &Ctx,
+    entry: &StateEntry,
+    cancel: &CancellationToken,
+    progress: Option<Arc<Progress>>,
 ) -> anyhow::Result<Done> {
     // Before anything is written: a machine that was taken over stops here
     // (exit 4), and an entry whose restore was never decided is not backed up.
@@ -61,6 +78,7 @@ pub async fn backup_one_until(
         &spec,
         ctx.dry_run,
         cancel,
+        progress,
     )
     .await
     .with_context(|| format!("back up {}", entry.path.display()));

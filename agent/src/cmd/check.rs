@@ -9,19 +9,136 @@ use std::time::Instant;
 
 use anyhow::Context;
 use nix::unistd::{access, AccessFlags};
+use serde::Serialize;
 
 use crate::cli::{Ctx, UsageError};
-use crate::config::{NotifyTarget, StateEntry};
+use crate::config::{NotifyTarget, StateEntry, StateKind};
+use crate::generation::Lineage;
+use crate::output::print_json;
 use crate::stack::compose;
 
-pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
+/// What `check --json` prints: every section `check` looked at (a section
+/// it did not get to is `null`), the problems it found, and the error that
+/// stopped it, if one did. Field names are part of the interface (README).
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// True when `check` exits 0.
+    pub ok: bool,
+    /// What stopped `check` or made it fail (the message on stderr).
+    pub error: Option<String>,
+    /// Each problem found (the identity file opens no backup, this machine
+    /// may not write, the metrics directory is not writable).
+    pub problems: Vec<String>,
+    pub config: Option<ConfigReport>,
+    pub stack: Option<StackReport>,
+    pub storage: Option<StorageReport>,
+    pub generation: Option<Lineage>,
+    pub encryption: Option<EncryptionReport>,
+    pub state: Vec<StateReport>,
+    pub metrics: Option<MetricsReport>,
+    /// `notify:` targets as the text output lists them (scheme://host only).
+    pub notify: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConfigReport {
+    pub path: String,
+    pub host: String,
+    pub state_entries: usize,
+    pub pull_entries: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StackReport {
+    pub compose: String,
+    pub project: String,
+    pub services: usize,
+    pub networks: usize,
+    pub volumes: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StorageReport {
+    pub url: String,
+    /// Objects stored for this host.
+    pub objects: usize,
+    pub list_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EncryptionReport {
+    pub scheme: &'static str,
+    pub recipients: usize,
+    pub identity_file: Option<String>,
+    /// Whether the identity file holds a key of a recipient; `null` without one.
+    pub identity_ok: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StateReport {
+    pub name: String,
+    /// `files`, `sqlite`, `prometheus` or `acme`.
+    pub kind: &'static str,
+    /// `null` for a `volume:` entry, whose path the Docker Engine knows.
+    pub path: Option<String>,
+    pub volume: Option<String>,
+    /// `exists`, `missing` (a restore would create it), `missing_parent`;
+    /// `null` for a `volume:` entry.
+    pub target: Option<&'static str>,
+    /// Cron schedules; `null` when not scheduled.
+    pub backup: Option<String>,
+    /// A `keep:` policy prunes after each scheduled backup.
+    pub prune: bool,
+    pub verify: Option<String>,
+    /// `kind: acme` with the file present: what a backup would find in it
+    /// (the text line of `check`; also in `problems` when a backup would
+    /// refuse the file).
+    pub acme: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MetricsReport {
+    pub textfile_dir: String,
+    pub writable: bool,
+}
+
+/// Runs the checks; with `json`, prints one document instead of lines, also
+/// when a check fails (the exit code is the same either way).
+pub async fn run(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
+    let mut report = Report::default();
+    let result = gather(ctx, &mut report, json).await;
+    if json {
+        report.ok = result.is_ok();
+        report.error = result.as_ref().err().map(|e| format!("{e:#}"));
+        print_json(&report)?;
+    }
+    result
+}
+
+/// Prints `line` unless the output is JSON.
+fn say(json: bool, line: String) {
+    if !json {
+        println!("{line}");
+    }
+}
+
+async fn gather(ctx: &Ctx, report: &mut Report, json: bool) -> anyhow::Result<()> {
     let c = &ctx.config;
-    println!(
-        "config {}: ok (host {}, {} state entries, {} pull entries)",
-        c.path.display(),
-        c.host,
-        c.state.len(),
-        c.pull.len()
+    report.config = Some(ConfigReport {
+        path: c.path.display().to_string(),
+        host: c.host.clone(),
+        state_entries: c.state.len(),
+        pull_entries: c.pull.len(),
+    });
+    say(
+        json,
+        format!(
+            "config {}: ok (host {}, {} state entries, {} pull entries)",
+            c.path.display(),
+            c.host,
+            c.state.len(),
+            c.pull.len()
+        ),
     );
     // The compose file is configuration too: its errors are exit 2, found
     // before storage is contacted.
@@ -40,13 +157,23 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
                 }
             }
         }
-        println!(
-            "stack {}: ok (project {}, {} services, {} networks, {} volumes)",
-            stack.compose.display(),
-            project.name,
-            project.services.len(),
-            project.networks.len(),
-            project.volumes.len()
+        report.stack = Some(StackReport {
+            compose: stack.compose.display().to_string(),
+            project: project.name.clone(),
+            services: project.services.len(),
+            networks: project.networks.len(),
+            volumes: project.volumes.len(),
+        });
+        say(
+            json,
+            format!(
+                "stack {}: ok (project {}, {} services, {} networks, {} volumes)",
+                stack.compose.display(),
+                project.name,
+                project.services.len(),
+                project.networks.len(),
+                project.volumes.len()
+            ),
         );
     }
     let clock = Instant::now();
@@ -55,93 +182,163 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         .list(&format!("{}/", c.host))
         .await
         .with_context(|| format!("list {}", ctx.store.url()))?;
-    println!(
-        "storage {}: ok ({} objects for host {}, listed in {} ms)",
-        ctx.store.url(),
-        listing.len(),
-        c.host,
-        clock.elapsed().as_millis()
+    let took = clock.elapsed();
+    report.storage = Some(StorageReport {
+        url: ctx.store.url(),
+        objects: listing.len(),
+        list_seconds: took.as_secs_f64(),
+    });
+    say(
+        json,
+        format!(
+            "storage {}: ok ({} objects for host {}, listed in {} ms)",
+            ctx.store.url(),
+            listing.len(),
+            c.host,
+            took.as_millis()
+        ),
     );
-    let mut problems = 0;
-    let (lineage, ok) = crate::generation::describe(ctx).await?;
-    if !ok {
-        problems += 1;
+    let lineage = crate::generation::describe(ctx).await?;
+    if !lineage.ok {
+        report.problems.push(lineage.summary.clone());
     }
-    println!("{lineage}");
+    say(json, lineage.summary.clone());
+    report.generation = Some(lineage);
     if let Some(enc) = &ctx.encryption {
         let recipients = c.encryption.as_ref().map_or(0, |e| e.recipients.len());
+        let mut identity_ok = None;
         let identity = match (enc.identity_file(), enc.identity_matches_recipients()) {
             (None, _) => "no identity_file: this host backs up, but cannot restore or fully \
                           verify encrypted backups"
                 .to_string(),
             (Some(path), Ok(Some(true))) => {
+                identity_ok = Some(true);
                 format!(
                     "identity file {}: ok (it opens new backups)",
                     path.display()
                 )
             }
             (Some(path), Ok(_)) => {
-                problems += 1;
-                format!(
+                identity_ok = Some(false);
+                let problem = format!(
                     "identity file {}: NONE of its keys belongs to a recipient, so this host \
                      could not restore the backups it makes",
                     path.display()
-                )
+                );
+                report.problems.push(problem.clone());
+                problem
             }
             (Some(_), Err(e)) => {
-                problems += 1;
+                identity_ok = Some(false);
+                report.problems.push(format!("{e}"));
                 format!("{e}")
             }
         };
-        println!("encryption: age, {recipients} recipient(s); {identity}");
+        report.encryption = Some(EncryptionReport {
+            scheme: "age",
+            recipients,
+            identity_file: enc.identity_file().map(|p| p.display().to_string()),
+            identity_ok,
+        });
+        say(
+            json,
+            format!("encryption: age, {recipients} recipient(s); {identity}"),
+        );
     }
     for entry in c.state.values() {
         ctx.spec(entry)?;
+        let mut state = StateReport {
+            name: entry.name.clone(),
+            kind: match entry.kind {
+                StateKind::Files => "files",
+                StateKind::Sqlite => "sqlite",
+                StateKind::Prometheus => "prometheus",
+                StateKind::Acme => "acme",
+            },
+            path: None,
+            volume: entry.volume.clone(),
+            target: None,
+            backup: entry.backup.clone(),
+            prune: entry.backup.is_some() && entry.keep.is_some(),
+            verify: entry.verify.clone(),
+            acme: None,
+        };
         if let Some(key) = &entry.volume {
-            println!(
-                "state {}: volume `{key}` of the stack (its path is asked of the Docker Engine)",
-                entry.name
+            say(
+                json,
+                format!(
+                    "state {}: volume `{key}` of the stack (its path is asked of the Docker Engine)",
+                    entry.name
+                ),
             );
+            report.state.push(state);
             continue;
         }
         let parent = rehost_jobs::fsutil::parent_dir(&entry.path);
-        let status = if entry.path.exists() {
-            "exists".to_string()
+        let (target, status) = if entry.path.exists() {
+            ("exists", "exists".to_string())
         } else if parent.is_dir() {
-            "missing (a restore would create it)".to_string()
+            ("missing", "missing (a restore would create it)".to_string())
         } else {
-            format!("missing, and so is {}", parent.display())
+            (
+                "missing_parent",
+                format!("missing, and so is {}", parent.display()),
+            )
         };
-        println!("state {}: {} {status}", entry.name, entry.path.display());
-        if entry.kind == crate::config::StateKind::Acme && entry.path.exists() {
+        state.path = Some(entry.path.display().to_string());
+        state.target = Some(target);
+        say(
+            json,
+            format!("state {}: {} {status}", entry.name, entry.path.display()),
+        );
+        if entry.kind == StateKind::Acme && entry.path.exists() {
             let (line, ok) = acme_summary(&entry.path);
             if !ok {
-                problems += 1;
+                report
+                    .problems
+                    .push(format!("state {}: {line}", entry.name));
             }
-            println!("state {}: {line}", entry.name);
+            say(json, format!("state {}: {line}", entry.name));
+            state.acme = Some(line);
         }
-        println!("state {}: {}", entry.name, schedule_summary(entry));
+        report.state.push(state);
+        say(
+            json,
+            format!("state {}: {}", entry.name, schedule_summary(entry)),
+        );
     }
     if let Some(m) = &c.metrics {
         let ok = writable(&m.textfile_dir);
         if !ok {
-            problems += 1;
+            report.problems.push(format!(
+                "metrics {}: NOT writable by this user",
+                m.textfile_dir.display()
+            ));
         }
-        println!(
-            "metrics {}: {}",
-            m.textfile_dir.display(),
-            if ok {
-                "writable"
-            } else {
-                "NOT writable by this user"
-            }
+        report.metrics = Some(MetricsReport {
+            textfile_dir: m.textfile_dir.display().to_string(),
+            writable: ok,
+        });
+        say(
+            json,
+            format!(
+                "metrics {}: {}",
+                m.textfile_dir.display(),
+                if ok {
+                    "writable"
+                } else {
+                    "NOT writable by this user"
+                }
+            ),
         );
     }
     for target in &c.notify {
-        println!("{}", notify_summary(target));
+        let line = notify_summary(target);
+        say(json, line.clone());
+        report.notify.push(line);
     }
-    if problems > 0 {
-        anyhow::bail!("{problems} problem(s) found");
+    if !report.problems.is_empty() {
+        anyhow::bail!("{} problem(s) found", report.problems.len());
     }
     Ok(())
 }

@@ -18,9 +18,11 @@ pub mod up;
 pub mod verify;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use rehost_jobs::metrics;
+use rehost_jobs::progress::Progress;
 
 use crate::cli::Ctx;
 
@@ -133,6 +135,24 @@ where
         superseded,
     }
     .into())
+}
+
+/// Runs `op` with a progress bar on a terminal ([`crate::progress`]): `op`
+/// gets the counters to hand its job, `None` when no bar is drawn.
+pub(crate) async fn with_progress<Fut>(
+    job: &str,
+    target: &str,
+    op: impl FnOnce(Option<Arc<Progress>>) -> Fut,
+) -> anyhow::Result<Done>
+where
+    Fut: Future<Output = anyhow::Result<Done>>,
+{
+    let shown = crate::progress::show(job, target);
+    let result = op(shown.as_ref().map(crate::progress::Shown::counters)).await;
+    if let Some(s) = shown {
+        s.finish(result.is_ok());
+    }
+    result
 }
 
 /// Writes the run's textfile metrics (not in `--dry-run`, nor without a

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use rehost_jobs::progress::Progress;
 use rehost_jobs::pull::{pull, PullSpec};
 use rehost_jobs::store::{self, ObjectStore, StoreLocation};
 
-use super::{run_jobs, Done};
+use super::{run_jobs, with_progress, Done};
 use crate::cli::{Ctx, UsageError};
 use crate::config::{PullEntry, PullSource};
 use crate::output::{bytes, count};
@@ -21,7 +22,11 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> anyhow::Result<()> {
         "pull",
         entries,
         |e| e.name.clone(),
-        |entry| pull_one(ctx, entry),
+        |entry| {
+            with_progress("pull", &entry.name, move |progress| {
+                pull_one_reporting(ctx, entry, progress)
+            })
+        },
     )
     .await
 }
@@ -47,6 +52,15 @@ pub fn source_location(ctx: &Ctx, entry: &PullEntry) -> anyhow::Result<StoreLoca
 
 /// Pulls `entry` once (honouring `--dry-run`); the caller logs and records.
 pub async fn pull_one(ctx: &Ctx, entry: &PullEntry) -> anyhow::Result<Done> {
+    pull_one_reporting(ctx, entry, None).await
+}
+
+/// [`pull_one`], counting its progress into `progress`.
+pub async fn pull_one_reporting(
+    ctx: &Ctx,
+    entry: &PullEntry,
+    progress: Option<Arc<Progress>>,
+) -> anyhow::Result<Done> {
     let location = source_location(ctx, entry)?;
     let source: Arc<dyn ObjectStore> = store::open(&location)
         .with_context(|| format!("open pull source {}", location.display_url()))?;
@@ -56,6 +70,7 @@ pub async fn pull_one(ctx: &Ctx, entry: &PullEntry) -> anyhow::Result<Done> {
         delete_removed: entry.delete_removed,
         allow_empty: entry.allow_empty,
         concurrency: entry.concurrency as usize,
+        progress,
     };
     let outcome = pull(source.as_ref(), &spec, ctx.dry_run)
         .await

@@ -1,10 +1,13 @@
 //! `rehost restore [NAME…] [--force] [--backup ID | --at TIME]`
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use rehost_jobs::catalog::Selector;
+use rehost_jobs::progress::Progress;
 use rehost_jobs::restore::{restore, RestoreOutcome, RestoreRequest};
 
-use super::{run_jobs, Done};
+use super::{run_jobs, with_progress, Done};
 use crate::cli::Ctx;
 use crate::config::StateEntry;
 use crate::output::{bytes, count};
@@ -21,7 +24,12 @@ pub async fn run(
         "restore",
         states,
         |e| e.name.clone(),
-        |entry| restore_one(ctx, entry, force, selector.clone()),
+        |entry| {
+            let selector = selector.clone();
+            with_progress("restore", &entry.name, move |progress| {
+                restore_one_reporting(ctx, entry, force, selector, progress)
+            })
+        },
     )
     .await
 }
@@ -34,12 +42,24 @@ pub async fn restore_one(
     force: bool,
     selector: Selector,
 ) -> anyhow::Result<Done> {
+    restore_one_reporting(ctx, entry, force, selector, None).await
+}
+
+/// [`restore_one`], counting its progress into `progress`.
+pub async fn restore_one_reporting(
+    ctx: &Ctx,
+    entry: &StateEntry,
+    force: bool,
+    selector: Selector,
+    progress: Option<Arc<Progress>>,
+) -> anyhow::Result<Done> {
     let spec = ctx.resolve(entry, !ctx.dry_run).await?;
     let req = RestoreRequest {
         policy: entry.restore,
         force,
         selector,
         dry_run: ctx.dry_run,
+        progress,
     };
     let outcome = restore(ctx.store.as_ref(), &ctx.config.host, &spec, &req)
         .await

@@ -22,17 +22,89 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, TimeZone, Utc};
 use rehost_jobs::metrics::{self, JobStatus};
+use serde::Serialize;
 
 use crate::cli::{Ctx, UsageError};
 use crate::config::Config;
 use crate::daemon::schedule::Schedule;
+use crate::output::{print_json, serialize_time};
 
 /// Some scheduled jobs have not succeeded recently enough (exit code 1).
 #[derive(Debug, thiserror::Error)]
 #[error("{} stale: {}", if .0.len() == 1 { "1 scheduled job is".to_string() } else { format!("{} scheduled jobs are", .0.len()) }, .0.join(", "))]
 pub struct Stale(pub Vec<String>);
 
-pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
+/// What `status --json` prints. Field names are part of the interface
+/// (README).
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// True when `status` exits 0: nothing stale, the metrics directory writable.
+    pub ok: bool,
+    /// When the ages were computed (RFC 3339, UTC).
+    #[serde(serialize_with = "serialize_time")]
+    pub now: DateTime<Utc>,
+    pub metrics_dir: String,
+    pub metrics_writable: bool,
+    pub jobs: Vec<JobReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobReport {
+    pub job: String,
+    pub target: String,
+    /// `ok`, `failed` (the last run failed, not stale yet), `never` (no
+    /// success yet, not scheduled) or `stale`.
+    pub status: &'static str,
+    /// How old the last success may be before the job is stale; `null`
+    /// for a job without a schedule (never stale).
+    pub allowed_age_seconds: Option<u64>,
+    /// RFC 3339, UTC; `null` when it never happened.
+    pub last_success: Option<String>,
+    pub last_success_age_seconds: Option<u64>,
+    pub last_attempt: Option<String>,
+    /// Whether the last attempt succeeded; `null` when there was none.
+    pub last_ok: Option<bool>,
+    pub last_duration_seconds: Option<f64>,
+    /// Bytes the last run moved.
+    pub last_bytes: Option<u64>,
+    /// Failed runs since the metrics file was created.
+    pub failures_total: u64,
+}
+
+impl JobReport {
+    fn of(r: &Row, now: DateTime<Utc>) -> Self {
+        let s = r.status.as_ref();
+        let at = |t: f64| -> Option<String> {
+            (t > 0.0)
+                .then(|| Utc.timestamp_millis_opt((t * 1000.0) as i64).single())
+                .flatten()
+                .map(crate::output::rfc3339)
+        };
+        let attempted = s.filter(|s| s.last_attempt > 0.0);
+        JobReport {
+            job: r.job.clone(),
+            target: r.target.clone(),
+            status: match r.state {
+                State::Ok => "ok",
+                State::Failed => "failed",
+                State::Never => "never",
+                State::Stale => "stale",
+            },
+            allowed_age_seconds: r.allowed.map(|a| a.as_secs()),
+            last_success: s.and_then(|s| at(s.last_success)),
+            last_success_age_seconds: s
+                .filter(|s| s.last_success > 0.0)
+                .map(|s| age(s.last_success, now).max(0.0) as u64),
+            last_attempt: s.and_then(|s| at(s.last_attempt)),
+            last_ok: attempted.map(|s| s.last_ok),
+            last_duration_seconds: attempted.map(|s| s.last_duration),
+            last_bytes: attempted.map(|s| s.last_bytes as u64),
+            failures_total: s.map_or(0, |s| s.failures as u64),
+        }
+    }
+}
+
+pub async fn run(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
     let Some(m) = &ctx.config.metrics else {
         return Err(UsageError(format!(
             "`rehost status` reads the metrics files, and {} has no `metrics:` section",
@@ -58,11 +130,21 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     };
     let now = Utc::now();
     let rows = assess(&ctx.config, found, now);
-    print!("{}", table(&rows, now));
     // Jobs never fail because of their metrics (they log it): this is where
     // an operator sees that runs are going unrecorded.
     let unwritable = !super::check::writable(&m.textfile_dir);
-    if unwritable {
+    if json {
+        print_json(&Report {
+            ok: !unwritable && rows.iter().all(|r| r.state != State::Stale),
+            now,
+            metrics_dir: m.textfile_dir.display().to_string(),
+            metrics_writable: !unwritable,
+            jobs: rows.iter().map(|r| JobReport::of(r, now)).collect(),
+        })?;
+    } else {
+        print!("{}", table(&rows, now));
+    }
+    if unwritable && !json {
         println!(
             "metrics {}: NOT writable by this user: runs are not recorded, and alerts on them go blind",
             m.textfile_dir.display()
@@ -342,6 +424,46 @@ mod tests {
             now,
         );
         assert_eq!(rows[2].state, State::Stale);
+    }
+
+    #[test]
+    fn the_json_rows_carry_times_ages_and_states() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 7, 12, 0, 0).unwrap();
+        let t = now.timestamp() as f64;
+        let mut failed = status("backup", "acme", t - 7200.0, t - 60.0, false);
+        failed.last_duration = 1.5;
+        failed.last_bytes = 4096.0;
+        failed.failures = 3.0;
+        let rows = assess(&config(), vec![failed], now);
+        let json: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| serde_json::to_value(JobReport::of(r, now)).unwrap())
+            .collect();
+        assert_eq!(
+            json[0],
+            serde_json::json!({
+                "job": "backup",
+                "target": "acme",
+                "status": "failed",
+                "allowed_age_seconds": 2 * 3600 + 600,
+                "last_success": "2026-01-07T10:00:00.000Z",
+                "last_success_age_seconds": 7200,
+                "last_attempt": "2026-01-07T11:59:00.000Z",
+                "last_ok": false,
+                "last_duration_seconds": 1.5,
+                "last_bytes": 4096,
+                "failures_total": 3,
+            })
+        );
+        // Unscheduled and never run: every time is null, and it is not stale.
+        assert_eq!(json[1]["target"], "site");
+        assert_eq!(json[1]["status"], "never");
+        assert!(json[1]["allowed_age_seconds"].is_null());
+        assert!(json[1]["last_success"].is_null());
+        assert!(json[1]["last_ok"].is_null());
+        // Scheduled and never run: stale.
+        assert_eq!(json[2]["status"], "stale");
+        assert_eq!(json[2]["allowed_age_seconds"], 40 * 60);
     }
 
     #[test]

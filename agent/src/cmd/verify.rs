@@ -1,10 +1,13 @@
 //! `rehost verify [NAME…] [--backup ID]`
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use rehost_jobs::catalog::Selector;
+use rehost_jobs::progress::Progress;
 use rehost_jobs::verify::verify;
 
-use super::{run_jobs, Done};
+use super::{run_jobs, with_progress, Done};
 use crate::cli::Ctx;
 use crate::config::StateEntry;
 use crate::output::{bytes, count};
@@ -18,7 +21,9 @@ pub async fn run(ctx: &Ctx, names: &[String], selector: Selector) -> anyhow::Res
         |e| e.name.clone(),
         |entry| {
             let selector = selector.clone();
-            async move { verify_one(ctx, entry, &selector).await }
+            with_progress("verify", &entry.name, move |progress| async move {
+                verify_one_reporting(ctx, entry, &selector, progress).await
+            })
         },
     )
     .await
@@ -31,6 +36,16 @@ pub(crate) async fn verify_one(
     ctx: &Ctx,
     entry: &StateEntry,
     selector: &Selector,
+) -> anyhow::Result<Done> {
+    verify_one_reporting(ctx, entry, selector, None).await
+}
+
+/// [`verify_one`], counting its progress into `progress`.
+async fn verify_one_reporting(
+    ctx: &Ctx,
+    entry: &StateEntry,
+    selector: &Selector,
+    progress: Option<Arc<Progress>>,
 ) -> anyhow::Result<Done> {
     // A machine whose generation was taken over still checks, but records
     // nothing in the store.
@@ -47,6 +62,7 @@ pub(crate) async fn verify_one(
         selector,
         ctx.encryption.as_deref(),
         record,
+        progress,
     )
     .await
     .context("verify backup")?;

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use tar::{Archive, EntryType};
 
+use crate::progress::Progress;
 use crate::safefs::Dir;
 
 use super::writers::{self, FileMeta, WriterPool, SMALL_FILE};
@@ -44,6 +45,8 @@ pub struct ExtractOptions {
     /// The final location the staging directory will be renamed to. Absolute
     /// symlink targets are accepted only if they point inside it.
     pub final_root: Option<PathBuf>,
+    /// Told of each regular file extracted (or checked).
+    pub progress: Option<Arc<Progress>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -397,6 +400,9 @@ impl State<'_, '_> {
         self.seen.insert(rel, true);
         self.stats.files += 1;
         self.stats.bytes += size;
+        if let Some(p) = &self.opts.progress {
+            p.add_files(1);
+        }
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use tar::{Builder, EntryType, Header};
 use super::readahead::ReadAhead;
 use super::walk::{walk, WalkEntry};
 use crate::cancel::{self, CancellationToken};
+use crate::progress::Progress;
 
 /// What went into the archive.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -57,6 +58,9 @@ pub struct TarOptions<'a> {
     pub cancel: Option<&'a CancellationToken>,
     /// Hint the kernel to read files ahead of the archiver ([`ReadAhead`]).
     pub read_ahead: bool,
+    /// Counts file content as it is read (one add per read) and files as
+    /// they are archived.
+    pub progress: Option<&'a Progress>,
 }
 
 /// [`write_tar`] with a name prefix and a per-entry filter.
@@ -112,7 +116,7 @@ pub fn write_tar_with<W: Write>(
             &mut builder,
             &named,
             replacement.as_deref(),
-            opts.cancel,
+            opts,
             &mut stats,
         )
     })?;
@@ -135,9 +139,10 @@ fn append<W: Write>(
     b: &mut Builder<W>,
     e: &WalkEntry<'_>,
     replacement: Option<&Path>,
-    cancel: Option<&CancellationToken>,
+    opts: &TarOptions<'_>,
     stats: &mut WriteStats,
 ) -> io::Result<()> {
+    let cancel = opts.cancel;
     let ft = e.meta.file_type();
     let with_path =
         |err: io::Error| io::Error::new(err.kind(), format!("{}: {err}", e.abs.display()));
@@ -173,6 +178,7 @@ fn append<W: Write>(
             left: size,
             short: false,
             cancel,
+            progress: opts.progress,
         };
         b.append_data(&mut h, e.rel, &mut reader).map_err(|err| {
             // Kept as is, so that the caller still sees a cancellation.
@@ -195,6 +201,9 @@ fn append<W: Write>(
         }
         stats.files += 1;
         stats.bytes += size;
+        if let Some(p) = opts.progress {
+            p.add_files(1);
+        }
     } else {
         tracing::warn!(path = %e.abs.display(), "not a file, directory or symlink; skipped");
         stats.skipped.push(e.abs.to_path_buf());
@@ -210,6 +219,8 @@ struct ExactSize<'a> {
     short: bool,
     /// Checked before every read: a 2 GiB file stops within one chunk.
     cancel: Option<&'a CancellationToken>,
+    /// Told of every chunk read, so that a large file's progress shows.
+    progress: Option<&'a Progress>,
 }
 
 impl Read for ExactSize<'_> {
@@ -228,6 +239,9 @@ impl Read for ExactSize<'_> {
             n = want;
         }
         self.left -= n as u64;
+        if let Some(p) = self.progress {
+            p.add_bytes(n as u64);
+        }
         Ok(n)
     }
 }

@@ -20,6 +20,7 @@ use super::pool::{Pool, Pooled};
 use super::{Layout, Placed};
 use crate::encryption;
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 use crate::store::{self, ObjectStore};
 
 /// Tar bytes a restore keeps in flight: with 4 MiB parts, 4 streams. More
@@ -100,6 +101,8 @@ pub(crate) struct Decoding {
     pub max_streams: usize,
     /// Buffers for the fetched and the inflated bytes.
     pub pool: Arc<Pool>,
+    /// Told of each part's stored bytes once they are fetched.
+    pub progress: Option<Arc<Progress>>,
 }
 
 impl Decoding {
@@ -186,6 +189,9 @@ async fn part(
     let mut stored = how.pool.take((p.stored.1 - p.stored.0) as usize);
     store::get_range_into(store, key, p.stored.0, stored.as_mut()).await?;
     how.timings.add(Stage::Fetch, started.elapsed());
+    if let Some(progress) = &how.progress {
+        progress.add_bytes(p.stored.1 - p.stored.0);
+    }
     let how = how.clone();
     tokio::task::spawn_blocking(move || decode(&p, stored, header, &how))
         .await

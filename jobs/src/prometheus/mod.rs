@@ -49,6 +49,7 @@ use crate::error::{Error, Result};
 use crate::layout::{self, BackupRef};
 use crate::lock::StateLock;
 use crate::manifest::{BlockEntry, Manifest, SourceInfo, FORMAT_BLOCKS};
+use crate::progress::Progress;
 use crate::state::StateSpec;
 use crate::store::{ObjectInfo, ObjectStore};
 
@@ -72,6 +73,7 @@ pub(crate) async fn backup(
     api_url: &str,
     dry_run: bool,
     cancel: &CancellationToken,
+    progress: Option<Arc<Progress>>,
 ) -> Result<BackupOutcome> {
     if dry_run {
         return dry_run_estimate(store, host, spec).await;
@@ -87,7 +89,7 @@ pub(crate) async fn backup(
         )));
     }
     tracing::debug!(snapshot = %snapshot.0.display(), "snapshot taken");
-    upload_snapshot(store, host, spec, &snapshot.0, cancel, &lock).await
+    upload_snapshot(store, host, spec, &snapshot.0, cancel, &lock, progress).await
 }
 
 /// Removes the snapshot directory when the backup ends, however it ends.
@@ -122,6 +124,8 @@ fn block_dirs(dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// `progress` counts what is archived, without totals: measuring the
+/// snapshot first would read its directories once more for a display.
 async fn upload_snapshot(
     store: &dyn ObjectStore,
     host: &str,
@@ -129,6 +133,7 @@ async fn upload_snapshot(
     snapshot: &Path,
     cancel: &CancellationToken,
     lock: &Arc<Option<StateLock>>,
+    progress: Option<Arc<Progress>>,
 ) -> Result<BackupOutcome> {
     let ulids = block_dirs(snapshot)?;
     let prefix = layout::state_prefix(host, &spec.name);
@@ -162,6 +167,7 @@ async fn upload_snapshot(
             cancel: cancel.clone(),
             _lock: Arc::clone(lock),
             part_tar: crate::parts::part_target(0),
+            progress: progress.clone(),
         },
         &spec.name,
         &id,
@@ -204,6 +210,7 @@ async fn upload_snapshot(
                     cancel: cancel.clone(),
                     _lock: Arc::clone(lock),
                     part_tar: crate::parts::part_target(0),
+                    progress: progress.clone(),
                 };
                 let p = upload_tree(store, &key, tree, &spec.name, &id).await?;
                 if p.stats.symlinks != 0 {

@@ -166,6 +166,7 @@ pub fn forced() -> rehost_jobs::restore::RestoreRequest {
         force: true,
         selector: rehost_jobs::catalog::Selector::Latest,
         dry_run: false,
+        progress: None,
     }
 }
 
