@@ -525,3 +525,52 @@ pub fn run_daemon(env: &TestEnv, grace: &str) -> Daemon {
     );
     d
 }
+
+/// A self-signed server certificate for 127.0.0.1 (its own trust anchor:
+/// `SSL_CERT_FILE` for rustls, `LEGO_CA_CERTIFICATES` for Go) from `openssl` (Debian's, from
+/// scripts/install-tools.sh); `None` (skip) without it outside CI.
+pub fn server_certificate(dir: &Path, name: &str) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        // A server's certificate, not a CA's (which rustls refuses to see
+        // at the end of a chain), that is its own trust anchor.
+        .args([
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some((cert, key)),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but `openssl req` fails; scripts/install-tools.sh installs openssl: {out:?}")
+        }
+        _ => {
+            eprintln!("skipping: openssl cannot make a test certificate ({out:?})");
+            None
+        }
+    }
+}

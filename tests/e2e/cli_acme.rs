@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use rehost_tests::{free_port, garage, metric, promtool_check, TestEnv};
+use rehost_tests::{free_port, garage, metric, promtool_check, server_certificate, TestEnv};
 
 /// Whether `tool` runs; under `CI=true` its absence fails the test.
 fn need(tool: &str, arg: &str) -> bool {
@@ -55,29 +55,7 @@ impl Drop for Pebble {
 
 fn pebble(dir: &Path, validity_seconds: Option<u64>) -> Pebble {
     fs::create_dir_all(dir).unwrap();
-    let (ca, key) = (dir.join("listener.pem"), dir.join("listener.key"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&ca)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ca, key) = server_certificate(dir, "listener").expect("openssl");
     let port = free_port();
     let mut settings = serde_json::json!({
         "listenAddress": format!("127.0.0.1:{port}"),

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rehost_tests::{metric, rehost_bin, wait, Daemon, Run};
+use rehost_tests::{metric, rehost_bin, server_certificate, wait, Daemon, Run};
 use serde_json::Value;
 
 /// In every URL; must never be printed.
@@ -658,64 +658,16 @@ fn the_token_may_come_from_the_environment() {
     assert_eq!(rx.targets(), [format!("/hook/{TOKEN}")]);
 }
 
-/// A self-signed certificate for 127.0.0.1 from `openssl` (Debian's, from
-/// scripts/install-tools.sh); `None` (skip) without it outside CI.
-fn certificate(dir: &Path, name: &str) -> Option<(PathBuf, PathBuf)> {
-    let (cert, key) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.key")),
-    );
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        // A server's certificate, not a CA's (which rustls refuses to see
-        // at the end of a chain), that is its own trust anchor.
-        .args([
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-addext",
-            "extendedKeyUsage=serverAuth",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Some((cert, key)),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but `openssl req` fails; scripts/install-tools.sh installs openssl: {out:?}")
-        }
-        _ => {
-            eprintln!("skipping: openssl cannot make a test certificate ({out:?})");
-            None
-        }
-    }
-}
-
 #[test]
 fn https_targets_are_checked_against_the_system_roots() {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
     let host = Host::new();
-    let Some((cert, key)) = certificate(host.dir.path(), "cert") else {
+    let Some((cert, key)) = server_certificate(host.dir.path(), "cert") else {
         return;
     };
-    let (other, _) = certificate(host.dir.path(), "other").unwrap();
+    let (other, _) = server_certificate(host.dir.path(), "other").unwrap();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
         .unwrap()
         .map(Result::unwrap)
