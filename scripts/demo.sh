@@ -145,6 +145,7 @@ stack:
 state:
   acme:
     path: $demo_dir/srv/acme/acme.json
+    kind: acme
     mode: "0600"
     required: true
     keep: { last: 3 }
@@ -201,6 +202,8 @@ run status
 say "metrics for node_exporter's textfile collector"
 ls "$demo_dir/metrics" >&2
 cat "$demo_dir/metrics/rehost-backup-acme.prom"
+# kind: acme: the file's validity and its certificates (none yet in the demo's).
+cat "$demo_dir/metrics/rehost-acme-acme.prom"
 for f in "$demo_dir"/metrics/*.prom; do
     promtool check metrics <"$f"
 done
