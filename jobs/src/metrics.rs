@@ -124,8 +124,8 @@ pub fn record(dir: &Path, job: &str, target: &str, run: &Run) -> io::Result<JobS
 /// The current content of the metrics file `name`, if it is a regular file.
 /// Anything else there (a symlink someone planted) counts as no previous
 /// run: it is replaced by the next write, never followed.
-fn read_previous(dir: &Dir, name: &str) -> io::Result<Option<String>> {
-    let mut f = match dir.open_file(Path::new(name)) {
+pub(crate) fn read_previous(dir: &Dir, name: &str) -> io::Result<Option<String>> {
+    let f = match dir.open_file(Path::new(name)) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e)
@@ -138,11 +138,15 @@ fn read_previous(dir: &Dir, name: &str) -> io::Result<Option<String>> {
         Err(e) => return Err(e),
     };
     let mut text = String::new();
-    f.read_to_string(&mut text)?;
+    // A metrics file is a few KiB; a bigger one is not ours to read whole.
+    f.take(MAX_PREVIOUS_BYTES).read_to_string(&mut text)?;
     Ok(Some(text))
 }
 
-fn escape(v: &str) -> String {
+const MAX_PREVIOUS_BYTES: u64 = 1 << 20;
+
+/// A label value in the exposition format.
+pub(crate) fn escape(v: &str) -> String {
     v.replace('\\', r"\\")
         .replace('"', "\\\"")
         .replace('\n', r"\n")

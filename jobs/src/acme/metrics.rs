@@ -6,10 +6,11 @@
 //! expiry alert does not resolve itself because the file broke.
 
 use std::fmt::Write as _;
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 
 use super::Summary;
+use crate::metrics::escape;
 use crate::safefs::Dir;
 
 pub const FILE_VALID: &str = "rehost_acme_file_valid";
@@ -19,12 +20,6 @@ pub const NOT_AFTER: &str = "rehost_acme_certificate_not_after_timestamp_seconds
 /// `rehost-acme-<target>.prom`
 pub fn file_name(target: &str) -> String {
     format!("rehost-acme-{target}.prom")
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// The exposition text: `summary` is `None` when the file did not parse,
@@ -84,18 +79,10 @@ pub fn render(target: &str, summary: Option<&Summary>, previous: Option<&str>) -
 pub fn record(dir: &Path, target: &str, summary: Option<&Summary>) -> io::Result<()> {
     let name = file_name(target);
     let dir = Dir::open_or_create(dir, 0o755)?;
+    // Only a broken file carries the last good series over.
     let previous = match summary {
         Some(_) => None,
-        None => match dir.open_file(Path::new(&name)) {
-            Ok(mut f) => {
-                let mut text = String::new();
-                // A metrics file is small; a bigger one is not ours to carry over.
-                (&mut f).take(1 << 20).read_to_string(&mut text)?;
-                Some(text)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        },
+        None => crate::metrics::read_previous(&dir, &name)?,
     };
     let text = render(target, summary, previous.as_deref());
     dir.write_atomic(name.as_ref(), text.as_bytes(), 0o644)
