@@ -71,7 +71,16 @@ fn timed(env: &TestEnv, args: &[&str]) -> Duration {
 
 /// Starts `args`, sends SIGKILL after a random part of `typical`, reaps the
 /// process. True when the kill landed while it was still running.
-fn kill_during(env: &TestEnv, args: &[&str], typical: Duration, rng: &mut Rng) -> (bool, Duration) {
+///
+/// A run that had already ended by then took less than the drawn time, so
+/// `typical` shrinks to it: one slow measured run (a cold cache, a busy
+/// machine) must not leave every later kill landing after the end.
+fn kill_during(
+    env: &TestEnv,
+    args: &[&str],
+    typical: &mut Duration,
+    rng: &mut Rng,
+) -> (bool, Duration) {
     // Between 2 % and 98 % of a typical run.
     let micros = typical.as_micros() as u64;
     let at = Duration::from_micros(micros / 50 + rng.below(micros * 96 / 100 + 1));
@@ -80,6 +89,9 @@ fn kill_during(env: &TestEnv, args: &[&str], typical: Duration, rng: &mut Rng) -
     let running = child.try_wait().unwrap().is_none();
     let _ = child.kill();
     child.wait().unwrap();
+    if !running {
+        *typical = at;
+    }
     (running, at)
 }
 
@@ -221,7 +233,11 @@ fn kill_9_at_random_points_loses_nothing() {
     let mut report = Vec::new();
 
     // --- backup -------------------------------------------------------------
-    let typical = timed(env, &["backup", "data"]);
+    // The first backup uploads everything; the timed one, like the killed
+    // ones, uploads one changed file.
+    env.rehost(&["backup", "data"]).expect(0);
+    fs::write(data.join("big-0.bin"), rng.bytes(4 << 20)).unwrap();
+    let mut typical = timed(env, &["backup", "data"]);
     let mut landed = 0;
     for attempt in 0..MAX_ATTEMPTS {
         if landed >= KILLS_PER_COMMAND {
@@ -234,7 +250,7 @@ fn kill_9_at_random_points_loses_nothing() {
         )
         .unwrap();
         let before = listed_ids(env);
-        let (running, at) = kill_during(env, &["backup", "data"], typical, &mut rng);
+        let (running, at) = kill_during(env, &["backup", "data"], &mut typical, &mut rng);
         landed += usize::from(running);
         let after = listed_ids(env);
         // Only complete backups are listed; the killed run added one at most.
@@ -270,7 +286,7 @@ fn kill_9_at_random_points_loses_nothing() {
     env.rehost(&["restore", "data", "--force", "--backup", &id_old])
         .expect(0);
     let tree_old = tree(&data);
-    let typical = timed(env, &["restore", "data", "--force", "--backup", &id_new]);
+    let mut typical = timed(env, &["restore", "data", "--force", "--backup", &id_new]);
     let tree_new = tree(&data);
     assert_ne!(tree_old, tree_new);
     let versions = [(id_old, tree_old), (id_new, tree_new)];
@@ -282,7 +298,7 @@ fn kill_9_at_random_points_loses_nothing() {
         }
         let other = 1 - current;
         let args = ["restore", "data", "--force", "--backup", &versions[other].0];
-        let (running, at) = kill_during(env, &args, typical, &mut rng);
+        let (running, at) = kill_during(env, &args, &mut typical, &mut rng);
         landed += usize::from(running);
         let now = tree(&data);
         let state = if now == versions[current].1 {
@@ -321,7 +337,7 @@ fn kill_9_at_random_points_loses_nothing() {
     host.configure(&g, "a");
     env.rehost(&["pull", "site"]).expect(0);
     host.configure(&g, "b");
-    let typical = timed(env, &["pull", "site"]);
+    let mut typical = timed(env, &["pull", "site"]);
     assert!(
         tree(&dest) == src_b,
         "seed {seed}: pull differs from its source"
@@ -334,7 +350,7 @@ fn kill_9_at_random_points_loses_nothing() {
         }
         let other = 1 - current;
         host.configure(&g, sources[other].0);
-        let (running, at) = kill_during(env, &["pull", "site"], typical, &mut rng);
+        let (running, at) = kill_during(env, &["pull", "site"], &mut typical, &mut rng);
         landed += usize::from(running);
         let temps = leftovers(&dest, ".rehost-pull-");
         let mut mixed = (0, 0);
