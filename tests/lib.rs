@@ -310,7 +310,7 @@ pub fn metric(file: &Path, metric: &str, job: &str, target: &str) -> Option<f64>
         .and_then(|v| v.trim().parse().ok())
 }
 
-fn unique() -> String {
+pub fn unique() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

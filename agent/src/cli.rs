@@ -109,6 +109,30 @@ pub enum Command {
     /// Pull content into each `pull:` entry's dest now (all of them unless NAMEs are given).
     #[command(after_help = "Example (pull the site entry's content now):\n  rehost pull site")]
     Pull { names: Vec<String> },
+    /// Every host's backups in the store: per state entry, the newest backup's age, size, generation and verification.
+    ///
+    /// Read-only: reads only the store (the `storage:` section; `host:` and
+    /// `state:` are not used), takes no lock and needs no local state, so it
+    /// runs anywhere the store is reachable (a monitoring host, CI). Exit 1
+    /// when an entry has no complete backup, its newest one is older than its
+    /// --max-age (default 25h), or that backup's manifest cannot be read.
+    #[command(
+        after_help = "Example (acme may be 2 hours old, every other entry a day; also metrics for a central Prometheus):\n  rehost fleet --max-age 25h --max-age acme=2h --metrics /var/lib/node_exporter/textfile/rehost-fleet.prom"
+    )]
+    Fleet {
+        /// Only this host (repeatable); a named host without backups is shown as such.
+        #[arg(long = "host", value_name = "HOST")]
+        hosts: Vec<String>,
+        /// How old the newest backup may be: DURATION for every entry, ENTRY=DURATION for entries of that name (repeatable).
+        #[arg(long = "max-age", value_name = "[ENTRY=]DURATION", value_parser = cmd::fleet::parse_max_age)]
+        max_age: Vec<cmd::fleet::MaxAge>,
+        /// Print one JSON document on stdout instead of a table (see the README).
+        #[arg(long)]
+        json: bool,
+        /// Also write the view as node_exporter textfile metrics to FILE (atomically).
+        #[arg(long, value_name = "FILE")]
+        metrics: Option<PathBuf>,
+    },
     /// Validate the configuration and storage access; change nothing.
     #[command(
         after_help = "Example (check a configuration before installing it):\n  rehost -c ./rehost.yaml check"
@@ -446,6 +470,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Prune { names } => cmd::prune::run(&ctx, &names).await,
         Command::Pull { names } => cmd::pull::run(&ctx, &names).await,
         Command::Check { json } => cmd::check::run(&ctx, json).await,
+        Command::Fleet {
+            hosts,
+            max_age,
+            json,
+            metrics,
+        } => cmd::fleet::run(&ctx, &hosts, &max_age, json, metrics.as_deref()).await,
         Command::Init => cmd::init::run(&ctx).await,
         Command::Run { allow_root, grace } => cmd::run::run(ctx, allow_root, grace).await,
         Command::Status { json } => cmd::status::run(&ctx, json).await,

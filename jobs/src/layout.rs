@@ -285,6 +285,7 @@ mod tests {
             key: key.into(),
             size: 10,
             etag: None,
+            modified: None,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod cancel;
 pub mod catalog;
 pub mod encryption;
 pub mod error;
+pub mod fleet;
 pub mod fsutil;
 pub mod generation;
 pub mod layout;

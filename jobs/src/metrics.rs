@@ -146,7 +146,7 @@ pub(crate) fn read_previous(dir: &Dir, name: &str) -> io::Result<Option<String>>
 const MAX_PREVIOUS_BYTES: u64 = 1 << 20;
 
 /// A label value in the exposition format.
-pub(crate) fn escape(v: &str) -> String {
+pub fn escape(v: &str) -> String {
     v.replace('\\', r"\\")
         .replace('"', "\\\"")
         .replace('\n', r"\n")

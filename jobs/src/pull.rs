@@ -765,6 +765,7 @@ mod tests {
             key: key.into(),
             size,
             etag: Some(etag.into()),
+            modified: None,
         }
     }
 

@@ -61,6 +61,7 @@ impl ObjectStore for Counting {
             key: k.clone(),
             size: 7,
             etag: Some("evil".into()),
+            modified: None,
         }));
         Ok(out)
     }

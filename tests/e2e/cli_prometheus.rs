@@ -613,3 +613,62 @@ fn encrypted_blocks_are_reused_per_key_and_restore() {
     verify.expect(0);
     assert!(verify.stdout().contains("is intact"), "{}", verify.stdout());
 }
+
+/// The requests of a routine `kind: prometheus` backup (nothing new but the
+/// head) and of the prune after it, once the prunes are in their steady
+/// state (each marks the head block the dropped backup alone referenced,
+/// and deletes one marked a day earlier), for the README's scale model.
+#[test]
+fn requests_of_a_routine_backup_and_prune() {
+    use rehost_tests::faultproxy::FaultProxy;
+    let Some(g) = garage() else { return };
+    if prometheus_bin().is_none() {
+        return;
+    }
+    let (env, dir, data) = prometheus_env(&g);
+    let t = now();
+    backfill(&dir, &data, t - 10 * HOUR, t - 3 * HOUR);
+    let mut p = Prometheus::start(&dir, &data, true);
+    configure(&g, &env, p.port);
+    wait_for_self_scrape(&mut p);
+    let store = Store::open(&g, &env);
+    env.rehost(&["backup"]).expect(0);
+    env.rehost(&["backup"]).expect(0);
+    // Marks the first backup's head; a day later, the next prune deletes it.
+    env.rehost(&["prune"]).expect(0);
+    store.age_marks(25 * HOUR);
+
+    let proxy = FaultProxy::start(&g.endpoint, Vec::new());
+    let state = STATE
+        .replace("ROOT", &env.dir.path().display().to_string())
+        .replace("PORT", &p.port.to_string());
+    env.write_config(&g, &proxy.endpoint(), &state);
+    let count = |from: usize| {
+        let seen = proxy.stats().requests;
+        let mut by: std::collections::BTreeMap<String, usize> = Default::default();
+        for r in &seen[from..] {
+            let op = if r.method == "GET" && r.target.contains("list-type=") {
+                "LIST".to_string()
+            } else {
+                r.method.clone()
+            };
+            *by.entry(op).or_default() += 1;
+        }
+        (seen.len(), by)
+    };
+    let backup = env.rehost(&["backup"]);
+    backup.expect(0);
+    assert!(backup.stdout().contains("1 block new"), "{}", backup.stdout());
+    let (after_backup, backup_ops) = count(0);
+    env.rehost(&["prune"]).expect(0);
+    let (after_prune, prune_ops) = count(after_backup);
+    let deleted = prune_ops.get("DELETE").copied().unwrap_or(0);
+    assert!(deleted >= 2, "the aged block and its mark: {prune_ops:?}");
+    println!(
+        "kind: prometheus, requests of a routine backup (head only new): {after_backup} {backup_ops:?}; \
+         of the prune after it (drops 1 backup, marks 1 block, deletes 1 marked a day ago): {} {prune_ops:?}",
+        after_prune - after_backup
+    );
+    assert!(after_backup <= 12 && after_prune - after_backup <= 14);
+    p.stop();
+}

@@ -97,6 +97,9 @@ fn rehost_metrics() -> BTreeSet<&'static str> {
         rehost_jobs::acme::metrics::FILE_VALID,
         rehost_jobs::acme::metrics::CERTIFICATES,
         rehost_jobs::acme::metrics::NOT_AFTER,
+        rehost_jobs::fleet::LAST_BACKUP,
+        rehost_jobs::fleet::MAX_AGE,
+        rehost_jobs::fleet::SCAN_TIMESTAMP,
     ]
     .into()
 }

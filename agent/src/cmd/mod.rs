@@ -8,6 +8,7 @@ pub mod boot;
 pub mod check;
 pub mod completions;
 pub mod down;
+pub mod fleet;
 pub mod init;
 pub mod prune;
 pub mod pull;

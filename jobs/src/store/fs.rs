@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -83,6 +84,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectInfo>) -> io::Result<()> {
                 key: key.to_string(),
                 size: meta.len(),
                 etag: Some(etag_of(&meta)),
+                modified: meta.modified().ok().map(DateTime::<Utc>::from),
             });
         }
     }
@@ -125,6 +127,7 @@ impl ObjectStore for FsStore {
                 key: key.to_string(),
                 size: m.len(),
                 etag: Some(etag_of(&m)),
+                modified: m.modified().ok().map(DateTime::<Utc>::from),
             })),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),

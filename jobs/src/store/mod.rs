@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures::Stream;
 
 pub use error::StoreError;
@@ -37,6 +38,9 @@ pub struct ObjectInfo {
     pub size: u64,
     /// ETag (S3) or a size+mtime tag (directory store); opaque, for change detection.
     pub etag: Option<String>,
+    /// When the store last wrote it (S3 `LastModified`, a file's mtime): the
+    /// store's clock, not the writing machine's.
+    pub modified: Option<DateTime<Utc>>,
 }
 
 #[async_trait]

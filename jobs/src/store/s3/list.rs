@@ -102,6 +102,7 @@ impl S3Store {
                     key: o.key()?.to_string(),
                     size: o.size().unwrap_or(0).max(0) as u64,
                     etag: o.e_tag().map(str::to_string),
+                    modified: o.last_modified().and_then(super::time_of),
                 })
             })
             .collect();
@@ -342,6 +343,7 @@ mod tests {
                 key: k.into(),
                 size: 0,
                 etag: None,
+                modified: None,
             })
             .to_vec();
         let rel: Vec<String> = finish(keys, 2).into_iter().map(|o| o.key).collect();

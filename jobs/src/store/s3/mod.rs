@@ -20,6 +20,11 @@ use aws_sdk_s3::Client;
 use super::{ByteStream, ObjectInfo, ObjectStore, PutBody, StoreError};
 use errors::chain_text;
 
+/// An S3 timestamp (`LastModified`) as a UTC time; `None` if out of range.
+fn time_of(t: &aws_sdk_s3::primitives::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
 pub struct S3Store {
     client: Client,
     bucket: String,
@@ -57,6 +62,7 @@ impl ObjectStore for S3Store {
                 key: key.to_string(),
                 size: out.content_length().unwrap_or(0).max(0) as u64,
                 etag: out.e_tag().map(str::to_string),
+                modified: out.last_modified().and_then(time_of),
             })),
             Err(e) => match self.classify("head", key, e) {
                 StoreError::NotFound { .. } => Ok(None),
