@@ -34,6 +34,9 @@ _rehost() {
             rehost,down)
                 cmd="rehost__subcmd__down"
                 ;;
+            rehost,fleet)
+                cmd="rehost__subcmd__fleet"
+                ;;
             rehost,help)
                 cmd="rehost__subcmd__help"
                 ;;
@@ -91,6 +94,9 @@ _rehost() {
             rehost__subcmd__help,down)
                 cmd="rehost__subcmd__help__subcmd__down"
                 ;;
+            rehost__subcmd__help,fleet)
+                cmd="rehost__subcmd__help__subcmd__fleet"
+                ;;
             rehost__subcmd__help,help)
                 cmd="rehost__subcmd__help__subcmd__help"
                 ;;
@@ -128,7 +134,7 @@ _rehost() {
 
     case "${cmd}" in
         rehost)
-            opts="-c -v -q -h -V --config --dry-run --verbose --quiet --log-format --help --version backup restore backups verify prune pull check init run status boot up down completions help"
+            opts="-c -v -q -h -V --config --dry-run --verbose --quiet --log-format --help --version backup restore backups verify prune pull fleet check init run status boot up down completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -385,8 +391,46 @@ _rehost() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        rehost__subcmd__fleet)
+            opts="-c -v -q -h --host --max-age --json --metrics --config --dry-run --verbose --quiet --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         rehost__subcmd__help)
-            opts="backup restore backups verify prune pull check init run status boot up down completions help"
+            opts="backup restore backups verify prune pull fleet check init run status boot up down completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -484,6 +528,20 @@ _rehost() {
             return 0
             ;;
         rehost__subcmd__help__subcmd__down)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rehost__subcmd__help__subcmd__fleet)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
