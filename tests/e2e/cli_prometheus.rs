@@ -658,7 +658,11 @@ fn requests_of_a_routine_backup_and_prune() {
     };
     let backup = env.rehost(&["backup"]);
     backup.expect(0);
-    assert!(backup.stdout().contains("1 block new"), "{}", backup.stdout());
+    assert!(
+        backup.stdout().contains("1 block new"),
+        "{}",
+        backup.stdout()
+    );
     let (after_backup, backup_ops) = count(0);
     env.rehost(&["prune"]).expect(0);
     let (after_prune, prune_ops) = count(after_backup);

@@ -349,7 +349,11 @@ fn requests_per_operation() {
     let site = env.path("site-source");
     fs::create_dir_all(&site).unwrap();
     for i in 0..200 {
-        fs::write(site.join(format!("page-{i}.html")), format!("<p>{i}</p>\n").repeat(40)).unwrap();
+        fs::write(
+            site.join(format!("page-{i}.html")),
+            format!("<p>{i}</p>\n").repeat(40),
+        )
+        .unwrap();
     }
     let content = format!("s3://{}/{prefix}-content/", g.bucket);
     s3.run(&["sync", &format!("{}/", site.display()), &content]);
@@ -382,9 +386,17 @@ fn requests_per_operation() {
     measure("verify", &["verify", "acme"], 0);
     measure("pull, first (200 objects)", &["pull", "site"], 0);
     measure("pull, unchanged", &["pull", "site"], 0);
-    s3.run(&["put", site.join("page-7.html").to_str().unwrap(), &format!("{content}page-7.html")]);
+    s3.run(&[
+        "put",
+        site.join("page-7.html").to_str().unwrap(),
+        &format!("{content}page-7.html"),
+    ]);
     fs::write(site.join("page-7.html"), "changed\n").unwrap();
-    s3.run(&["put", site.join("page-7.html").to_str().unwrap(), &format!("{content}page-7.html")]);
+    s3.run(&[
+        "put",
+        site.join("page-7.html").to_str().unwrap(),
+        &format!("{content}page-7.html"),
+    ]);
     measure("pull, 1 object changed", &["pull", "site"], 0);
     measure("fleet (1 host, 1 entry)", &["fleet"], 0);
 
@@ -403,7 +415,9 @@ fn requests_per_operation() {
     assert!(by_name("prune, nothing to delete") <= 2, "{rows:?}");
     assert!(by_name("pull, unchanged") <= 1, "{rows:?}");
     assert!(by_name("fleet (1 host, 1 entry)") <= 3, "{rows:?}");
-    println!("requests per operation (one host, acme.json-sized entry, 200-object content source):");
+    println!(
+        "requests per operation (one host, acme.json-sized entry, 200-object content source):"
+    );
     for (what, c) in &rows {
         println!(
             "  {what:<28} {:>3}  ({})",

@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::cli::{Ctx, UsageError};
 use crate::cmd::status::short_duration;
+use crate::cmd::Stale;
 use crate::output::{bytes, print_json, rfc3339, serialize_time, table};
 
 /// How old an entry's newest backup may be without `--max-age`: a daily
@@ -62,11 +63,6 @@ fn max_age_for(rules: &[MaxAge], entry: &str) -> Duration {
         .or_else(|| rules.iter().rev().find(|r| r.entry.is_none()))
         .map_or(DEFAULT_MAX_AGE, |r| r.age)
 }
-
-/// Some entries of the fleet have no recent backup (exit code 1).
-#[derive(Debug, thiserror::Error)]
-#[error("{} stale: {}", if .0.len() == 1 { "1 entry is".to_string() } else { format!("{} entries are", .0.len()) }, .0.join(", "))]
-pub struct Stale(pub Vec<String>);
 
 /// What `fleet --json` prints. Field names are part of the interface
 /// (README).
@@ -213,7 +209,11 @@ pub async fn run(
     if stale.is_empty() {
         Ok(())
     } else {
-        Err(Stale(stale).into())
+        Err(Stale {
+            what: ("entry", "entries"),
+            items: stale,
+        }
+        .into())
     }
 }
 

@@ -39,6 +39,15 @@ pub struct Failures {
     pub superseded: bool,
 }
 
+/// Things found stale (exit code 1): `status`'s scheduled jobs, `fleet`'s
+/// entries. `what` is the thing, singular and plural.
+#[derive(Debug, thiserror::Error)]
+#[error("{} stale: {}", if .items.len() == 1 { format!("1 {} is", .what.0) } else { format!("{} {} are", .items.len(), .what.1) }, .items.join(", "))]
+pub struct Stale {
+    pub what: (&'static str, &'static str),
+    pub items: Vec<String>,
+}
+
 /// What one successful run reports: a line for stdout and the bytes it moved.
 pub struct Done {
     pub message: String,

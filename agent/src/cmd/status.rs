@@ -25,14 +25,10 @@ use rehost_jobs::metrics::{self, JobStatus};
 use serde::Serialize;
 
 use crate::cli::{Ctx, UsageError};
+use crate::cmd::Stale;
 use crate::config::Config;
 use crate::daemon::schedule::Schedule;
 use crate::output::{print_json, serialize_time};
-
-/// Some scheduled jobs have not succeeded recently enough (exit code 1).
-#[derive(Debug, thiserror::Error)]
-#[error("{} stale: {}", if .0.len() == 1 { "1 scheduled job is".to_string() } else { format!("{} scheduled jobs are", .0.len()) }, .0.join(", "))]
-pub struct Stale(pub Vec<String>);
 
 /// What `status --json` prints. Field names are part of the interface
 /// (README).
@@ -156,7 +152,11 @@ pub async fn run(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
         .map(|r| format!("{} {}", r.job, r.target))
         .collect();
     if !stale.is_empty() {
-        return Err(Stale(stale).into());
+        return Err(Stale {
+            what: ("scheduled job", "scheduled jobs"),
+            items: stale,
+        }
+        .into());
     }
     if unwritable {
         anyhow::bail!(
@@ -477,7 +477,11 @@ mod tests {
     #[test]
     fn the_stale_error_names_the_jobs() {
         assert_eq!(
-            Stale(vec!["backup acme".into()]).to_string(),
+            Stale {
+                what: ("scheduled job", "scheduled jobs"),
+                items: vec!["backup acme".into()]
+            }
+            .to_string(),
             "1 scheduled job is stale: backup acme"
         );
     }
