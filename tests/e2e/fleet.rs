@@ -187,6 +187,11 @@ fn twenty_hosts_on_one_bucket_stay_apart_and_the_fleet_view_sees_them() {
         assert_eq!(code, 0, "{}: {}", h.name, d.log());
     }
     let ran = started.elapsed();
+    // Each host restores its newest backup (through its proxy too).
+    for h in &hosts {
+        h.env.rehost(&["restore", "data", "--force"]).expect(0);
+        assert!(h.env.path("data/changing.txt").is_file(), "{}", h.name);
+    }
 
     // --- nobody touched anybody else's objects -------------------------------
     let mut report = Vec::new();
