@@ -434,3 +434,56 @@ fn requests_per_operation() {
         );
     }
 }
+
+/// The daemon's run of an unchanged entry with `keep:` costs the backup's 3
+/// requests: its prune waits for an upload (or an hour), which keeps the
+/// scale model's per-minute acme.json runs at 3 requests, not 5.
+#[test]
+fn an_unchanged_entry_costs_the_daemon_three_requests_a_run() {
+    let Some(g) = garage() else { return };
+    let env = TestEnv::new(&g, "");
+    fs::write(env.path("acme.json"), "x".repeat(20_000)).unwrap();
+    let proxy = FaultProxy::start(&g.endpoint, Vec::new());
+    let state = format!(
+        "  acme:\n    path: {}\n    backup: \"* * * * * *\"\n    keep: {{ last: 2 }}\n",
+        env.path("acme.json").display()
+    );
+    config(
+        &g,
+        &env,
+        "quiet-host",
+        &format!("quiet-{}", unique()),
+        &proxy.endpoint(),
+        &state,
+    );
+    let mut d = run_daemon(&env, "10s");
+    assert!(
+        d.wait_log(Duration::from_secs(60), |l| l
+            .matches("unchanged since backup")
+            .count()
+            >= 5),
+        "{}",
+        d.log()
+    );
+    let (code, _) = d.terminate(Duration::from_secs(30));
+    assert_eq!(code, 0, "{}", d.log());
+    let log = d.log();
+    let unchanged = log.matches("unchanged since backup").count();
+    let uploaded = log.matches("uploaded backup").count();
+    let skipped = log.matches("nothing uploaded since the last prune").count();
+    let seen = proxy.stats().requests;
+    let c = counts(&g.bucket, &seen);
+    println!(
+        "daemon, acme.json unchanged: {uploaded} upload(s), {unchanged} unchanged runs, {skipped} prunes left out; \
+         {} requests ({c:?})",
+        seen.len()
+    );
+    assert_eq!(uploaded, 1, "{log}");
+    assert!(skipped >= unchanged.saturating_sub(1), "{log}");
+    // The upload (2 LIST, 2 PUT) and its prune (2 LIST), then 3 a run.
+    assert!(
+        seen.len() <= 6 + 3 * unchanged,
+        "{} requests for 1 upload and {unchanged} unchanged runs: {c:?}",
+        seen.len()
+    );
+}

@@ -4,8 +4,9 @@
 //! notifications through [`Ctx::notify`] like every other command, and
 //! SIGTERM/SIGINT as the shutdown future.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::future::BoxFuture;
@@ -120,6 +121,79 @@ fn prune_attempt(ctx: Arc<Ctx>, name: String, cancel: CancellationToken) -> daem
     })
 }
 
+/// How long the prune after a backup that uploaded nothing may be left out.
+///
+/// A backup that found its source unchanged changed no backup's fate:
+/// retention depends on the backups and their times, not on the clock. What
+/// the clock does change (an incomplete upload turning a day old, a block
+/// marked unreferenced a day ago) waits at most this long. At a backup a
+/// minute this is 2 of an unchanged run's 5 requests (README, scale model).
+const PRUNE_AT_LEAST_EVERY: Duration = Duration::from_secs(3600);
+
+/// Whether the prune after a backup of one entry has anything to do; shared
+/// by the entry's backup job and its prune (which never overlap).
+#[derive(Default)]
+struct PruneGate {
+    /// A backup uploaded since the last prune that succeeded.
+    uploaded: AtomicBool,
+    /// When the last prune that succeeded started.
+    last: Mutex<Option<Instant>>,
+}
+
+impl PruneGate {
+    fn needed(&self, now: Instant) -> bool {
+        let recent = self
+            .last
+            .lock()
+            .map(|last| last.is_some_and(|t| now.duration_since(t) < PRUNE_AT_LEAST_EVERY))
+            .unwrap_or(false);
+        self.uploaded.load(Ordering::SeqCst) || !recent
+    }
+
+    fn pruned(&self, started: Instant) {
+        self.uploaded.store(false, Ordering::SeqCst);
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(started);
+        }
+    }
+}
+
+/// The backup job of an entry with `keep:`: tells `gate` when it uploaded.
+fn gated_backup(ctx: &Arc<Ctx>, target: &str, gate: Arc<PruneGate>) -> Op {
+    let inner = op(ctx, target, backup_attempt);
+    Arc::new(move |cancel| {
+        let (inner, gate) = (Arc::clone(&inner), Arc::clone(&gate));
+        Box::pin(async move {
+            let done = inner(cancel).await?;
+            // Every upload writes a manifest, so it moved bytes.
+            if done.bytes > 0 {
+                gate.uploaded.store(true, Ordering::SeqCst);
+            }
+            Ok(done)
+        })
+    })
+}
+
+/// The prune after a backup, left out while `gate` says it has nothing to do.
+fn gated_prune(ctx: &Arc<Ctx>, target: &str, gate: Arc<PruneGate>) -> Op {
+    let inner = op(ctx, target, prune_attempt);
+    Arc::new(move |cancel| {
+        let (inner, gate) = (Arc::clone(&inner), Arc::clone(&gate));
+        Box::pin(async move {
+            let started = Instant::now();
+            if !gate.needed(started) {
+                return Ok(super::Done {
+                    message: "nothing uploaded since the last prune; nothing to apply".into(),
+                    bytes: 0,
+                });
+            }
+            let done = inner(cancel).await?;
+            gate.pruned(started);
+            Ok(done)
+        })
+    })
+}
+
 /// One attempt of a verify of the newest backup of `name`.
 fn verify_attempt(ctx: Arc<Ctx>, name: String, cancel: CancellationToken) -> daemon::JobFuture {
     Box::pin(async move {
@@ -160,18 +234,19 @@ fn job_def(ctx: &Arc<Ctx>, j: JobRef<'_>) -> anyhow::Result<JobDef> {
     };
     let schedule = j.schedule.map(Schedule::parse).transpose().context(key)?;
     let settings = ctx.config.jobs.resolve(j.overrides);
-    // `keep:` is applied after each successful backup of its entry.
-    let then = match j.kind {
-        JobKind::Backup => ctx
-            .config
-            .state
-            .get(j.target)
-            .and_then(|e| e.keep)
-            .map(|_| FollowUp {
+    // `keep:` is applied after each successful backup of its entry that
+    // uploaded, and at least hourly after the others ([`PruneGate`]).
+    let keep = ctx.config.state.get(j.target).and_then(|e| e.keep);
+    let (op, then) = match (j.kind, keep) {
+        (JobKind::Backup, Some(_)) => {
+            let gate = Arc::new(PruneGate::default());
+            let then = FollowUp {
                 job: "prune",
-                op: op(ctx, j.target, prune_attempt),
-            }),
-        JobKind::Pull | JobKind::Verify => None,
+                op: gated_prune(ctx, j.target, Arc::clone(&gate)),
+            };
+            (gated_backup(ctx, j.target, gate), Some(then))
+        }
+        _ => (op(ctx, j.target, attempt), None),
     };
     Ok(JobDef {
         job: j.kind.as_str(),
@@ -179,7 +254,7 @@ fn job_def(ctx: &Arc<Ctx>, j: JobRef<'_>) -> anyhow::Result<JobDef> {
         schedule,
         run_at_start: j.run_at_start,
         settings,
-        op: op(ctx, j.target, attempt),
+        op,
         then,
     })
 }
@@ -224,6 +299,29 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    #[test]
+    fn the_prune_after_an_unchanged_backup_waits_up_to_an_hour() {
+        let gate = PruneGate::default();
+        let t0 = Instant::now();
+        assert!(gate.needed(t0), "the first prune of the daemon runs");
+        gate.pruned(t0);
+        assert!(
+            !gate.needed(t0 + Duration::from_secs(60)),
+            "nothing uploaded since"
+        );
+        assert!(
+            gate.needed(t0 + PRUNE_AT_LEAST_EVERY),
+            "an hour later it runs again"
+        );
+        gate.uploaded.store(true, Ordering::SeqCst);
+        assert!(
+            gate.needed(t0 + Duration::from_secs(60)),
+            "a backup uploaded"
+        );
+        gate.pruned(t0 + Duration::from_secs(60));
+        assert!(!gate.needed(t0 + Duration::from_secs(120)));
+    }
 
     /// Every schedule the configuration names becomes a job of the daemon:
     /// backups (with the prune after them where `keep:` is set), pulls and
