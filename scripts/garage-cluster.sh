@@ -226,6 +226,17 @@ cluster_start_node() {  # $1 node, [$2 DIR]
         echo "garage node $1: already running"
     else
         launch_node "$1"
+        # The restarted node dials the others, but a node only sends its RPCs
+        # over a connection it dialled itself, and Garage redials a peer it
+        # lost only every 30 s: without this, a node sees the restarted one
+        # as down for up to 30 s (and the cluster may lack a quorum meanwhile).
+        local m id
+        id="$(cat "$CDIR/node$1/node-id")"
+        for m in $(live_nodes); do
+            [ "$m" = "$1" ] && continue
+            node "$m"
+            g node connect "$id" >/dev/null 2>&1 || log "node $m could not connect to node $1 yet"
+        done
     fi
     wait_connected "$1"
     node "$1"
