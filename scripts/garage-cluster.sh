@@ -62,16 +62,25 @@ node_ports() {  # node $1's ports (chosen once, kept across restarts: the peers 
 }
 
 launch_node() {  # $1: node; (re)writes its config and starts it; waits for its RPC to answer
-    local n="$1"
-    node_ports "$n"
-    mkdir -p "$DIR/meta" "$DIR/data"
-    # No bootstrap_peers: a restarted node reconnects from the peer list in
-    # its metadata directory; with the same peers in both it dials each twice
-    # at once, and Garage 2.5 then kept it marked as down on the other side.
-    write_config "$S3_PORT" "$RPC_PORT" "$ADMIN_PORT" "$NODES"
-    rm -f "$PIDFILE"
-    spawn
-    wait_ready || { tail_log; die "node $n (config $CONF) exited during startup"; }
+    local n="$1" attempt
+    for attempt in 1 2 3; do
+        node_ports "$n"
+        mkdir -p "$DIR/meta" "$DIR/data"
+        # No bootstrap_peers: a restarted node reconnects from the peer list in
+        # its metadata directory; with the same peers in both it dials each twice
+        # at once, and Garage 2.5 then kept it marked as down on the other side.
+        write_config "$S3_PORT" "$RPC_PORT" "$ADMIN_PORT" "$NODES"
+        rm -f "$PIDFILE"
+        spawn
+        wait_ready && return 0
+        tail_log
+        # A port taken since it was chosen: a node the others do not know yet
+        # may take new ones; a known node must keep its RPC address.
+        [ -s "$DIR/node-id" ] && die "node $n (config $CONF) exited during startup"
+        [ "$attempt" = 3 ] && die "node $n (config $CONF) exited during startup (3 attempts)"
+        log "node $n exited during startup (attempt $attempt); retrying with other ports"
+        rm -f "$DIR/ports"
+    done
 }
 
 record_node_id() {  # $1: node (running): DIR/nodeN/node-id = "<hex id>@127.0.0.1:<rpc port>"
