@@ -130,8 +130,9 @@ impl Host {
         }
     }
 
-    /// Runs `cmd` with `kill` applied; returns its run and wall time.
-    fn run(&self, cluster: &Cluster, cmd: Cmd, kill: Kill) -> (Run, Duration) {
+    /// Runs `cmd` with `kill` applied; returns its run, its wall time and
+    /// whether a `Kill::After` landed while it ran.
+    fn run(&self, cluster: &Cluster, cmd: Cmd, kill: Kill) -> (Run, Duration, bool) {
         if let Kill::Before(n) = kill {
             cluster.kill(n);
         }
@@ -145,6 +146,7 @@ impl Host {
             .stderr(Stdio::from(fs::File::create(&err_path).unwrap()))
             .spawn()
             .unwrap();
+        let mut landed = false;
         let mut pending = match kill {
             Kill::After(n, at) => Some((n, at)),
             _ => None,
@@ -157,6 +159,7 @@ impl Host {
                 if started.elapsed() >= at {
                     cluster.kill(n);
                     pending = None;
+                    landed = true;
                 }
             }
             if started.elapsed() > LIMIT {
@@ -176,7 +179,7 @@ impl Host {
             stdout: fs::read(&out_path).unwrap(),
             stderr: fs::read(&err_path).unwrap(),
         });
-        (run, took)
+        (run, took, landed)
     }
 
     /// What must hold after `cmd` exited `code` (0 or 3: anything else fails).
@@ -348,7 +351,7 @@ fn a_cluster_that_loses_nodes_fails_cleanly_or_not_at_all() {
         let before = host.backups();
         host.prepare(cmd, false);
         let data_before = tree(&host.data());
-        let (run, took) = host.run(&cluster, cmd, Kill::None);
+        let (run, took, _) = host.run(&cluster, cmd, Kill::None);
         run.expect(0);
         host.check(cmd, &run, &before, &data_before);
         healthy.insert(format!("{cmd:?}"), took);
@@ -358,30 +361,50 @@ fn a_cluster_that_loses_nodes_fails_cleanly_or_not_at_all() {
         ));
     }
 
-    // One node down, before and in the middle of every command.
+    // One node down, before and in the middle of every command. A kill
+    // meant for the middle that came after the command had ended (it ran
+    // faster than with all nodes up) is tried again earlier, up to 3 times.
     for (i, cmd) in Cmd::ALL.into_iter().enumerate() {
         let node = 2 + (i % 2) as u8;
         let half = healthy[&format!("{cmd:?}")] / 2;
-        for kill in [Kill::Before(node), Kill::After(node, half)] {
+        let kills = [
+            Kill::Before(node),
+            Kill::After(node, half),
+            Kill::After(node, half / 2),
+            Kill::After(node, half / 4),
+        ];
+        let mut landed_mid = false;
+        for kill in kills {
+            if landed_mid {
+                break;
+            }
             let before = host.backups();
             host.prepare(cmd, false);
             let data_before = tree(&host.data());
-            let (run, took) = host.run(&cluster, cmd, kill);
+            let (run, took, landed) = host.run(&cluster, cmd, kill);
             report.push(format!(
                 "{cmd:?} node {node} killed {}: exit {} in {:.2}s",
                 match kill {
-                    Kill::Before(_) => "before".to_string(),
-                    _ => format!("after {:.2}s", half.as_secs_f64()),
+                    Kill::After(_, at) if landed => format!("after {:.2}s", at.as_secs_f64()),
+                    Kill::After(_, at) =>
+                        format!("after {:.2}s (not: it had ended)", at.as_secs_f64()),
+                    _ => "before".to_string(),
                 },
                 run.code(),
                 took.as_secs_f64()
             ));
+            landed_mid = landed;
             cluster.start(node);
             host.check(cmd, &run, &before, &data_before);
             if cmd == Cmd::Boot && run.code() != 0 {
                 host.env.rehost(&["restore", "data"]).expect(0);
             }
         }
+        assert!(
+            landed_mid,
+            "no kill landed during {cmd:?}:\n{}",
+            report.join("\n")
+        );
     }
 
     // Two nodes down: no quorum. Every command exits 3 naming the store and
@@ -393,7 +416,7 @@ fn a_cluster_that_loses_nodes_fails_cleanly_or_not_at_all() {
     for cmd in Cmd::ALL {
         host.prepare(cmd, true);
         let (data_before, www_before) = (tree(&host.data()), tree(&host.www()));
-        let (run, took) = host.run(&cluster, cmd, Kill::None);
+        let (run, took, _) = host.run(&cluster, cmd, Kill::None);
         report.push(format!(
             "{cmd:?} nodes 2+3 down: exit {} in {:.2}s",
             run.code(),
