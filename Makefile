@@ -6,12 +6,14 @@
 #   make demo         local demo against a Garage in target/garage-demo
 #   make demo-clean   stop the demo Garage, remove target/garage-demo and target/demo
 #   make bench        backup/restore benchmark vs restic and tar|gzip|aws (bench/RESULTS.md),
-#                     then bench-pull, bench-stack, bench-prometheus and bench-scale
+#                     then bench-pull, bench-stack, bench-prometheus, bench-cluster and bench-scale
 #   make bench-scale  the same on a 4 GiB set and a 1,000,000-file set, page cache dropped,
 #                     peers' restores timed with their sync (bench/RESULTS-scale.md; ~1 h)
 #   make bench-pull   rehost pull vs rclone sync and s3cmd sync (bench/RESULTS-pull.md)
 #   make bench-stack  rehost up vs docker-compose up -d, cold and warm (bench/RESULTS-stack.md)
 #   make bench-prometheus  kind: prometheus backups vs tar czf | aws s3 cp (bench/RESULTS-prometheus.md)
+#   make bench-cluster  backup/restore/pull on a 3-node Garage cluster vs a single node
+#                     (bench/cluster.sh; bench/RESULTS-cluster.md)
 #   make vm-drill     the DR drill on QEMU VMs booted with the production user-data
 #                     (scripts/vm-drill.sh; its own Garage in target/garage-vm; bench/RESULTS-vm.md)
 #   make fuzz         every fuzz target for FUZZ_SECONDS (default 60) each; not part of `make test`
@@ -21,7 +23,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: vm-drill build deb packaging test demo demo-clean bench bench-pull bench-stack bench-prometheus bench-scale fuzz tools garage-start garage-stop garage-status
+.PHONY: vm-drill build deb packaging test demo demo-clean bench bench-pull bench-stack bench-prometheus bench-cluster bench-scale fuzz tools garage-start garage-stop garage-status
 
 build:
 	$(CARGO) build --release -p rehost
@@ -53,7 +55,11 @@ bench:
 	$(MAKE) bench-pull
 	$(MAKE) bench-stack
 	$(MAKE) bench-prometheus
+	$(MAKE) bench-cluster
 	$(MAKE) bench-scale
+
+bench-cluster:
+	bench/cluster.sh
 
 bench-pull:
 	bench/pull.sh

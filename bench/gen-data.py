@@ -13,13 +13,16 @@ Default set (~1 GiB):
 --small (or BENCH_SMALL=1): 1,000 text files + 2 random files of 2 MiB (~20 MiB),
 for quick runs of the harness.
 
-Named profiles (--profile NAME, for bench/scale.sh; BENCH_SMALL does not apply):
+Named profiles (--profile NAME, for bench/scale.sh and bench/cluster.sh; BENCH_SMALL does not apply):
   scale-4g        50,000 text files of 1-32 KiB (~800 MiB) in 750 nested
                   directories + 2 incompressible files of 2 GiB (~4.8 GiB)
   files-1m        1,000,000 text files of 200 B-2 KiB (~1 GiB; ~3.9 GiB on disk)
                   in 2,000 nested directories, nothing else
   scale-4g-small  1,000 text files + 2 incompressible files of 16 MiB (~48 MiB)
   files-1m-small  20,000 text files of 200 B-2 KiB in 40 directories (~20 MiB)
+  mixed-512m      10,000 text files of 1-32 KiB (~160 MiB) in 150 nested directories
+                  + 3 incompressible files of 116 MiB (~510 MiB; bench/cluster.sh)
+  mixed-64m       1,000 text files + 2 incompressible files of 24 MiB (~64 MiB)
 Without DIR a profile goes to $BENCH_SCALE_CACHE/NAME, by default
 ${REHOST_CACHE:-~/.cache/rehost}/bench-scale/NAME (outside the repository).
 The random files of the profiles are a SHAKE-256 stream (seeded, 4 MiB a piece),
@@ -67,6 +70,11 @@ PROFILES = {
                                random_files=2, random_size=16 * MIB),
     "files-1m-small": _profile("files-1m-small", text_files=20000, text_min=200, text_max=2048,
                                dirs=40),
+    # bench/cluster.sh: ~160 MiB of text in 10,000 files + 3 x 116 MiB random.
+    "mixed-512m": _profile("mixed-512m", text_files=10000, dirs=150,
+                           random_files=3, random_size=116 * MIB),
+    "mixed-64m": _profile("mixed-64m", text_files=1000, dirs=30,
+                          random_files=2, random_size=24 * MIB),
 }
 
 UNICODE_NAMES = ["café-crème.txt", "日本語のログ.log", "résumé (copie).md",

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The whole test run (`make test`, `.ci/run`): install the tools, start a real
-# Garage in target/garage-test, then fmt check, clippy, build and nextest with
-# the REHOST_TEST_* settings exported. Garage is always stopped at the end, and
-# the exit status of the failing step is preserved.
+# Garage in target/garage-test and a 3-node Garage cluster in
+# target/garage-cluster-test, then fmt check, clippy, build and nextest with
+# the single node's REHOST_TEST_* settings exported and REHOST_TEST_CLUSTER_DIR
+# naming the cluster's directory (tests/e2e/cluster.rs reads its env file).
+# Both are always stopped at the end, and the exit status of the failing step
+# is preserved.
 #
 # Under CI=true, CI is passed through to the tests: they must fail, not skip,
 # when Garage or Docker is missing.
@@ -11,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
 garage_dir="$root/target/garage-test"
+cluster_dir="$root/target/garage-cluster-test"
 CARGO="${CARGO:-cargo}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -22,6 +26,8 @@ cleanup() {
     local rc=$?
     step "stop Garage"
     scripts/garage.sh stop "$garage_dir" || echo "test.sh: warning: could not stop Garage in $garage_dir" >&2
+    scripts/garage-cluster.sh stop "$cluster_dir" >/dev/null \
+        || echo "test.sh: warning: could not stop the Garage cluster in $cluster_dir" >&2
     exit "$rc"
 }
 trap cleanup EXIT
@@ -36,6 +42,13 @@ set -a
 # shellcheck disable=SC1091
 . "$garage_dir/env"
 set +a
+
+step "start the 3-node Garage cluster ($cluster_dir, fresh)"
+scripts/garage-cluster.sh stop "$cluster_dir" >/dev/null
+rm -rf "$cluster_dir"
+scripts/garage-cluster.sh start "$cluster_dir"
+# Not sourced: its REHOST_TEST_* would replace the single node's.
+export REHOST_TEST_CLUSTER_DIR="$cluster_dir"
 if [ -n "${CI:-}" ]; then
     export CI
 fi

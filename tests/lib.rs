@@ -118,6 +118,99 @@ pub fn garage() -> Option<Garage> {
     }
 }
 
+/// The 3-node Garage cluster of `scripts/garage-cluster.sh start DIR`, DIR
+/// from `REHOST_TEST_CLUSTER_DIR` (scripts/test.sh sets it); `None` (skip,
+/// with a printed reason) outside CI, a panic under `CI=true`.
+pub fn cluster() -> Option<Cluster> {
+    let dir = std::env::var("REHOST_TEST_CLUSTER_DIR")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let text = dir.as_ref().map(|d| fs::read_to_string(d.join("env")));
+    match (dir, text) {
+        (Some(dir), Some(Ok(text))) => {
+            // DIR/env: `export NAME=VALUE` lines, VALUE quoted by bash's
+            // `printf %q` (a backslash before each special character).
+            let vars: BTreeMap<&str, String> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+                .map(|(k, v)| {
+                    let mut out = String::new();
+                    let mut chars = v.chars();
+                    while let Some(c) = chars.next() {
+                        out.push(if c == '\\' {
+                            chars.next().unwrap_or(c)
+                        } else {
+                            c
+                        });
+                    }
+                    (k, out)
+                })
+                .collect();
+            let var = |n: &str| {
+                vars.get(n)
+                    .cloned()
+                    .unwrap_or_else(|| panic!("{}/env has no {n}", dir.display()))
+            };
+            Some(Cluster {
+                garage: Garage {
+                    endpoint: var("REHOST_TEST_S3_ENDPOINT"),
+                    bucket: var("REHOST_TEST_S3_BUCKET"),
+                    credentials: var("REHOST_TEST_S3_CREDENTIALS_FILE").into(),
+                    secret: var("REHOST_TEST_S3_SECRET_ACCESS_KEY"),
+                },
+                dir,
+            })
+        }
+        (dir, text) if std::env::var("CI").as_deref() == Ok("true") => panic!(
+            "CI=true but no Garage cluster (REHOST_TEST_CLUSTER_DIR={dir:?}, its env: {:?}). \
+             Run `make test`, which starts one via scripts/garage-cluster.sh.",
+            text.map(|t| t.map(|_| "readable"))
+        ),
+        _ => {
+            eprintln!(
+                "skipping: no Garage cluster (REHOST_TEST_CLUSTER_DIR not set or without env; run `make test`)"
+            );
+            None
+        }
+    }
+}
+
+/// A 3-node cluster: its S3 endpoint (node 1) as a [`Garage`], and control
+/// of its nodes through scripts/garage-cluster.sh (every wait there bounded).
+pub struct Cluster {
+    pub garage: Garage,
+    pub dir: PathBuf,
+}
+
+impl Cluster {
+    fn script(&self, args: &[&str]) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/garage-cluster.sh");
+        output_ok(Command::new(script).args(args).arg(&self.dir))
+    }
+
+    /// SIGKILLs node `n` (1-3); returns once it is gone. The signal is sent
+    /// from here, at once, so that a kill "in the middle" of a command lands
+    /// when asked; the script then waits for the process to be gone.
+    pub fn kill(&self, n: u8) {
+        let node = self.dir.join(format!("node{n}"));
+        let pid = fs::read_to_string(node.join("garage.pid")).unwrap_or_default();
+        let pid = pid.trim();
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let conf = node.join("garage.toml");
+        if !pid.is_empty() && String::from_utf8_lossy(&cmdline).contains(conf.to_str().unwrap()) {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+        self.script(&["kill", &n.to_string()]);
+    }
+
+    /// Starts node `n` again with its data; returns once the running nodes
+    /// see it connected.
+    pub fn start(&self, n: u8) {
+        self.script(&["start-node", &n.to_string()]);
+    }
+}
+
 pub struct Garage {
     pub endpoint: String,
     pub bucket: String,
@@ -184,6 +277,16 @@ impl TestEnv {
 
     /// [`TestEnv::rehost`] with extra environment variables.
     pub fn rehost_env(&self, args: &[&str], env: &[(&str, &Path)]) -> Run {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Run(cmd.output().unwrap())
+    }
+
+    /// The command [`TestEnv::rehost`] runs, for a test that starts it
+    /// itself (to act while it runs).
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(rehost_bin());
         cmd.arg("-c").arg(&self.config).args(args);
         for (k, _) in std::env::vars() {
@@ -191,10 +294,7 @@ impl TestEnv {
                 cmd.env_remove(k);
             }
         }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Run(cmd.output().unwrap())
+        cmd
     }
 }
 
