@@ -236,9 +236,14 @@ spawn() {  # starts the server of $CONF in the background (ports from read_ports
 }
 
 wait_ready() {  # returns 1 when the server exited (e.g. a port was taken meanwhile)
-    local deadline=$((SECONDS + START_TIMEOUT))
+    local deadline=$((SECONDS + START_TIMEOUT)) pid
+    pid="$(cat "$PIDFILE" 2>/dev/null || true)"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     while :; do
-        if ! server_pid >/dev/null; then
+        # Alive (and not a zombie) is enough for the pid just spawned: until
+        # nohup, setsid and garage have been exec'd its cmdline is this
+        # script's, which server_pid would take for "not our server".
+        if ! kill -0 "$pid" 2>/dev/null || [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" = Z ]; then
             return 1
         fi
         if timeout 5 "$GARAGE" -c "$CONF" status </dev/null >/dev/null 2>&1; then
