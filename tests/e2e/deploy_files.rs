@@ -34,6 +34,14 @@ fn prometheus_config_and_rules_pass_promtool() {
             .args(["check", "rules"])
             .arg(rules.unwrap().path()));
     }
+    ok(Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(fleet_rules()));
+}
+
+/// The rules for a central Prometheus that scrapes `rehost fleet --metrics`.
+fn fleet_rules() -> PathBuf {
+    images().join("../examples/prometheus/fleet-alerts.yml")
 }
 
 #[test]
@@ -65,6 +73,30 @@ fn alert_rules_pass_their_unit_tests_and_the_tests_can_fail() {
                 .arg(tmp.path().join("tests/alerts_test.yml")),
         );
     }
+
+    // The fleet's rules: their tests pass, and a scan alert that waits two
+    // hours instead of one is caught.
+    let fleet = fleet_rules();
+    let fleet_dir = fleet.parent().unwrap();
+    ok(Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(fleet_dir.join("fleet-alerts_test.yml")));
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(fleet_dir, tmp.path());
+    let rules = tmp.path().join("fleet-alerts.yml");
+    let original = fs::read_to_string(&rules).unwrap();
+    let from = "rehost_fleet_scan_timestamp_seconds > 3600";
+    assert!(original.contains(from), "{from:?} not in fleet-alerts.yml");
+    fs::write(
+        &rules,
+        original.replace(from, "rehost_fleet_scan_timestamp_seconds > 7200"),
+    )
+    .unwrap();
+    fails(
+        Command::new("promtool")
+            .args(["test", "rules"])
+            .arg(tmp.path().join("fleet-alerts_test.yml")),
+    );
 }
 
 #[test]
@@ -129,17 +161,21 @@ fn rehost_names(expr: &str) -> Vec<String> {
 #[test]
 fn alert_rules_use_only_metrics_rehost_writes() {
     let known = rehost_metrics();
-    let rules = yaml(&images().join("prometheus/rules/alerts.yml"));
     let mut seen = 0;
-    for group in rules["groups"].as_sequence().unwrap() {
-        for rule in group["rules"].as_sequence().unwrap() {
-            let expr = rule["expr"].as_str().unwrap();
-            for name in rehost_names(expr) {
-                assert!(
-                    known.contains(name.as_str()),
-                    "alert rule uses unknown metric {name}: {expr}"
-                );
-                seen += 1;
+    for rules in [
+        yaml(&images().join("prometheus/rules/alerts.yml")),
+        yaml(&fleet_rules()),
+    ] {
+        for group in rules["groups"].as_sequence().unwrap() {
+            for rule in group["rules"].as_sequence().unwrap() {
+                let expr = rule["expr"].as_str().unwrap();
+                for name in rehost_names(expr) {
+                    assert!(
+                        known.contains(name.as_str()),
+                        "alert rule uses unknown metric {name}: {expr}"
+                    );
+                    seen += 1;
+                }
             }
         }
     }
