@@ -219,6 +219,25 @@ pub struct Garage {
     pub secret: String,
 }
 
+impl Garage {
+    /// rehost's own client for `prefix` of this Garage's bucket.
+    pub fn store(&self, prefix: &str) -> std::sync::Arc<dyn rehost_jobs::store::ObjectStore> {
+        use rehost_jobs::store::{CredentialSource, S3Settings, StoreLocation};
+        rehost_jobs::store::open(&StoreLocation::S3(S3Settings {
+            bucket: self.bucket.clone(),
+            prefix: prefix.into(),
+            endpoint: Some(self.endpoint.clone()),
+            region: "garage".into(),
+            path_style: true,
+            credentials: CredentialSource::File {
+                path: self.credentials.clone(),
+                profile: "default".into(),
+            },
+        }))
+        .unwrap()
+    }
+}
+
 /// A scratch host: `root/` holds state paths, `metrics/` the textfile
 /// directory, `rehost.yaml` the configuration.
 pub struct TestEnv {
@@ -267,6 +286,20 @@ impl TestEnv {
     /// `state_dir:`: this machine's records (its generation of the host).
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("machine")
+    }
+
+    /// The ids of the complete backups of state entry `name`, oldest first
+    /// (`backups list NAME --json`).
+    pub fn backup_ids(&self, name: &str) -> Vec<String> {
+        let out = self.rehost(&["backups", "list", name, "--json"]);
+        out.expect(0);
+        let doc: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
+        doc["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_string())
+            .collect()
     }
 
     /// Runs `rehost -c <config> ARGS` with a clean environment: stray AWS_*

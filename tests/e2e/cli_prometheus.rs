@@ -220,21 +220,9 @@ struct Store {
 
 impl Store {
     fn open(g: &Garage, env: &TestEnv) -> Self {
-        use rehost_jobs::store::{CredentialSource, S3Settings, StoreLocation};
-        let loc = StoreLocation::S3(S3Settings {
-            bucket: g.bucket.clone(),
-            prefix: env.prefix.clone(),
-            endpoint: Some(g.endpoint.clone()),
-            region: "garage".into(),
-            path_style: true,
-            credentials: CredentialSource::File {
-                path: g.credentials.clone(),
-                profile: "default".into(),
-            },
-        });
         Store {
             rt: tokio::runtime::Runtime::new().unwrap(),
-            store: rehost_jobs::store::open(&loc).unwrap(),
+            store: g.store(&env.prefix),
             prefix: "e2e-host/prom/".into(),
         }
     }

@@ -91,15 +91,7 @@ impl Host {
     }
 
     fn backups(&self) -> Vec<String> {
-        let out = self.env.rehost(&["backups", "list", "data", "--json"]);
-        out.expect(0);
-        let doc: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
-        doc["backups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["id"].as_str().unwrap().to_string())
-            .collect()
+        self.env.backup_ids("data")
     }
 
     fn newest_tree(&self) -> Tree {
@@ -268,19 +260,8 @@ impl Host {
 
 /// `files` under `prefix` of the cluster's bucket, with rehost's own client.
 fn upload(g: &Garage, prefix: &str, files: &Tree) {
-    use rehost_jobs::store::{body_from_bytes, CredentialSource, S3Settings, StoreLocation};
-    let store = rehost_jobs::store::open(&StoreLocation::S3(S3Settings {
-        bucket: g.bucket.clone(),
-        prefix: prefix.into(),
-        endpoint: Some(g.endpoint.clone()),
-        region: "garage".into(),
-        path_style: true,
-        credentials: CredentialSource::File {
-            path: g.credentials.clone(),
-            profile: "default".into(),
-        },
-    }))
-    .unwrap();
+    use rehost_jobs::store::body_from_bytes;
+    let store = g.store(prefix);
     let rt = tokio::runtime::Runtime::new().unwrap();
     for (key, bytes) in files {
         rt.block_on(store.put(key, body_from_bytes(bytes::Bytes::from(bytes.clone()))))

@@ -114,18 +114,6 @@ fn counts(bucket: &str, seen: &[Seen]) -> BTreeMap<&'static str, usize> {
     out
 }
 
-fn complete_backups(env: &TestEnv) -> Vec<String> {
-    let out = env.rehost(&["backups", "list", "data", "--json"]);
-    out.expect(0);
-    let doc: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
-    doc["backups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// Rewrites a host's changing file: a backup then has something to upload.
 fn touch(root: &Path, round: usize) {
     fs::write(
@@ -213,7 +201,7 @@ fn twenty_hosts_on_one_bucket_stay_apart_and_the_fleet_view_sees_them() {
         for (op, n) in &c {
             *totals.entry(op).or_insert(0) += n;
         }
-        let kept = complete_backups(&h.env);
+        let kept = h.env.backup_ids("data");
         assert!(
             (1..=KEEP + 1).contains(&kept.len()),
             "{}: {} complete backups kept with keep: last {KEEP}: {kept:?}",
@@ -262,7 +250,7 @@ fn twenty_hosts_on_one_bucket_stay_apart_and_the_fleet_view_sees_them() {
         let entries = v["entries"].as_array().unwrap();
         assert_eq!(entries.len(), 1, "{v}");
         let e = &entries[0];
-        let kept = complete_backups(&h.env);
+        let kept = h.env.backup_ids("data");
         assert_eq!(e["status"], "ok", "{e}");
         assert_eq!(e["backups"], kept.len());
         assert_eq!(e["newest"]["id"], kept.last().unwrap().as_str(), "{e}");
