@@ -81,9 +81,21 @@ if [ -e "$out/.done" ]; then
 fi
 
 work="$CACHE/.build-$key"
-rm -rf "$work" "$out"
+# A build killed mid-way leaves what mmdebstrap mounted in the tree (/sys,
+# /proc, /dev): unmount it before removing the folder, and never let rm cross
+# into a mount (it would reach the host's own files).
+clean_work() {
+    local m
+    [ -d "$work" ] || return 0
+    while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+    done < <(awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/self/mounts | sort -r)
+    rm -rf --one-file-system "$work"
+}
+clean_work
+rm -rf "$out"
 mkdir -p "$work/extra/images"
-trap 'rm -rf "$work"' EXIT
+trap clean_work EXIT
 started=$SECONDS
 
 log "docker save ${images[*]}"
