@@ -131,6 +131,70 @@ pub struct Seen {
     pub fault: Option<Fault>,
 }
 
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+impl Seen {
+    /// What the request was (`LIST`, `GET`, `PUT`, `PUT part`, …), and the
+    /// key (or listing prefix) it named, relative to `bucket`. Path-style:
+    /// `/<bucket>/<key>?<query>`.
+    pub fn operation(&self, bucket: &str) -> (&'static str, String) {
+        let r = self;
+        let (path, query) = r.target.split_once('?').unwrap_or((&r.target, ""));
+        let key = percent_decode(
+            path.strip_prefix(&format!("/{bucket}"))
+                .unwrap_or(path)
+                .trim_start_matches('/'),
+        );
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .map(percent_decode)
+        };
+        match r.method.as_str() {
+            "GET" if query.contains("list-type=") || (key.is_empty() && !query.is_empty()) => {
+                ("LIST", param("prefix").unwrap_or_default())
+            }
+            "GET" => ("GET", key),
+            "HEAD" => ("HEAD", key),
+            "PUT" if query.contains("partNumber=") => ("PUT part", key),
+            "PUT" => ("PUT", key),
+            "POST" if query.contains("delete") => ("DELETE many", key),
+            "POST" => ("POST (multipart)", key),
+            "DELETE" => ("DELETE", key),
+            _ => ("other", key),
+        }
+    }
+}
+
+/// Requests per [`Seen::operation`].
+pub fn by_operation(
+    bucket: &str,
+    seen: &[Seen],
+) -> std::collections::BTreeMap<&'static str, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in seen {
+        *out.entry(r.operation(bucket).0).or_insert(0) += 1;
+    }
+    out
+}
+
 /// What the proxy did, for the test's report.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {

@@ -244,6 +244,8 @@ pub struct TestEnv {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub prefix: String,
+    /// `host:` of the configuration [`TestEnv::write_config`] writes.
+    pub host: String,
 }
 
 impl TestEnv {
@@ -257,6 +259,7 @@ impl TestEnv {
             dir,
             config,
             prefix,
+            host: "e2e-host".into(),
         };
         env.write_config(garage, &garage.endpoint, state_yaml);
         env
@@ -264,8 +267,9 @@ impl TestEnv {
 
     pub fn write_config(&self, garage: &Garage, endpoint: &str, state_yaml: &str) {
         let text = format!(
-            "host: e2e-host\nstate_dir: {}\nstorage:\n  url: s3://{}/{}\n  endpoint: {endpoint}\n  region: garage\n  \
+            "host: {}\nstate_dir: {}\nstorage:\n  url: s3://{}/{}\n  endpoint: {endpoint}\n  region: garage\n  \
              path_style: true\n  credentials_file: {}\nstate:\n{state_yaml}\nmetrics:\n  textfile_dir: {}\n",
+            self.host,
             self.state_dir().display(),
             garage.bucket,
             self.prefix,

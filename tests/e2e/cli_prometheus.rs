@@ -608,7 +608,7 @@ fn encrypted_blocks_are_reused_per_key_and_restore() {
 /// and deletes one marked a day earlier), for the README's scale model.
 #[test]
 fn requests_of_a_routine_backup_and_prune() {
-    use rehost_tests::faultproxy::FaultProxy;
+    use rehost_tests::faultproxy::{by_operation, FaultProxy};
     let Some(g) = garage() else { return };
     if prometheus_bin().is_none() {
         return;
@@ -633,16 +633,7 @@ fn requests_of_a_routine_backup_and_prune() {
     env.write_config(&g, &proxy.endpoint(), &state);
     let count = |from: usize| {
         let seen = proxy.stats().requests;
-        let mut by: std::collections::BTreeMap<String, usize> = Default::default();
-        for r in &seen[from..] {
-            let op = if r.method == "GET" && r.target.contains("list-type=") {
-                "LIST".to_string()
-            } else {
-                r.method.clone()
-            };
-            *by.entry(op).or_default() += 1;
-        }
-        (seen.len(), by)
+        (seen.len(), by_operation(&g.bucket, &seen[from..]))
     };
     let backup = env.rehost(&["backup"]);
     backup.expect(0);

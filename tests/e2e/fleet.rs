@@ -13,7 +13,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rehost_tests::faultproxy::{FaultProxy, Seen};
+use rehost_tests::faultproxy::{by_operation, FaultProxy};
 use rehost_tests::{garage, promtool_check, run_daemon, unique, Garage, TestEnv};
 
 const HOSTS: usize = 20;
@@ -36,17 +36,11 @@ struct Host {
     proxy: FaultProxy,
 }
 
-fn config(g: &Garage, env: &TestEnv, host: &str, prefix: &str, endpoint: &str, state: &str) {
-    let text = format!(
-        "host: {host}\nstate_dir: {}\nstorage:\n  url: s3://{}/{prefix}\n  endpoint: {endpoint}\n  \
-         region: garage\n  path_style: true\n  credentials_file: {}\nstate:\n{state}\nmetrics:\n  \
-         textfile_dir: {}\n",
-        env.state_dir().display(),
-        g.bucket,
-        g.credentials.display(),
-        env.metrics().display()
-    );
-    fs::write(&env.config, text).unwrap();
+/// Points `env` at `host` under `prefix`, through `endpoint`.
+fn config(g: &Garage, env: &mut TestEnv, host: &str, prefix: &str, endpoint: &str, state: &str) {
+    env.host = host.into();
+    env.prefix = prefix.into();
+    env.write_config(g, endpoint, state);
 }
 
 /// `data`: backed up every 3 s (jitter up to 2 s), the newest KEEP kept.
@@ -56,62 +50,6 @@ fn data_entry(env: &TestEnv) -> String {
          keep: {{ last: {KEEP} }}\n",
         env.path("data").display()
     )
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
-}
-
-/// What a request was, and the key (or listing prefix) it named, relative
-/// to the bucket. Path-style: `/<bucket>/<key>?<query>`.
-fn classify(bucket: &str, r: &Seen) -> (&'static str, String) {
-    let (path, query) = r.target.split_once('?').unwrap_or((&r.target, ""));
-    let key = percent_decode(
-        path.strip_prefix(&format!("/{bucket}"))
-            .unwrap_or(path)
-            .trim_start_matches('/'),
-    );
-    let param = |name: &str| {
-        query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .map(percent_decode)
-    };
-    match r.method.as_str() {
-        "GET" if query.contains("list-type=") || (key.is_empty() && !query.is_empty()) => {
-            ("LIST", param("prefix").unwrap_or_default())
-        }
-        "GET" => ("GET", key),
-        "HEAD" => ("HEAD", key),
-        "PUT" if query.contains("partNumber=") => ("PUT part", key),
-        "PUT" => ("PUT", key),
-        "POST" if query.contains("delete") => ("DELETE many", key),
-        "POST" => ("POST (multipart)", key),
-        "DELETE" => ("DELETE", key),
-        _ => ("other", key),
-    }
-}
-
-fn counts(bucket: &str, seen: &[Seen]) -> BTreeMap<&'static str, usize> {
-    let mut out = BTreeMap::new();
-    for r in seen {
-        *out.entry(classify(bucket, r).0).or_insert(0) += 1;
-    }
-    out
 }
 
 /// Rewrites a host's changing file: a backup then has something to upload.
@@ -129,7 +67,7 @@ fn twenty_hosts_on_one_bucket_stay_apart_and_the_fleet_view_sees_them() {
     let prefix = format!("fleet-{}", unique());
     let hosts: Vec<Host> = (0..HOSTS)
         .map(|i| {
-            let env = TestEnv::new(&g, "");
+            let mut env = TestEnv::new(&g, "");
             let name = format!("web-{i:02}");
             fs::create_dir_all(env.path("data/static")).unwrap();
             for f in 0..5 {
@@ -141,14 +79,8 @@ fn twenty_hosts_on_one_bucket_stay_apart_and_the_fleet_view_sees_them() {
             }
             touch(env.dir.path(), 0);
             let proxy = FaultProxy::start(&g.endpoint, Vec::new());
-            config(
-                &g,
-                &env,
-                &name,
-                &prefix,
-                &proxy.endpoint(),
-                &data_entry(&env),
-            );
+            let state = data_entry(&env);
+            config(&g, &mut env, &name, &prefix, &proxy.endpoint(), &state);
             env.rehost(&["init"]).expect(0);
             Host { name, env, proxy }
         })
@@ -188,7 +120,7 @@ fn twenty_hosts_on_one_bucket_stay_apart_and_the_fleet_view_sees_them() {
         let seen = h.proxy.stats().requests;
         let own = format!("{prefix}/{}/", h.name);
         for r in &seen {
-            let (op, key) = classify(&g.bucket, r);
+            let (op, key) = r.operation(&g.bucket);
             assert!(
                 key.starts_with(&own),
                 "{} sent {} {} ({op} of {key:?}), outside {own}",
@@ -197,7 +129,7 @@ fn twenty_hosts_on_one_bucket_stay_apart_and_the_fleet_view_sees_them() {
                 r.target
             );
         }
-        let c = counts(&g.bucket, &seen);
+        let c = by_operation(&g.bucket, &seen);
         for (op, n) in &c {
             *totals.entry(op).or_insert(0) += n;
         }
@@ -236,9 +168,9 @@ fn twenty_hosts_on_one_bucket_stay_apart_and_the_fleet_view_sees_them() {
     }
 
     // --- the fleet view ----------------------------------------------------
-    let viewer = TestEnv::new(&g, "");
+    let mut viewer = TestEnv::new(&g, "");
     let proxy = FaultProxy::start(&g.endpoint, Vec::new());
-    config(&g, &viewer, "viewer", &prefix, &proxy.endpoint(), "");
+    config(&g, &mut viewer, "viewer", &prefix, &proxy.endpoint(), "");
     let out = viewer.rehost(&["fleet", "--json", "--max-age", "1h"]);
     out.expect(0);
     let doc: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
@@ -259,11 +191,11 @@ fn twenty_hosts_on_one_bucket_stay_apart_and_the_fleet_view_sees_them() {
         assert!(e["newest"]["size_bytes"].as_u64().unwrap() > 0, "{e}");
     }
     let fleet_seen = proxy.stats().requests;
-    let fleet_counts = counts(&g.bucket, &fleet_seen);
+    let fleet_counts = by_operation(&g.bucket, &fleet_seen);
     // Listings and the newest manifest of each entry: never a data object,
     // never an older manifest.
     for r in &fleet_seen {
-        let (op, key) = classify(&g.bucket, r);
+        let (op, key) = r.operation(&g.bucket);
         assert!(
             op == "LIST" || (op == "GET" && key.ends_with("/manifest.json")),
             "fleet sent {} {}",
@@ -338,7 +270,7 @@ fn requests_per_operation() {
         return;
     };
     let prefix = format!("fleet-ops-{}", unique());
-    let env = TestEnv::new(&g, "");
+    let mut env = TestEnv::new(&g, "");
     let site = env.path("site-source");
     fs::create_dir_all(&site).unwrap();
     for i in 0..200 {
@@ -357,14 +289,14 @@ fn requests_per_operation() {
         env.path("acme.json").display(),
         env.path("www").display()
     );
-    config(&g, &env, "ops-host", &prefix, &proxy.endpoint(), &state);
+    config(&g, &mut env, "ops-host", &prefix, &proxy.endpoint(), &state);
 
     let mut done = 0;
     let mut rows: Vec<(String, BTreeMap<&'static str, usize>)> = Vec::new();
     let mut measure = |what: &str, args: &[&str], code: i32| {
         env.rehost(args).expect(code);
         let seen = proxy.stats().requests;
-        rows.push((what.to_string(), counts(&g.bucket, &seen[done..])));
+        rows.push((what.to_string(), by_operation(&g.bucket, &seen[done..])));
         done = seen.len();
     };
     measure("init", &["init"], 0);
@@ -429,7 +361,7 @@ fn requests_per_operation() {
 #[test]
 fn an_unchanged_entry_costs_the_daemon_three_requests_a_run() {
     let Some(g) = garage() else { return };
-    let env = TestEnv::new(&g, "");
+    let mut env = TestEnv::new(&g, "");
     fs::write(env.path("acme.json"), "x".repeat(20_000)).unwrap();
     let proxy = FaultProxy::start(&g.endpoint, Vec::new());
     let state = format!(
@@ -438,7 +370,7 @@ fn an_unchanged_entry_costs_the_daemon_three_requests_a_run() {
     );
     config(
         &g,
-        &env,
+        &mut env,
         "quiet-host",
         &format!("quiet-{}", unique()),
         &proxy.endpoint(),
@@ -460,7 +392,7 @@ fn an_unchanged_entry_costs_the_daemon_three_requests_a_run() {
     let uploaded = log.matches("uploaded backup").count();
     let skipped = log.matches("nothing uploaded since the last prune").count();
     let seen = proxy.stats().requests;
-    let c = counts(&g.bucket, &seen);
+    let c = by_operation(&g.bucket, &seen);
     println!(
         "daemon, acme.json unchanged: {uploaded} upload(s), {unchanged} unchanged runs, {skipped} prunes left out; \
          {} requests ({c:?})",
