@@ -370,122 +370,122 @@ fn generation_number(id: Option<&str>) -> Option<u64> {
     id?.split_once('-')?.0.parse().ok()
 }
 
-const FAMILIES: [(&str, &str, &str); 13] = [
+/// Unix seconds of `t`, 0 for none.
+fn unix(t: Option<DateTime<Utc>>) -> f64 {
+    t.map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0)
+}
+
+/// The families with one series per host and entry: name, help, value.
+type EntryFamily = (&'static str, &'static str, fn(&Judged) -> f64);
+const ENTRY_FAMILIES: [EntryFamily; 8] = [
     (
         fleet::LAST_BACKUP,
-        "gauge",
         "Unix time of the entry's newest complete backup, by the store's clock (0: none).",
+        |j| unix(j.entry.newest.as_ref().map(|n| n.time())),
     ),
     (
         "rehost_fleet_backup_last_size_bytes",
-        "gauge",
         "Bytes a restore of the entry's newest complete backup downloads.",
+        |j| j.entry.newest.as_ref().map_or(0.0, |n| n.size_bytes as f64),
     ),
     (
         "rehost_fleet_backup_last_verified",
-        "gauge",
         "1 if a verify succeeded on the entry's newest complete backup.",
+        |j| {
+            let verified = j
+                .entry
+                .newest
+                .as_ref()
+                .is_some_and(|n| n.verified.is_some());
+            f64::from(u8::from(verified))
+        },
     ),
     (
         "rehost_fleet_backup_verified_timestamp_seconds",
-        "gauge",
         "Unix time a verify last succeeded on any backup of the entry (0: never).",
+        |j| unix(j.entry.last_verified),
     ),
     (
         "rehost_fleet_backups",
-        "gauge",
         "Complete backups of the entry in the store.",
+        |j| j.entry.backups as f64,
     ),
     (
         fleet::MAX_AGE,
-        "gauge",
         "How old the entry's newest backup may be (rehost fleet --max-age).",
+        |j| j.max_age.as_secs_f64(),
     ),
     (
         "rehost_fleet_backup_stale",
-        "gauge",
         "1 if the entry had no recent, readable backup when the fleet was scanned.",
+        |j| f64::from(u8::from(j.status != "ok")),
     ),
     (
         "rehost_fleet_backup_last_generation",
-        "gauge",
         "Generation number of the host that made the entry's newest backup (0: none).",
-    ),
-    (
-        "rehost_fleet_host_generation",
-        "gauge",
-        "The host's newest generation number (its newest rehost boot; 0: none).",
-    ),
-    (
-        fleet::SCAN_TIMESTAMP,
-        "gauge",
-        "Unix time of the scan that wrote this file.",
-    ),
-    (
-        "rehost_fleet_scan_duration_seconds",
-        "gauge",
-        "How long the scan took.",
-    ),
-    ("rehost_fleet_hosts", "gauge", "Hosts found in the store."),
-    (
-        "rehost_fleet_scan_objects",
-        "gauge",
-        "Objects the scan listed.",
+        |j| {
+            let newest = j.entry.newest.as_ref();
+            newest
+                .and_then(|n| generation_number(n.generation.as_deref()))
+                .unwrap_or(0) as f64
+        },
     ),
 ];
 
 fn render_metrics(view: &Fleet, judged: &[Judged], now: DateTime<Utc>, took: Duration) -> String {
-    let unix = |t: Option<DateTime<Utc>>| t.map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0);
     let mut out = String::new();
-    for (i, (name, kind, help)) in FAMILIES.iter().enumerate() {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        match i {
-            0..=7 => {
-                for j in judged {
-                    let newest = j.entry.newest.as_ref();
-                    let value = match i {
-                        0 => unix(newest.map(|n| n.time())),
-                        1 => newest.map_or(0.0, |n| n.size_bytes as f64),
-                        2 => f64::from(u8::from(newest.is_some_and(|n| n.verified.is_some()))),
-                        3 => unix(j.entry.last_verified),
-                        4 => j.entry.backups as f64,
-                        5 => j.max_age.as_secs_f64(),
-                        6 => f64::from(u8::from(j.status != "ok")),
-                        _ => newest
-                            .and_then(|n| generation_number(n.generation.as_deref()))
-                            .unwrap_or(0) as f64,
-                    };
-                    let _ = writeln!(
-                        out,
-                        "{name}{{host=\"{}\",target=\"{}\"}} {value}",
-                        escape(&j.host.host),
-                        escape(&j.entry.name)
-                    );
-                }
-            }
-            8 => {
-                for h in &view.hosts {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{host=\"{}\"}} {}",
-                        escape(&h.host),
-                        generation_number(h.generation.as_deref()).unwrap_or(0)
-                    );
-                }
-            }
-            9 => {
-                let _ = writeln!(out, "{name} {}", unix(Some(now)));
-            }
-            10 => {
-                let _ = writeln!(out, "{name} {}", took.as_secs_f64());
-            }
-            11 => {
-                let _ = writeln!(out, "{name} {}", view.hosts.len());
-            }
-            _ => {
-                let _ = writeln!(out, "{name} {}", view.objects);
-            }
+    for (name, help, value) in ENTRY_FAMILIES {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for j in judged {
+            let _ = writeln!(
+                out,
+                "{name}{{host=\"{}\",target=\"{}\"}} {}",
+                escape(&j.host.host),
+                escape(&j.entry.name),
+                value(j)
+            );
         }
+    }
+    let name = "rehost_fleet_host_generation";
+    let _ = writeln!(
+        out,
+        "# HELP {name} The host's newest generation number (its newest rehost boot; 0: none).\n# TYPE {name} gauge"
+    );
+    for h in &view.hosts {
+        let _ = writeln!(
+            out,
+            "{name}{{host=\"{}\"}} {}",
+            escape(&h.host),
+            generation_number(h.generation.as_deref()).unwrap_or(0)
+        );
+    }
+    let scan: [(&str, &str, f64); 4] = [
+        (
+            fleet::SCAN_TIMESTAMP,
+            "Unix time of the scan that wrote this file.",
+            unix(Some(now)),
+        ),
+        (
+            "rehost_fleet_scan_duration_seconds",
+            "How long the scan took.",
+            took.as_secs_f64(),
+        ),
+        (
+            "rehost_fleet_hosts",
+            "Hosts found in the store.",
+            view.hosts.len() as f64,
+        ),
+        (
+            "rehost_fleet_scan_objects",
+            "Objects the scan listed.",
+            view.objects as f64,
+        ),
+    ];
+    for (name, help, value) in scan {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
     }
     out
 }
