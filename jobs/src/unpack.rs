@@ -268,6 +268,7 @@ impl Reading<'_> {
             // decrypted, inflated), and two inflated parts wait for the
             // extractor.
             pool: parts::Pool::new(3 * data.streams + 2),
+            decodes: parts::decode_permits(data.streams),
             progress: opts.progress.clone(),
         };
         let placed = index.placed(layout);

@@ -4,6 +4,7 @@
 //! the parts in flight (`streams`, each at most one part's stored bytes and
 //! its tar), whatever the object's size.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::pool::{Pool, Pooled};
 use super::{Layout, Placed};
@@ -30,6 +31,16 @@ const IN_FLIGHT_TAR: u64 = 16 * 1024 * 1024;
 /// Ranged GETs in flight for one object.
 pub const MAX_STREAMS: usize = 4;
 const MIN_STREAMS: usize = 2;
+
+/// Permits to decode parts, as many as there are cores (and no more than
+/// `streams`): decoding more at once is no faster, and each part decoding
+/// holds its inflated buffer beside its fetched one. Fetched parts wait for a
+/// permit with one buffer, so the pool's high-water mark is `streams` parts
+/// plus one buffer per core, not two per stream.
+pub(crate) fn decode_permits(streams: usize) -> Arc<Semaphore> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Arc::new(Semaphore::new(cores.clamp(1, streams.max(1))))
+}
 
 /// Busy time per stage, summed over threads, for the `restore timings` line.
 #[derive(Default, Debug)]
@@ -101,6 +112,8 @@ pub(crate) struct Decoding {
     pub max_streams: usize,
     /// Buffers for the fetched and the inflated bytes.
     pub pool: Arc<Pool>,
+    /// Parts decoded at once ([`decode_permits`]).
+    pub decodes: Arc<Semaphore>,
     /// Told of each part's stored bytes once they are fetched.
     pub progress: Option<Arc<Progress>>,
 }
@@ -164,16 +177,39 @@ async fn run(
     if tx.send(Ok(tar)).await.is_err() {
         return Ok(());
     }
-    let mut rest = futures::stream::iter(placed)
-        .map(|p| part(store, key, p, header.clone(), how))
-        .buffered(streams);
-    while let Some(done) = rest.next().await {
-        let (tar, _) = done?;
-        if tx.send(Ok(tar)).await.is_err() {
+    // At most `streams` parts are held here, fetching, decoding or done and
+    // waiting for room in the channel. The fetches go on while a finished
+    // part waits for the extractor: with `buffered`, a part waiting to be
+    // sent stopped every fetch behind it (nothing polled them), and the
+    // extractor then waited for parts that had not moved.
+    let mut in_flight = futures::stream::FuturesOrdered::new();
+    let mut ready: VecDeque<Bytes> = VecDeque::new();
+    loop {
+        while in_flight.len() + ready.len() < streams {
+            match placed.next() {
+                Some(p) => in_flight.push_back(part(store, key, p, header.clone(), how)),
+                None => break,
+            }
+        }
+        if ready.is_empty() && in_flight.is_empty() {
             return Ok(());
         }
+        tokio::select! {
+            permit = tx.reserve(), if !ready.is_empty() => {
+                let Ok(permit) = permit else {
+                    return Ok(());
+                };
+                if let Some(tar) = ready.pop_front() {
+                    permit.send(Ok(tar));
+                }
+            }
+            done = in_flight.next(), if !in_flight.is_empty() => {
+                if let Some(done) = done {
+                    ready.push_back(done?.0);
+                }
+            }
+        }
     }
-    Ok(())
 }
 
 type Header = Option<Arc<[u8]>>;
@@ -192,10 +228,18 @@ async fn part(
     if let Some(progress) = &how.progress {
         progress.add_bytes(p.stored.1 - p.stored.0);
     }
-    let how = how.clone();
-    tokio::task::spawn_blocking(move || decode(&p, stored, header, &how))
+    let permit = Arc::clone(&how.decodes)
+        .acquire_owned()
         .await
-        .map_err(|e| Error::Refused(format!("part decoding task failed: {e}")))?
+        .map_err(|e| Error::Refused(format!("part decoding stopped: {e}")))?;
+    let how = how.clone();
+    tokio::task::spawn_blocking(move || {
+        let decoded = decode(&p, stored, header, &how);
+        drop(permit);
+        decoded
+    })
+    .await
+    .map_err(|e| Error::Refused(format!("part decoding task failed: {e}")))?
 }
 
 /// Checks, decrypts and inflates one fetched part.

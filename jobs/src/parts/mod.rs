@@ -28,7 +28,7 @@ mod pool;
 
 pub(crate) use build::{part_target, IndexBuilder, SharedHasher};
 pub use fetch::Timings;
-pub(crate) use fetch::{fetch_parts, Decoding, Stage, MAX_STREAMS};
+pub(crate) use fetch::{decode_permits, fetch_parts, Decoding, Stage, MAX_STREAMS};
 pub(crate) use pool::Pool;
 
 use serde::{Deserialize, Serialize};

@@ -28,8 +28,24 @@ impl Pool {
     /// A buffer of at least `len` bytes, `len` of them in use.
     pub(crate) fn take(self: &Arc<Self>, len: usize) -> Pooled {
         let reused = self.free.lock().ok().and_then(|mut free| {
-            let i = free.iter().position(|b| b.len() >= len)?;
-            Some(free.swap_remove(i))
+            // The smallest buffer that fits, so that a small part does not
+            // take the buffer a large one needs next.
+            let fits = (0..free.len())
+                .filter(|&i| free[i].len() >= len)
+                .min_by_key(|&i| free[i].len());
+            match fits {
+                Some(i) => Some(free.swap_remove(i)),
+                None => {
+                    // None fits: a new one is allocated. Release the
+                    // smallest free one for it, so that what the pool holds
+                    // follows the parts in flight instead of adding up every
+                    // size it has seen.
+                    if let Some(i) = (0..free.len()).min_by_key(|&i| free[i].len()) {
+                        free.swap_remove(i);
+                    }
+                    None
+                }
+            }
         });
         let buf = reused.unwrap_or_else(|| vec![0u8; (len + SLACK).next_multiple_of(GRAIN)]);
         Pooled {
@@ -96,5 +112,31 @@ mod tests {
         assert!(c.as_ref().as_ptr() != ptr);
         drop((b, c));
         assert_eq!(pool.free.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_smallest_fitting_buffer_is_taken_and_a_miss_releases_one() {
+        let pool = Pool::new(4);
+        let small = pool.take(GRAIN - SLACK);
+        let large = pool.take(4 * GRAIN);
+        let large_ptr = large.as_ref().as_ptr();
+        drop((small, large));
+        // A small part takes the small buffer, not the large one.
+        let a = pool.take(10);
+        assert_eq!(a.as_ref().len(), 10);
+        let b = pool.take(4 * GRAIN - SLACK);
+        assert_eq!(b.as_ref().as_ptr(), large_ptr);
+        drop((a, b));
+        assert_eq!(pool.free.lock().unwrap().len(), 2);
+        // Nothing free fits 8 grains: the smallest free buffer is released
+        // instead of being kept beside the new one.
+        let c = pool.take(8 * GRAIN);
+        {
+            let free = pool.free.lock().unwrap();
+            assert_eq!(free.len(), 1);
+            assert!(free[0].len() >= 4 * GRAIN);
+        }
+        drop(c);
+        assert_eq!(pool.free.lock().unwrap().len(), 2);
     }
 }

@@ -23,14 +23,28 @@ pub(super) const PART_SIZE: usize = 8 * 1024 * 1024;
 pub(super) const PART_UPLOADS: usize = 2;
 /// Producer chunks are gzip members of about 1 MiB.
 const PART_SLACK: usize = 2 * 1024 * 1024;
+/// S3 takes at most 10,000 parts per upload: with parts of `PART_SIZE` only
+/// that would end an object at 80 GiB. Every `PARTS_PER_SIZE` parts the size
+/// doubles (S3 allows parts of different sizes), so 10,000 parts hold
+/// 484 GiB; the buffers grow with the object only past its first 15.6 GiB.
+const PARTS_PER_SIZE: i32 = 2000;
 
-/// Pulls chunks from `body` until at least `PART_SIZE` bytes are buffered or the
+/// The size of multipart part `number` (from 1).
+fn part_size(number: i32) -> usize {
+    PART_SIZE << ((number - 1).max(0) / PARTS_PER_SIZE).min(6)
+}
+
+/// Pulls chunks from `body` until at least `size` bytes are buffered or the
 /// body ends. Returns the buffered bytes and whether the body ended.
-async fn fill_part(body: &mut PutBody, key: &str) -> Result<(Bytes, bool), StoreError> {
+async fn fill_part(
+    body: &mut PutBody,
+    key: &str,
+    size: usize,
+) -> Result<(Bytes, bool), StoreError> {
     // Room for one more producer chunk past the part size, so the buffer is
     // never reallocated (a doubling would briefly hold two copies).
-    let mut buf = BytesMut::with_capacity(PART_SIZE + PART_SLACK);
-    while buf.len() < PART_SIZE {
+    let mut buf = BytesMut::with_capacity(size + PART_SLACK);
+    while buf.len() < size {
         match body.next().await {
             Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
             Some(Err(source)) => {
@@ -110,7 +124,7 @@ impl S3Store {
         mut body: PutBody,
     ) -> Result<u64, StoreError> {
         let full = self.full_key(key)?;
-        let (first, ended) = fill_part(&mut body, key).await?;
+        let (first, ended) = fill_part(&mut body, key, part_size(1)).await?;
         if ended {
             let len = first.len() as u64;
             self.client
@@ -211,7 +225,7 @@ impl S3Store {
                         .build())
                 });
                 if !ended {
-                    let (part, end) = fill_part(body, key).await?;
+                    let (part, end) = fill_part(body, key, part_size(number + 1)).await?;
                     next = Some(part);
                     ended = end;
                 }
@@ -244,5 +258,22 @@ impl S3Store {
             .await
             .map_err(|e| self.classify("put", key, e))?;
         Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ten_thousand_parts_hold_far_more_than_eighty_gib() {
+        assert_eq!(part_size(1), PART_SIZE);
+        assert_eq!(part_size(PARTS_PER_SIZE), PART_SIZE);
+        assert_eq!(part_size(PARTS_PER_SIZE + 1), 2 * PART_SIZE);
+        let total: u64 = (1..=10_000).map(|n| part_size(n) as u64).sum();
+        assert_eq!(total, 2000 * 248 * 1024 * 1024);
+        assert!(total > 480 << 30);
+        // Every part but the last is at least S3's 5 MiB.
+        assert!((1..=10_000).all(|n| part_size(n) >= 5 << 20));
     }
 }
