@@ -101,13 +101,14 @@ pub(crate) async fn unpack(
         index: data.index.clone(),
         streams: parts::MAX_STREAMS,
     };
-    let reading = Reading {
+    Reading {
         store,
         manifest,
         keys,
         timings,
-    };
-    reading.object(expected, into, opts).await
+    }
+    .object(expected, into, opts)
+    .await
 }
 
 /// One shared block object of a format-2 backup, same checks as the data
@@ -133,13 +134,14 @@ pub(crate) async fn unpack_block(
         // Blocks are restored a few at once: they share the streams.
         streams: parts::MAX_STREAMS / BLOCKS_AT_ONCE,
     };
-    let reading = Reading {
+    Reading {
         store,
         manifest,
         keys,
         timings,
-    };
-    reading.object(expected, into, opts).await
+    }
+    .object(expected, into, opts)
+    .await
 }
 
 /// Prometheus blocks read at once. Each fetches its parts with streams of

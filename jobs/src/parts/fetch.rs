@@ -1,8 +1,10 @@
 //! The restore side: fetches the parts of one object with a few ranged GETs
 //! at once, checks each against its sha256, decrypts and inflates it on the
 //! blocking pool, and hands the tar bytes on in order. Memory is bounded by
-//! the parts in flight (`streams`, each at most one part's stored bytes and
-//! its tar), whatever the object's size.
+//! the parts in flight, whatever the object's size: `streams` parts, each
+//! holding one buffer (its stored bytes while fetched, its tar once decoded),
+//! a second one (third when decrypted) for each part decoding (one per core),
+//! and two decoded parts downstream (the channel's and the extractor's).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -441,6 +443,117 @@ mod tests {
         }
         let out = w.finish().unwrap();
         (out.1, b.finish().unwrap(), id)
+    }
+
+    /// Serves one object; every ranged GET takes `delay`.
+    struct Slow {
+        object: Vec<u8>,
+        delay: Duration,
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Slow {
+        async fn list(&self, _: &str) -> Result<Vec<store::ObjectInfo>, store::StoreError> {
+            Ok(Vec::new())
+        }
+        async fn head(&self, _: &str) -> Result<Option<store::ObjectInfo>, store::StoreError> {
+            Ok(None)
+        }
+        async fn get(&self, _: &str) -> Result<store::ByteStream, store::StoreError> {
+            let body = Bytes::from(self.object.clone());
+            Ok(Box::pin(futures::stream::once(async move { Ok(body) })))
+        }
+        async fn get_range(
+            &self,
+            _: &str,
+            offset: u64,
+            len: u64,
+        ) -> Result<store::ByteStream, store::StoreError> {
+            tokio::time::sleep(self.delay).await;
+            let (a, b) = (offset as usize, (offset + len) as usize);
+            let body = Bytes::copy_from_slice(&self.object[a..b]);
+            Ok(Box::pin(futures::stream::once(async move { Ok(body) })))
+        }
+        async fn put(&self, _: &str, _: store::PutBody) -> Result<u64, store::StoreError> {
+            Ok(0)
+        }
+        async fn delete(&self, _: &str) -> Result<(), store::StoreError> {
+            Ok(())
+        }
+        fn url(&self) -> String {
+            "file:///slow".into()
+        }
+    }
+
+    /// A plain object of `n` parts, each one gzip member of 1,000 bytes.
+    fn plain_object(n: u8) -> (Vec<u8>, Vec<Placed>) {
+        let (mut object, mut placed) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&[i; 1000]).unwrap();
+            let gz = gz.finish().unwrap();
+            let at = object.len() as u64;
+            let end = at + gz.len() as u64;
+            placed.push(Placed {
+                n: i as usize,
+                gz: (at, end),
+                tar: (1000 * u64::from(i), 1000 * u64::from(i + 1)),
+                stored: (at, end),
+                sha256: hex::encode(Sha256::digest(&gz)),
+            });
+            object.extend_from_slice(&gz);
+        }
+        (object, placed)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fetches_go_on_while_a_finished_part_waits_for_the_extractor() {
+        let (object, placed) = plain_object(12);
+        let size = object.len() as u64;
+        let store = Slow {
+            object,
+            delay: Duration::from_millis(20),
+        };
+        let progress = Arc::new(Progress::new());
+        let streams = 4;
+        let how = Decoding {
+            identities: None,
+            layout: Layout { age: None, size },
+            timings: Arc::default(),
+            names: Arc::new(("s".into(), "id".into(), "k".into())),
+            max_streams: streams,
+            pool: Pool::new(3 * streams + 2),
+            decodes: decode_permits(streams),
+            progress: Some(Arc::clone(&progress)),
+        };
+        let part_bytes: Vec<u64> = placed.iter().map(|p| p.stored.1 - p.stored.0).collect();
+        let (tx, mut rx) = mpsc::channel(1);
+        let fetch = fetch_parts(&store, "k", placed, how, tx);
+        let extractor = async {
+            // The extractor takes the first part, then stalls: the channel
+            // holds the second, and the fetcher its `streams` parts. All of
+            // them must be fetched while it stalls, not one.
+            let first = rx.recv().await.unwrap().unwrap();
+            assert_eq!(&first[..], &[0u8; 1000][..]);
+            let want: u64 = part_bytes[..2 + streams].iter().sum();
+            let mut fetched = 0;
+            for _ in 0..500 {
+                fetched = progress.snapshot().bytes;
+                if fetched >= want {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(fetched, want, "parts fetched while the extractor stalled");
+            let mut i = 1u8;
+            while let Some(tar) = rx.recv().await {
+                assert_eq!(&tar.unwrap()[..], &[i; 1000][..], "part {i} in order");
+                i += 1;
+            }
+            assert_eq!(i, 12);
+        };
+        let (fetched, ()) = tokio::join!(fetch, extractor);
+        fetched.unwrap();
     }
 
     #[test]

@@ -46,6 +46,44 @@ impl FsStore {
             source,
         }
     }
+
+    /// Up to `len` bytes of the object from `offset`.
+    async fn read_from(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, StoreError> {
+        use tokio::io::AsyncSeekExt;
+        let path = self.path_of(key)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound {
+                    url: self.url(),
+                    key: key.to_string(),
+                })
+            }
+            Err(e) => return Err(self.io_err("get", &path, e)),
+        };
+        let shown = path.display().to_string();
+        let mut file = file;
+        if offset > 0 {
+            file.seek(std::io::SeekFrom::Start(offset))
+                .await
+                .map_err(|e| self.io_err("seek", &path, e))?;
+        }
+        let file = file.take(len);
+        let stream = futures::stream::try_unfold((file, shown), |(mut file, shown)| async move {
+            let mut buf = vec![0u8; READ_CHUNK];
+            let n = file.read(&mut buf).await.map_err(|source| StoreError::Io {
+                op: "read",
+                path: shown.clone(),
+                source,
+            })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            buf.truncate(n);
+            Ok(Some((Bytes::from(buf), (file, shown))))
+        });
+        Ok(Box::pin(stream))
+    }
 }
 
 fn etag_of(meta: &std::fs::Metadata) -> String {
@@ -216,45 +254,5 @@ impl ObjectStore for FsStore {
 
     fn url(&self) -> String {
         format!("file://{}", self.root.display())
-    }
-}
-
-impl FsStore {
-    /// Up to `len` bytes of the object from `offset`.
-    async fn read_from(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, StoreError> {
-        use tokio::io::AsyncSeekExt;
-        let path = self.path_of(key)?;
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::NotFound {
-                    url: self.url(),
-                    key: key.to_string(),
-                })
-            }
-            Err(e) => return Err(self.io_err("get", &path, e)),
-        };
-        let shown = path.display().to_string();
-        let mut file = file;
-        if offset > 0 {
-            file.seek(std::io::SeekFrom::Start(offset))
-                .await
-                .map_err(|e| self.io_err("seek", &path, e))?;
-        }
-        let file = file.take(len);
-        let stream = futures::stream::try_unfold((file, shown), |(mut file, shown)| async move {
-            let mut buf = vec![0u8; READ_CHUNK];
-            let n = file.read(&mut buf).await.map_err(|source| StoreError::Io {
-                op: "read",
-                path: shown.clone(),
-                source,
-            })?;
-            if n == 0 {
-                return Ok(None);
-            }
-            buf.truncate(n);
-            Ok(Some((Bytes::from(buf), (file, shown))))
-        });
-        Ok(Box::pin(stream))
     }
 }

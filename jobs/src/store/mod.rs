@@ -112,42 +112,68 @@ pub fn body_from_bytes(bytes: Bytes) -> PutBody {
     Box::pin(futures::stream::once(async move { Ok(bytes) }))
 }
 
-/// Attempts of [`get_small`] when the body breaks off mid-stream: the SDK
-/// retries a request only until its response headers arrive, so a connection
-/// cut during a manifest's body would otherwise fail a whole backup or restore.
-const SMALL_GET_ATTEMPTS: u32 = 3;
+/// Attempts of a read whose body breaks off mid-stream: the SDK retries a
+/// request only until its response headers arrive, so a connection cut during
+/// a manifest's body or a restore's part would otherwise fail a whole backup
+/// or restore.
+const BODY_ATTEMPTS: u32 = 3;
 /// Wait before the second attempt; doubled before each later one.
-const SMALL_GET_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+const BODY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The re-read policy of [`get_small`] and [`get_range_into`].
+struct Rereads<'a> {
+    key: &'a str,
+    offset: u64,
+    attempt: u32,
+}
+
+impl<'a> Rereads<'a> {
+    fn new(key: &'a str, offset: u64) -> Self {
+        Rereads {
+            key,
+            offset,
+            attempt: 1,
+        }
+    }
+
+    /// Whether to read again after `e`, once the backoff has passed: only a
+    /// request that broke off, and at most [`BODY_ATTEMPTS`] reads in all.
+    async fn again(&mut self, e: &StoreError) -> bool {
+        if !matches!(e, StoreError::Request { .. }) || self.attempt >= BODY_ATTEMPTS {
+            return false;
+        }
+        tracing::warn!(key = self.key, offset = self.offset, attempt = self.attempt, error = %e, "a read broke off; reading it again");
+        tokio::time::sleep(BODY_BACKOFF * 2u32.pow(self.attempt - 1)).await;
+        self.attempt += 1;
+        true
+    }
+}
 
 /// Reads a whole (small) object into memory, refusing more than `limit` bytes.
-/// A body that breaks off is read again from the start, up to
-/// [`SMALL_GET_ATTEMPTS`] times.
+/// A body that breaks off is read again from the start ([`Rereads`]).
 pub async fn get_small(
     store: &dyn ObjectStore,
     key: &str,
     limit: usize,
 ) -> Result<Vec<u8>, StoreError> {
-    let mut attempt = 1;
+    let mut rereads = Rereads::new(key, 0);
     loop {
         let stream = store.get(key).await?;
-        match read_capped(stream, key, limit).await {
-            Err(e @ StoreError::Request { .. }) if attempt < SMALL_GET_ATTEMPTS => {
-                tracing::warn!(key, attempt, error = %e, "the object's body broke off; reading it again");
-                tokio::time::sleep(SMALL_GET_BACKOFF * 2u32.pow(attempt - 1)).await;
-                attempt += 1;
-            }
-            other => return other,
+        let e = match read_capped(stream, key, limit).await {
+            Ok(bytes) => return Ok(bytes),
+            Err(e) => e,
+        };
+        if !rereads.again(&e).await {
+            return Err(e);
         }
     }
 }
 
-/// Attempts of [`get_range_into`]; see [`SMALL_GET_ATTEMPTS`].
-const RANGE_GET_ATTEMPTS: u32 = 3;
-
-/// Fills `buf` with the bytes of `key` from `offset`, reading again (up to
-/// [`RANGE_GET_ATTEMPTS`] times) when the body breaks off: a part of a restore
-/// is small enough to fetch again, and a long restore should not fail on one
-/// dropped connection. Fewer or more bytes than `buf` holds is an error.
+/// Fills `buf` with the bytes of `key` from `offset`, reading again
+/// ([`Rereads`]) when the request fails or its body breaks off: a part of a
+/// restore is small enough to fetch again, and a long restore should not fail
+/// on one dropped connection. Fewer or more bytes than `buf` holds is an
+/// error.
 pub async fn get_range_into(
     store: &dyn ObjectStore,
     key: &str,
@@ -155,19 +181,15 @@ pub async fn get_range_into(
     buf: &mut [u8],
 ) -> Result<(), StoreError> {
     let len = buf.len() as u64;
-    let mut attempt = 1;
+    let mut rereads = Rereads::new(key, offset);
     loop {
         let got = match store.get_range(key, offset, len).await {
             Ok(stream) => fill(stream, buf).await,
             Err(e) => Err(e),
         };
-        match got {
-            Err(e @ StoreError::Request { .. }) if attempt < RANGE_GET_ATTEMPTS => {
-                tracing::warn!(key, offset, attempt, error = %e, "a ranged read broke off; reading it again");
-                tokio::time::sleep(SMALL_GET_BACKOFF * 2u32.pow(attempt - 1)).await;
-                attempt += 1;
-            }
-            Ok(n) if n != len => {
+        let e = match got {
+            Ok(n) if n == len => return Ok(()),
+            Ok(n) => {
                 return Err(StoreError::Request {
                     op: "get",
                     url: store.url(),
@@ -178,7 +200,10 @@ pub async fn get_range_into(
                     ),
                 })
             }
-            other => return other.map(|_| ()),
+            Err(e) => e,
+        };
+        if !rereads.again(&e).await {
+            return Err(e);
         }
     }
 }
@@ -329,6 +354,36 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_range_cut_mid_body_is_read_again_and_a_short_one_is_refused() {
+        let store = Cutting {
+            cuts: AtomicU32::new(2),
+            gets: AtomicU32::new(0),
+        };
+        let mut buf = [0u8; 3];
+        get_range_into(&store, "k", 1, &mut buf).await.unwrap();
+        assert_eq!(&buf, b"ell");
+        assert_eq!(store.gets.load(Ordering::SeqCst), 3);
+
+        let store = Cutting {
+            cuts: AtomicU32::new(10),
+            gets: AtomicU32::new(0),
+        };
+        let err = get_range_into(&store, "k", 1, &mut buf).await.unwrap_err();
+        assert!(err.to_string().contains("connection closed"), "{err}");
+        assert_eq!(store.gets.load(Ordering::SeqCst), BODY_ATTEMPTS);
+
+        // An object shorter than the manifest says is an answer: no second read.
+        let store = Cutting {
+            cuts: AtomicU32::new(0),
+            gets: AtomicU32::new(0),
+        };
+        let mut long = [0u8; 10];
+        let err = get_range_into(&store, "k", 0, &mut long).await.unwrap_err();
+        assert!(err.to_string().contains("5 received"), "{err}");
+        assert_eq!(store.gets.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_small_object_cut_mid_body_is_read_again() {
         let store = Cutting {
             cuts: AtomicU32::new(2),
@@ -343,7 +398,7 @@ mod tests {
         };
         let err = get_small(&store, "k", 100).await.unwrap_err();
         assert!(err.to_string().contains("connection closed"), "{err}");
-        assert_eq!(store.gets.load(Ordering::SeqCst), SMALL_GET_ATTEMPTS);
+        assert_eq!(store.gets.load(Ordering::SeqCst), BODY_ATTEMPTS);
 
         // Too large is an answer, not a transient failure: no second read.
         let store = Cutting {
