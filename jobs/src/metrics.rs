@@ -152,6 +152,11 @@ pub fn escape(v: &str) -> String {
         .replace('\n', r"\n")
 }
 
+/// The `# HELP` and `# TYPE` lines that open the family `name`.
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
 /// The exposition text of one job.
 pub fn render(s: &JobStatus) -> String {
     let labels = format!(
@@ -169,8 +174,7 @@ pub fn render(s: &JobStatus) -> String {
     ];
     let mut out = String::new();
     for ((name, kind, help), value) in HELP.iter().zip(values) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
+        family(&mut out, name, kind, help);
         let _ = writeln!(out, "{name}{labels} {value}");
     }
     out
@@ -342,17 +346,17 @@ pub fn record_boot(dir: &Path, run: &Run, steps: &[(&str, Duration)]) -> io::Res
         ),
     ];
     for (name, help, value) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} gauge");
+        family(&mut out, name, "gauge", help);
         let _ = writeln!(out, "{name} {value}");
     }
     if !steps.is_empty() {
         let name = "rehost_boot_step_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Duration of each step of the last `rehost boot`."
+        family(
+            &mut out,
+            name,
+            "gauge",
+            "Duration of each step of the last `rehost boot`.",
         );
-        let _ = writeln!(out, "# TYPE {name} gauge");
         for (step, d) in steps {
             let _ = writeln!(
                 out,

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use rehost_jobs::fleet::{self, EntryView, Fleet, HostView};
-use rehost_jobs::metrics::escape;
+use rehost_jobs::metrics::{escape, family};
 use rehost_jobs::safefs::Dir;
 use serde::Serialize;
 
@@ -435,7 +435,7 @@ const ENTRY_FAMILIES: [EntryFamily; 8] = [
 fn render_metrics(view: &Fleet, judged: &[Judged], now: DateTime<Utc>, took: Duration) -> String {
     let mut out = String::new();
     for (name, help, value) in ENTRY_FAMILIES {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        family(&mut out, name, "gauge", help);
         for j in judged {
             let _ = writeln!(
                 out,
@@ -447,9 +447,11 @@ fn render_metrics(view: &Fleet, judged: &[Judged], now: DateTime<Utc>, took: Dur
         }
     }
     let name = "rehost_fleet_host_generation";
-    let _ = writeln!(
-        out,
-        "# HELP {name} The host's newest generation number (its newest rehost boot; 0: none).\n# TYPE {name} gauge"
+    family(
+        &mut out,
+        name,
+        "gauge",
+        "The host's newest generation number (its newest rehost boot; 0: none).",
     );
     for h in &view.hosts {
         let _ = writeln!(
@@ -482,10 +484,8 @@ fn render_metrics(view: &Fleet, judged: &[Judged], now: DateTime<Utc>, took: Dur
         ),
     ];
     for (name, help, value) in scan {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-        );
+        family(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
     }
     out
 }
