@@ -28,6 +28,7 @@ use tar::{Archive, EntryType};
 use crate::progress::Progress;
 use crate::safefs::Dir;
 
+use super::direct::{self, DirectBuf};
 use super::writers::{self, FileMeta, WriterPool, SMALL_FILE};
 use super::ArchiveError;
 
@@ -82,6 +83,7 @@ pub fn extract<R: Read>(
         seen: Seen::default(),
         known_dirs: HashSet::new(),
         dirs: Vec::new(),
+        direct: None,
     };
     for entry in archive.entries().map_err(ArchiveError::Read)? {
         let mut entry = entry.map_err(ArchiveError::Read)?;
@@ -145,6 +147,8 @@ struct State<'a, 'o> {
     /// Directories already created, so that each is made once, not per file.
     known_dirs: HashSet<PathBuf>,
     dirs: Vec<DirMeta>,
+    /// The buffer large files are written from, made at the first one.
+    direct: Option<DirectBuf>,
 }
 
 /// Longest file name (one path component) Linux filesystems accept.
@@ -389,8 +393,9 @@ impl State<'_, '_> {
                         n
                     }
                     _ => {
-                        let mut f = writers::create(root, rel)?;
-                        let n = copy_entry(entry, &mut f, &path)?;
+                        let f = writers::create(root, rel)?;
+                        let buf = self.direct.get_or_insert_with(DirectBuf::new);
+                        let n = direct::copy(entry, &f, &path, buf)?;
                         writers::apply_meta(&f, &path, meta)?;
                         n
                     }

@@ -3,6 +3,7 @@
 //! hashed, size-capped, decompressed and safely extracted. Nothing holds a whole
 //! archive in memory or on disk.
 
+mod direct;
 mod extract;
 mod gzip;
 mod io;
