@@ -266,9 +266,9 @@ impl Reading<'_> {
                 data.key.clone(),
             )),
             max_streams: data.streams,
-            // Each part in flight holds up to three buffers (stored,
-            // decrypted, inflated), and two inflated parts wait for the
-            // extractor.
+            // A plain part in flight holds one buffer (its tar), a part of
+            // an age object up to three (stored, decrypted, inflated); two
+            // inflated parts wait for the extractor.
             pool: parts::Pool::new(3 * data.streams + 2),
             decodes: parts::decode_permits(data.streams),
             progress: opts.progress.clone(),

@@ -26,6 +26,7 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use super::ArchiveError;
+use crate::read::read_full;
 
 /// Memory and file-offset alignment of direct writes: the logical block of
 /// 4Kn disks, and a multiple of every smaller one (512-byte sectors).
@@ -80,7 +81,7 @@ pub fn copy<R: Read>(
     };
     let mut total = 0u64;
     loop {
-        let n = fill(entry, buf.buf()).map_err(ArchiveError::Read)?;
+        let n = read_full(entry, buf.buf()).map_err(ArchiveError::Read)?;
         if n == 0 {
             break;
         }
@@ -150,20 +151,6 @@ fn set_direct(f: &File, on: bool) -> Result<(), Errno> {
         flags - OFlag::O_DIRECT
     };
     fcntl(f, FcntlArg::F_SETFL(flags)).map(drop)
-}
-
-/// Reads until `buf` is full or the reader ends; returns the bytes read.
-fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut at = 0;
-    while at < buf.len() {
-        match r.read(&mut buf[at..]) {
-            Ok(0) => break,
-            Ok(n) => at += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(at)
 }
 
 #[cfg(test)]

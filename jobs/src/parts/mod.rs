@@ -23,7 +23,9 @@
 //! Backups made before the index existed have none and restore sequentially.
 
 mod build;
+mod decrypt;
 mod fetch;
+mod inflate;
 mod pool;
 
 pub(crate) use build::{part_target, IndexBuilder, SharedHasher};

@@ -120,7 +120,7 @@ const BODY_ATTEMPTS: u32 = 3;
 /// Wait before the second attempt; doubled before each later one.
 const BODY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// The re-read policy of [`get_small`] and [`get_range_into`].
+/// The re-read policy of [`get_small`] and [`get_range_to`].
 struct Rereads<'a> {
     key: &'a str,
     offset: u64,
@@ -169,11 +169,34 @@ pub async fn get_small(
     }
 }
 
-/// Fills `buf` with the bytes of `key` from `offset`, reading again
-/// ([`Rereads`]) when the request fails or its body breaks off: a part of a
-/// restore is small enough to fetch again, and a long restore should not fail
-/// on one dropped connection. Fewer or more bytes than `buf` holds is an
-/// error.
+/// Where the bytes of a ranged read go, chunk by chunk as they arrive
+/// ([`get_range_to`]).
+pub trait RangeSink {
+    /// Forgets every byte taken so far: the read broke off and the range is
+    /// read again from its start.
+    fn restart(&mut self);
+    /// The next bytes of the range.
+    fn take(&mut self, chunk: &[u8]);
+}
+
+/// Fills a buffer from its start.
+struct Fill<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl RangeSink for Fill<'_> {
+    fn restart(&mut self) {
+        self.at = 0;
+    }
+
+    fn take(&mut self, chunk: &[u8]) {
+        self.buf[self.at..self.at + chunk.len()].copy_from_slice(chunk);
+        self.at += chunk.len();
+    }
+}
+
+/// Fills `buf` with the bytes of `key` from `offset` ([`get_range_to`]).
 pub async fn get_range_into(
     store: &dyn ObjectStore,
     key: &str,
@@ -181,10 +204,26 @@ pub async fn get_range_into(
     buf: &mut [u8],
 ) -> Result<(), StoreError> {
     let len = buf.len() as u64;
+    get_range_to(store, key, offset, len, &mut Fill { buf, at: 0 }).await
+}
+
+/// Hands the `len` bytes of `key` from `offset` to `sink` as they arrive,
+/// reading again ([`Rereads`], after [`RangeSink::restart`]) when the
+/// request fails or its body breaks off: a part of a restore is small enough
+/// to fetch again, and a long restore should not fail on one dropped
+/// connection. Fewer or more bytes than `len` is an error; `sink` never
+/// takes more than `len`.
+pub async fn get_range_to(
+    store: &dyn ObjectStore,
+    key: &str,
+    offset: u64,
+    len: u64,
+    sink: &mut (dyn RangeSink + Send),
+) -> Result<(), StoreError> {
     let mut rereads = Rereads::new(key, offset);
     loop {
         let got = match store.get_range(key, offset, len).await {
-            Ok(stream) => fill(stream, buf).await,
+            Ok(stream) => feed(stream, len, sink).await,
             Err(e) => Err(e),
         };
         let e = match got {
@@ -205,21 +244,27 @@ pub async fn get_range_into(
         if !rereads.again(&e).await {
             return Err(e);
         }
+        sink.restart();
     }
 }
 
-/// Copies `stream` into `buf`; returns the bytes the stream held (more
-/// than `buf` holds are counted, not copied).
-async fn fill(mut stream: ByteStream, buf: &mut [u8]) -> Result<u64, StoreError> {
+/// Hands `stream` to `sink`, at most `len` bytes; returns the bytes the
+/// stream held (more than `len` are counted, not handed on).
+async fn feed(
+    mut stream: ByteStream,
+    len: u64,
+    sink: &mut (dyn RangeSink + Send),
+) -> Result<u64, StoreError> {
     use futures::StreamExt;
-    let mut at = 0usize;
     let mut total = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
+        let room = len.saturating_sub(total);
+        let n = (chunk.len() as u64).min(room) as usize;
+        if n > 0 {
+            sink.take(&chunk[..n]);
+        }
         total += chunk.len() as u64;
-        let n = chunk.len().min(buf.len() - at);
-        buf[at..at + n].copy_from_slice(&chunk[..n]);
-        at += n;
     }
     Ok(total)
 }

@@ -1,0 +1,228 @@
+//! A plain part decoded while it arrives: each chunk of the GET's body is
+//! hashed and inflated straight into the part's tar buffer, so that a plain
+//! part never holds its stored bytes in a buffer of their own. That is one
+//! buffer less per part in flight (which is what lets a restore keep more
+//! GETs in flight in the same memory) and one copy less of every byte.
+//!
+//! Nothing decoded is handed on before the whole stored range matched its
+//! sha256 ([`Inflating::finish`]): inflating bytes not yet checked is safe
+//! (the output is bounded by the buffer, the decoder is memory-safe), and a
+//! part whose hash differs is refused whatever it inflated to.
+
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flate2::write::MultiGzDecoder;
+use sha2::{Digest, Sha256};
+
+use super::pool::{Pool, Pooled};
+use super::Placed;
+use crate::store::RangeSink;
+
+/// The tar buffer a part inflates into, and whether it was offered more
+/// than it holds.
+struct Out {
+    tar: Option<Pooled>,
+    at: usize,
+    more: bool,
+}
+
+impl Write for Out {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        if let Some(tar) = &mut self.tar {
+            let room = &mut tar.as_mut()[self.at..];
+            let n = room.len().min(b.len());
+            room[..n].copy_from_slice(&b[..n]);
+            self.at += n;
+            // The rest is dropped and only noted: the part is refused at
+            // the end, once its hash says whether it is corrupt or lying.
+            self.more |= n < b.len();
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why a part is refused ([`Inflating::finish`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    Sha256(String),
+    Corrupt(String),
+    /// It inflates to more (`None`) or fewer bytes than the manifest says.
+    Size(Option<usize>),
+}
+
+/// The [`RangeSink`] of a plain part.
+pub(crate) struct Inflating {
+    gz: MultiGzDecoder<Out>,
+    hasher: Sha256,
+    /// The first error of the decoder: after it, bytes are only hashed.
+    broken: Option<io::Error>,
+    /// Time spent hashing and inflating, for the `restore timings` line.
+    pub check: Duration,
+    pub inflate: Duration,
+}
+
+impl Inflating {
+    /// Inflates part `p` into a buffer of `pool`.
+    pub(crate) fn new(pool: &std::sync::Arc<Pool>, p: &Placed) -> Self {
+        let tar = pool.take((p.tar.1 - p.tar.0) as usize);
+        Inflating {
+            gz: MultiGzDecoder::new(Out {
+                tar: Some(tar),
+                at: 0,
+                more: false,
+            }),
+            hasher: Sha256::new(),
+            broken: None,
+            check: Duration::ZERO,
+            inflate: Duration::ZERO,
+        }
+    }
+
+    /// The part's tar bytes, once every stored byte was taken: refused if
+    /// the stored bytes are not those of the manifest, their gzip members are
+    /// corrupt or truncated, or they inflate to another length.
+    pub(crate) fn finish(self, p: &Placed) -> Result<Bytes, Refused> {
+        let sha256 = hex::encode(self.hasher.finalize());
+        if sha256 != p.sha256 {
+            return Err(Refused::Sha256(sha256));
+        }
+        if let Some(e) = self.broken {
+            return Err(Refused::Corrupt(e.to_string()));
+        }
+        let out = self
+            .gz
+            .finish()
+            .map_err(|e| Refused::Corrupt(e.to_string()))?;
+        let want = (p.tar.1 - p.tar.0) as usize;
+        if out.more {
+            return Err(Refused::Size(None));
+        }
+        if out.at != want {
+            return Err(Refused::Size(Some(out.at)));
+        }
+        match out.tar {
+            Some(tar) => Ok(Bytes::from_owner(tar)),
+            None => Err(Refused::Corrupt("its buffer was lost".into())),
+        }
+    }
+}
+
+impl RangeSink for Inflating {
+    fn restart(&mut self) {
+        let tar = self.gz.get_mut().tar.take();
+        self.gz = MultiGzDecoder::new(Out {
+            tar,
+            at: 0,
+            more: false,
+        });
+        self.hasher = Sha256::new();
+        self.broken = None;
+    }
+
+    fn take(&mut self, chunk: &[u8]) {
+        let t = Instant::now();
+        self.hasher.update(chunk);
+        let hashed = Instant::now();
+        self.check += hashed - t;
+        if self.broken.is_none() {
+            if let Err(e) = self.gz.write_all(chunk) {
+                self.broken = Some(e);
+            }
+            self.inflate += hashed.elapsed();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::write::GzEncoder;
+    use flate2::Compression;
+
+    /// `members` gzip members, each of `size` bytes of one value.
+    fn gz(members: &[(u8, usize)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &(v, size) in members {
+            let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+            e.write_all(&vec![v; size]).unwrap();
+            out.extend(e.finish().unwrap());
+        }
+        out
+    }
+
+    fn placed(stored: &[u8], tar: u64) -> Placed {
+        Placed {
+            n: 0,
+            gz: (0, stored.len() as u64),
+            tar: (0, tar),
+            stored: (0, stored.len() as u64),
+            sha256: hex::encode(Sha256::digest(stored)),
+        }
+    }
+
+    fn inflate(stored: &[u8], p: &Placed, step: usize) -> Result<Bytes, Refused> {
+        let mut s = Inflating::new(&Pool::new(2), p);
+        for c in stored.chunks(step) {
+            s.take(c);
+        }
+        s.finish(p)
+    }
+
+    #[test]
+    fn members_inflate_in_chunks_of_any_size() {
+        let stored = gz(&[(1, 70_000), (2, 5), (3, 200_000)]);
+        let p = placed(&stored, 270_005);
+        for step in [1, 7, 4096, stored.len()] {
+            let tar = inflate(&stored, &p, step).unwrap();
+            assert_eq!(tar.len(), 270_005, "step {step}");
+            assert!(tar[..70_000].iter().all(|&b| b == 1));
+            assert_eq!(&tar[70_000..70_005], &[2; 5]);
+            assert!(tar[70_005..].iter().all(|&b| b == 3));
+        }
+    }
+
+    #[test]
+    fn a_restart_forgets_what_came_before() {
+        let stored = gz(&[(9, 100_000)]);
+        let p = placed(&stored, 100_000);
+        let mut s = Inflating::new(&Pool::new(2), &p);
+        // Half a body, then garbage: the read broke off.
+        s.take(&stored[..stored.len() / 2]);
+        s.take(b"garbage");
+        s.restart();
+        s.take(&stored);
+        let tar = s.finish(&p).unwrap();
+        assert!(tar.iter().all(|&b| b == 9));
+    }
+
+    #[test]
+    fn parts_that_are_not_what_the_manifest_says_are_refused() {
+        let stored = gz(&[(1, 1000), (2, 1000)]);
+        // Another sha256.
+        let mut p = placed(&stored, 2000);
+        p.sha256 = "00".repeat(32);
+        assert!(matches!(inflate(&stored, &p, 100), Err(Refused::Sha256(_))));
+        // Cut inside its last member (the manifest hashed the cut bytes).
+        let cut = &stored[..stored.len() - 3];
+        let p = placed(cut, 2000);
+        assert!(matches!(inflate(cut, &p, 100), Err(Refused::Corrupt(_))));
+        // Not gzip at all.
+        let junk = vec![7u8; 500];
+        let p = placed(&junk, 500);
+        assert!(matches!(inflate(&junk, &p, 100), Err(Refused::Corrupt(_))));
+        // More and fewer tar bytes than declared.
+        let p = placed(&stored, 1999);
+        assert_eq!(inflate(&stored, &p, 100).unwrap_err(), Refused::Size(None));
+        let p = placed(&stored, 2001);
+        assert_eq!(
+            inflate(&stored, &p, 100).unwrap_err(),
+            Refused::Size(Some(2000))
+        );
+    }
+}
