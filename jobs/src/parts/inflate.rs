@@ -95,11 +95,15 @@ impl Inflating {
         if let Some(e) = self.broken {
             return Err(Refused::Corrupt(e.to_string()));
         }
+        if self.gz.get_ref().more {
+            return Err(Refused::Size(None));
+        }
         let out = self
             .gz
             .finish()
             .map_err(|e| Refused::Corrupt(e.to_string()))?;
         let want = (p.tar.1 - p.tar.0) as usize;
+        // The decoder hands on its last bytes only when finished.
         if out.more {
             return Err(Refused::Size(None));
         }
@@ -130,7 +134,10 @@ impl RangeSink for Inflating {
         self.hasher.update(chunk);
         let hashed = Instant::now();
         self.check += hashed - t;
-        if self.broken.is_none() {
+        // Once the part inflated to more than its buffer holds it is refused
+        // whatever follows: the rest is only hashed, so that a part that
+        // inflates to gigabytes (a gzip bomb) costs no more inflating.
+        if self.broken.is_none() && !self.gz.get_ref().more {
             if let Err(e) = self.gz.write_all(chunk) {
                 self.broken = Some(e);
             }
@@ -224,5 +231,16 @@ mod tests {
             inflate(&stored, &p, 100).unwrap_err(),
             Refused::Size(Some(2000))
         );
+    }
+
+    #[test]
+    fn a_part_that_inflates_past_its_size_is_not_inflated_further() {
+        // 100,000 bytes declared as 1,000, then bytes that are not gzip:
+        // once the buffer overflowed the decoder is fed nothing more, so the
+        // garbage never reaches it and the part is refused for its size.
+        let mut stored = gz(&[(1, 100_000)]);
+        stored.extend_from_slice(b"not gzip at all, never inflated");
+        let p = placed(&stored, 1000);
+        assert_eq!(inflate(&stored, &p, 64).unwrap_err(), Refused::Size(None));
     }
 }
