@@ -21,7 +21,6 @@ pub mod parts;
 pub mod progress;
 pub mod prometheus;
 pub mod pull;
-mod read;
 pub mod restore;
 pub mod retention;
 pub mod safefs;

@@ -26,7 +26,6 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use super::ArchiveError;
-use crate::read::read_full;
 
 /// Memory and file-offset alignment of direct writes: the logical block of
 /// 4Kn disks, and a multiple of every smaller one (512-byte sectors).
@@ -151,6 +150,21 @@ fn set_direct(f: &File, on: bool) -> Result<(), Errno> {
         flags - OFlag::O_DIRECT
     };
     fcntl(f, FcntlArg::F_SETFL(flags)).map(drop)
+}
+
+/// Reads until `buf` is full or the reader ends (the tar reader hands out
+/// fewer bytes per call at part borders); returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut at = 0;
+    while at < buf.len() {
+        match r.read(&mut buf[at..]) {
+            Ok(0) => break,
+            Ok(n) => at += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(at)
 }
 
 #[cfg(test)]

@@ -16,18 +16,16 @@ use std::time::{Duration, Instant};
 
 use age::x25519;
 use bytes::Bytes;
-use flate2::read::MultiGzDecoder;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Semaphore};
 
 use super::decrypt::decrypt_range;
-use super::inflate::{Inflating, Refused};
+use super::inflate::{Inflater, Inflating, Refused};
 use super::pool::{Pool, Pooled};
 use super::{Layout, Placed};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::read::read_full;
 use crate::store::{self, ObjectStore};
 
 /// Tar bytes a restore keeps in flight: with 4 MiB parts, 5 streams. On the
@@ -340,18 +338,12 @@ fn decode(
     })?;
     how.timings.add(Stage::Decrypt, t.elapsed());
     let t = Instant::now();
-    let want = (p.tar.1 - p.tar.0) as usize;
-    // One byte of room more than declared, to notice a part that holds more.
-    let mut tar = how.pool.take(want + 1);
-    let got = read_full(&mut MultiGzDecoder::new(gz.as_ref()), tar.as_mut())
-        .map_err(|e| how.refused(p, Refused::Corrupt(e.to_string())))?;
+    let mut tar = Inflater::new(&how.pool, (p.tar.1 - p.tar.0) as usize);
+    tar.write(gz.as_ref());
+    drop(gz);
+    let tar = tar.finish().map_err(|refused| how.refused(p, refused))?;
     how.timings.add(Stage::Inflate, t.elapsed());
-    if got != want {
-        let size = (got <= want).then_some(got);
-        return Err(how.refused(p, Refused::Size(size)));
-    }
-    tar.set_len(want);
-    Ok((Bytes::from_owner(tar), Some(header)))
+    Ok((tar, Some(header)))
 }
 
 #[cfg(test)]

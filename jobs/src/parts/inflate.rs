@@ -8,6 +8,10 @@
 //! sha256 ([`Inflating::finish`]): inflating bytes not yet checked is safe
 //! (the output is bounded by the buffer, the decoder is memory-safe), and a
 //! part whose hash differs is refused whatever it inflated to.
+//!
+//! The inflating itself ([`Inflater`]: into a buffer of the declared size,
+//! refusing any other size) is also that of the parts of age objects, which
+//! are inflated once decrypted.
 
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -26,18 +30,30 @@ struct Out {
     tar: Option<Pooled>,
     at: usize,
     more: bool,
+    /// Bytes the decoder handed on: what the tests check inflating stops at.
+    #[cfg(test)]
+    offered: usize,
 }
 
 impl Write for Out {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        #[cfg(test)]
+        {
+            self.offered += b.len();
+        }
         if let Some(tar) = &mut self.tar {
             let room = &mut tar.as_mut()[self.at..];
             let n = room.len().min(b.len());
             room[..n].copy_from_slice(&b[..n]);
             self.at += n;
-            // The rest is dropped and only noted: the part is refused at
-            // the end, once its hash says whether it is corrupt or lying.
-            self.more |= n < b.len();
+            if n < b.len() {
+                // The rest is dropped and only noted: the part is refused at
+                // the end, once its hash says whether it is corrupt or lying.
+                // The error stops the decoder inside the write it came from,
+                // which may hold a whole part's members (an age part's).
+                self.more = true;
+                return Err(io::Error::other("more than the declared size"));
+            }
         }
         Ok(b.len())
     }
@@ -47,7 +63,7 @@ impl Write for Out {
     }
 }
 
-/// Why a part is refused ([`Inflating::finish`]).
+/// Why a part is refused ([`Inflater::finish`], [`Inflating::finish`]).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Refused {
     Sha256(String),
@@ -56,58 +72,80 @@ pub(crate) enum Refused {
     Size(Option<usize>),
 }
 
-/// The [`RangeSink`] of a plain part.
-pub(crate) struct Inflating {
+/// Gzip members inflated into a tar buffer of the size the manifest
+/// declares: the one inflater of both kinds of part (a plain part's stored
+/// bytes as they arrive, [`Inflating`]; an age part's once decrypted).
+pub(crate) struct Inflater {
     gz: MultiGzDecoder<Out>,
-    hasher: Sha256,
-    /// The first error of the decoder: after it, bytes are only hashed.
+    want: usize,
+    /// The first error of the decoder: after it, nothing more is inflated.
     broken: Option<io::Error>,
-    /// Time spent hashing and inflating, for the `restore timings` line.
-    pub check: Duration,
-    pub inflate: Duration,
 }
 
-impl Inflating {
-    /// Inflates part `p` into a buffer of `pool`.
-    pub(crate) fn new(pool: &std::sync::Arc<Pool>, p: &Placed) -> Self {
-        let tar = pool.take((p.tar.1 - p.tar.0) as usize);
-        Inflating {
+impl Inflater {
+    /// Inflates into a buffer of `pool` that holds `want` bytes.
+    pub(crate) fn new(pool: &std::sync::Arc<Pool>, want: usize) -> Self {
+        Inflater::with_buffer(Some(pool.take(want)), want)
+    }
+
+    fn with_buffer(tar: Option<Pooled>, want: usize) -> Self {
+        Inflater {
             gz: MultiGzDecoder::new(Out {
-                tar: Some(tar),
+                tar,
                 at: 0,
                 more: false,
+                #[cfg(test)]
+                offered: 0,
             }),
-            hasher: Sha256::new(),
+            want,
             broken: None,
-            check: Duration::ZERO,
-            inflate: Duration::ZERO,
         }
     }
 
-    /// The part's tar bytes, once every stored byte was taken: refused if
-    /// the stored bytes are not those of the manifest, their gzip members are
-    /// corrupt or truncated, or they inflate to another length.
-    pub(crate) fn finish(self, p: &Placed) -> Result<Bytes, Refused> {
-        let sha256 = hex::encode(self.hasher.finalize());
-        if sha256 != p.sha256 {
-            return Err(Refused::Sha256(sha256));
+    /// Inflates the next bytes of the members. Once they inflated to more
+    /// than the buffer holds, or turned out corrupt, the part is refused
+    /// whatever follows, so nothing more is inflated: a part that inflates
+    /// to gigabytes (a gzip bomb) costs no more than its first buffer.
+    pub(crate) fn write(&mut self, gz: &[u8]) {
+        if self.broken.is_none() && !self.gz.get_ref().more {
+            if let Err(e) = self.gz.write_all(gz) {
+                // An overflow is refused for its size, not as corrupt.
+                if !self.gz.get_ref().more {
+                    self.broken = Some(e);
+                }
+            }
         }
-        if let Some(e) = self.broken {
-            return Err(Refused::Corrupt(e.to_string()));
+    }
+
+    /// Starts again from the first member, into the same buffer.
+    fn restart(&mut self) {
+        let tar = self.gz.get_mut().tar.take();
+        *self = Inflater::with_buffer(tar, self.want);
+    }
+
+    /// The tar bytes, once every member was written: refused if the members
+    /// are corrupt or truncated, or inflate to another length than `want`.
+    pub(crate) fn finish(mut self) -> Result<Bytes, Refused> {
+        // The decoder hands on its last bytes only when finished: they may
+        // be the ones that overflow.
+        if self.broken.is_none() && !self.gz.get_ref().more {
+            if let Err(e) = self.gz.try_finish() {
+                if !self.gz.get_ref().more {
+                    self.broken = Some(e);
+                }
+            }
         }
         if self.gz.get_ref().more {
             return Err(Refused::Size(None));
+        }
+        if let Some(e) = self.broken {
+            return Err(Refused::Corrupt(e.to_string()));
         }
         let out = self
             .gz
             .finish()
             .map_err(|e| Refused::Corrupt(e.to_string()))?;
-        let want = (p.tar.1 - p.tar.0) as usize;
-        // The decoder hands on its last bytes only when finished.
-        if out.more {
-            return Err(Refused::Size(None));
-        }
-        if out.at != want {
+        if out.at != self.want {
             return Err(Refused::Size(Some(out.at)));
         }
         match out.tar {
@@ -117,16 +155,42 @@ impl Inflating {
     }
 }
 
+/// The [`RangeSink`] of a plain part: its stored bytes hashed and inflated.
+pub(crate) struct Inflating {
+    tar: Inflater,
+    hasher: Sha256,
+    /// Time spent hashing and inflating, for the `restore timings` line.
+    pub check: Duration,
+    pub inflate: Duration,
+}
+
+impl Inflating {
+    /// Inflates part `p` into a buffer of `pool`.
+    pub(crate) fn new(pool: &std::sync::Arc<Pool>, p: &Placed) -> Self {
+        Inflating {
+            tar: Inflater::new(pool, (p.tar.1 - p.tar.0) as usize),
+            hasher: Sha256::new(),
+            check: Duration::ZERO,
+            inflate: Duration::ZERO,
+        }
+    }
+
+    /// The part's tar bytes, once every stored byte was taken: refused if
+    /// the stored bytes are not those of the manifest, then as
+    /// [`Inflater::finish`] refuses.
+    pub(crate) fn finish(self, p: &Placed) -> Result<Bytes, Refused> {
+        let sha256 = hex::encode(self.hasher.finalize());
+        if sha256 != p.sha256 {
+            return Err(Refused::Sha256(sha256));
+        }
+        self.tar.finish()
+    }
+}
+
 impl RangeSink for Inflating {
     fn restart(&mut self) {
-        let tar = self.gz.get_mut().tar.take();
-        self.gz = MultiGzDecoder::new(Out {
-            tar,
-            at: 0,
-            more: false,
-        });
+        self.tar.restart();
         self.hasher = Sha256::new();
-        self.broken = None;
     }
 
     fn take(&mut self, chunk: &[u8]) {
@@ -134,15 +198,8 @@ impl RangeSink for Inflating {
         self.hasher.update(chunk);
         let hashed = Instant::now();
         self.check += hashed - t;
-        // Once the part inflated to more than its buffer holds it is refused
-        // whatever follows: the rest is only hashed, so that a part that
-        // inflates to gigabytes (a gzip bomb) costs no more inflating.
-        if self.broken.is_none() && !self.gz.get_ref().more {
-            if let Err(e) = self.gz.write_all(chunk) {
-                self.broken = Some(e);
-            }
-            self.inflate += hashed.elapsed();
-        }
+        self.tar.write(chunk);
+        self.inflate += hashed.elapsed();
     }
 }
 
@@ -242,5 +299,35 @@ mod tests {
         stored.extend_from_slice(b"not gzip at all, never inflated");
         let p = placed(&stored, 1000);
         assert_eq!(inflate(&stored, &p, 64).unwrap_err(), Refused::Size(None));
+    }
+
+    #[test]
+    fn a_part_written_whole_stops_inflating_where_its_buffer_ends() {
+        // An age part's members reach the inflater in one write: 64 MiB of
+        // zeros (64 KiB of gzip) declared as 1,000 bytes must not be
+        // inflated to the end of that write.
+        let stored = gz(&[(0, 64 << 20)]);
+        let mut tar = Inflater::new(&Pool::new(2), 1000);
+        tar.write(&stored);
+        let offered = tar.gz.get_ref().offered;
+        assert!(offered < 1 << 20, "inflated {offered} bytes for 1,000");
+        assert_eq!(tar.finish().unwrap_err(), Refused::Size(None));
+    }
+
+    #[test]
+    fn a_part_written_whole_inflates_like_one_that_arrives_in_chunks() {
+        let stored = gz(&[(4, 300_000), (5, 1)]);
+        let mut tar = Inflater::new(&Pool::new(2), 300_001);
+        tar.write(&stored);
+        let tar = tar.finish().unwrap();
+        assert!(tar[..300_000].iter().all(|&b| b == 4));
+        assert_eq!(tar[300_000], 5);
+        // Fewer bytes than declared, and members cut short.
+        let mut short = Inflater::new(&Pool::new(2), 300_002);
+        short.write(&stored);
+        assert_eq!(short.finish().unwrap_err(), Refused::Size(Some(300_001)));
+        let mut cut = Inflater::new(&Pool::new(2), 300_001);
+        cut.write(&stored[..stored.len() - 4]);
+        assert!(matches!(cut.finish(), Err(Refused::Corrupt(_))));
     }
 }

@@ -76,10 +76,6 @@ impl Pooled {
     pub(crate) fn as_mut(&mut self) -> &mut [u8] {
         &mut self.buf[..self.len]
     }
-
-    pub(crate) fn set_len(&mut self, len: usize) {
-        self.len = len.min(self.buf.len());
-    }
 }
 
 impl AsRef<[u8]> for Pooled {
