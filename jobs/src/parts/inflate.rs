@@ -107,12 +107,23 @@ impl Inflater {
     /// whatever follows, so nothing more is inflated: a part that inflates
     /// to gigabytes (a gzip bomb) costs no more than its first buffer.
     pub(crate) fn write(&mut self, gz: &[u8]) {
-        if self.broken.is_none() && !self.gz.get_ref().more {
-            if let Err(e) = self.gz.write_all(gz) {
-                // An overflow is refused for its size, not as corrupt.
-                if !self.gz.get_ref().more {
-                    self.broken = Some(e);
-                }
+        if !self.refused() {
+            let wrote = self.gz.write_all(gz);
+            self.keep(wrote);
+        }
+    }
+
+    /// Whether the part is refused whatever follows.
+    fn refused(&self) -> bool {
+        self.broken.is_some() || self.gz.get_ref().more
+    }
+
+    /// Keeps the decoder's error; an overflow is refused for its size, not
+    /// as corrupt.
+    fn keep(&mut self, result: io::Result<()>) {
+        if let Err(e) = result {
+            if !self.gz.get_ref().more {
+                self.broken = Some(e);
             }
         }
     }
@@ -128,12 +139,9 @@ impl Inflater {
     pub(crate) fn finish(mut self) -> Result<Bytes, Refused> {
         // The decoder hands on its last bytes only when finished: they may
         // be the ones that overflow.
-        if self.broken.is_none() && !self.gz.get_ref().more {
-            if let Err(e) = self.gz.try_finish() {
-                if !self.gz.get_ref().more {
-                    self.broken = Some(e);
-                }
-            }
+        if !self.refused() {
+            let finished = self.gz.try_finish();
+            self.keep(finished);
         }
         if self.gz.get_ref().more {
             return Err(Refused::Size(None));
