@@ -154,6 +154,48 @@ def rounds_table(res, rounds):
     return out
 
 
+# run.sh's columns from bench/lib.sh's samples of the machine, with their headers
+MACHINE_COLUMNS = [
+    ("iowait_s", "iowait s"),
+    ("steal_s", "steal s"),
+    ("disk_write_mib", "disk written MiB"),
+    ("disk_busy_s", "disk busy s"),
+    ("discard_mib", "discarded MiB"),
+    ("dirty_max_mib", "max dirty + writeback MiB"),
+]
+
+
+def machine_table(res):
+    """What the machine did during every measurement (bench/lib.sh's samples of
+    /proc/stat, /proc/diskstats and /proc/meminfo), or [] for a TSV without them."""
+    rows = [x for s in res.values() for x in s.rows]
+    if not rows or any(c not in rows[0] for c, _ in MACHINE_COLUMNS):
+        return []
+    out = []
+    w = out.append
+    w("| tool | operation | round (position) | wall s | %s |" % " | ".join(h for _, h in MACHINE_COLUMNS))
+    w("|---|---|---|---:|%s" % ("---:|" * len(MACHINE_COLUMNS)))
+    for op in ("backup", "restore"):
+        for tool in ("rehost", "tar", "restic"):
+            r = res.get((tool, op))
+            if not r:
+                continue
+            for x in sorted(r.rows, key=lambda x: int(x["round"])):
+                w("| %s | %s | %s (%s) | %s | %s |" % (
+                    TOOL_NAMES[tool], op, x["round"], x["pos"], x["wall_s"],
+                    " | ".join(x[c] or "-" for c, _ in MACHINE_COLUMNS)))
+    return out
+
+
+MACHINE_TEXT = (
+    "What the machine did during every measurement, from samples bench/lib.sh takes every "
+    "second (first and last sample: /proc/stat's iowait and steal ticks, /proc/diskstats of "
+    "the disk under target/: sectors written, time busy, sectors discarded; the largest "
+    "Dirty + Writeback of /proc/meminfo seen). iowait and steal are summed over all CPUs; "
+    "steal is time the hypervisor gave the CPUs to others. The samples themselves are in "
+    "the run's work directory (`samples-TOOL-OP-rROUND.txt`).")
+
+
 def ratios_table(res):
     """Ratios of median wall time, rehost against the others."""
     return [
@@ -305,6 +347,12 @@ def main():
     w("")
     out.extend(ratios_table(res))
     w("")
+    machine = machine_table(res)
+    if machine:
+        w(MACHINE_TEXT)
+        w("")
+        out.extend(machine)
+        w("")
 
     def verdict(cond):
         return "n/a" if cond is None else ("**PASS**" if cond else "**FAIL**")

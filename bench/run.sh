@@ -216,7 +216,7 @@ import json,sys; s=json.load(open(sys.argv[1]))["stats"]; print(s["files"], s["b
 # --- measurement -------------------------------------------------------------------
 
 TSV="$WORK/results-$RUNID.tsv"
-printf 'tool\top\tround\tpos\twall_s\tcpu_s\tmaxrss_kib\tstored_bytes\texit\tverify\n' >"$TSV"
+printf 'tool\top\tround\tpos\twall_s\tcpu_s\tmaxrss_kib\tstored_bytes\texit\tverify\tiowait_s\tsteal_s\tdisk_write_mib\tdisk_busy_s\tdiscard_mib\tdirty_max_mib\n' >"$TSV"
 FAILED=0
 PENDING_RM=()  # restored trees to delete before the next measurement's sync
 POS=0          # position of the current measurement within its round
@@ -224,10 +224,11 @@ POS=0          # position of the current measurement within its round
 # settle and measure (BENCH_SETTLE, DROP, PENDING_RM, WORK, FAILED): bench/lib.sh
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+sample_disk_of "$ROOT/target"
 
 record() {  # tool op round stored verify
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-        "$1" "$2" "$3" "$POS" "$M_WALL" "$M_CPU" "$M_RSS" "$4" "$M_EXIT" "$5" >>"$TSV"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$1" "$2" "$3" "$POS" "$M_WALL" "$M_CPU" "$M_RSS" "$4" "$M_EXIT" "$5" "$M_SYS" >>"$TSV"
 }
 
 verify() {  # $1 restored dir; sets V to "OK (...)" or "FAIL ..."

@@ -257,6 +257,12 @@ def main():
         w("")
         out.extend(report.ratios_table(s.res))
         w("")
+        machine = report.machine_table(s.res)
+        if machine:
+            w(report.MACHINE_TEXT)
+            w("")
+            out.extend(machine)
+            w("")
 
     # --- where the time goes
     w("## Where the time goes: rehost's restore")
