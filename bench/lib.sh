@@ -5,17 +5,13 @@
 # major:minor of the disk the measured tools write to (sample_disk_of sets it).
 # shellcheck shell=bash
 
-# sample_disk_of DIR: SAMPLE_DISK := the major:minor of the whole disk that
-# holds DIR, as /proc/diskstats names it (empty when it cannot be found: the
-# samples then have no disk columns).
+# sample_disk_of DIR: SAMPLE_DISK := the major:minor of the device that holds
+# DIR, as /proc/diskstats names it (a partition has its own line there), or
+# empty when /proc/diskstats has no such device (an overlay, say): the samples'
+# disk columns are then zeros.
 sample_disk_of() {
-    local src dev
-    SAMPLE_DISK=""
-    src="$(findmnt -no SOURCE -T "$1" 2>/dev/null | head -n 1)" || return 0
-    [ -b "$src" ] || return 0
-    dev="$(lsblk -no PKNAME "$src" 2>/dev/null | head -n 1)"
-    [ -n "$dev" ] || dev="$(basename "$src")"
-    SAMPLE_DISK="$(lsblk -dno MAJ:MIN "/dev/$dev" 2>/dev/null | tr -d ' ')"
+    SAMPLE_DISK="$(stat -c '%Hd:%Ld' "$1" 2>/dev/null)" || SAMPLE_DISK=""
+    awk -v d="$SAMPLE_DISK" '$1 ":" $2 == d { f = 1 } END { exit !f }' /proc/diskstats || SAMPLE_DISK=""
 }
 
 # sample_line: one line of what the machine did so far: milliseconds since the

@@ -347,11 +347,11 @@ def main():
     w("")
     out.extend(ratios_table(res))
     w("")
-    machine = machine_table(res)
-    if machine:
+    machine_rows = machine_table(res)
+    if machine_rows:
         w(MACHINE_TEXT)
         w("")
-        out.extend(machine)
+        out.extend(machine_rows)
         w("")
 
     def verdict(cond):

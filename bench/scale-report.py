@@ -257,11 +257,11 @@ def main():
         w("")
         out.extend(report.ratios_table(s.res))
         w("")
-        machine = report.machine_table(s.res)
-        if machine:
+        machine_rows = report.machine_table(s.res)
+        if machine_rows:
             w(report.MACHINE_TEXT)
             w("")
-            out.extend(machine)
+            out.extend(machine_rows)
             w("")
 
     # --- where the time goes
